@@ -1,0 +1,9 @@
+//! Trimtab's functional core: prices, the duration-vs-memory model and the right-sizing optimiser.
+//!
+//! Architecture Invariant: nothing here performs I/O, reads the clock, spawns tasks or knows an
+//! AWS SDK type. Inputs are plain structs the adapters fill in; outputs are plain data (reports and
+//! plans) the shell prints, records or carries out. Every function is deterministic.
+
+pub mod model;
+pub mod pricing;
+pub mod rightsizing;

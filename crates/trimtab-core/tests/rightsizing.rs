@@ -1,0 +1,277 @@
+//! Right-sizing optimiser: hand-worked cases and invariants.
+
+use proptest::prelude::*;
+use trimtab_core::model::{DurationModel, vcpus};
+use trimtab_core::pricing::{Architecture, PriceTable};
+use trimtab_core::rightsizing::{
+    FunctionMetrics, FunctionObservation, MemoryEvidence, Settings, Status, Strategy, recommend,
+    recommend_fleet, totals,
+};
+
+const FOURTEEN_DAYS_S: f64 = 14.0 * 86_400.0;
+
+struct Workload {
+    memory_mb: u32,
+    timeout_s: u32,
+    invocations: f64,
+    avg_ms: f64,
+    max_ms: f64,
+    cpu_ms: Option<f64>,
+    peak_mb: Option<f64>,
+}
+
+fn observe(w: &Workload) -> FunctionObservation {
+    FunctionObservation {
+        function_name: "f".to_owned(),
+        architecture: Architecture::X86_64,
+        memory_mb: w.memory_mb,
+        timeout_s: w.timeout_s,
+        ephemeral_storage_mb: 512,
+        window_s: FOURTEEN_DAYS_S,
+        metrics: FunctionMetrics {
+            invocations: w.invocations,
+            duration_avg_ms: Some(w.avg_ms),
+            duration_max_ms: Some(w.max_ms),
+            cpu_total_time_avg_ms: w.cpu_ms,
+            used_memory_max_mb: w.peak_mb,
+            memory_evidence: w.peak_mb.map(|_| MemoryEvidence::Insights),
+            ..FunctionMetrics::default()
+        },
+    }
+}
+
+/// The seeds' formula: memory = peak used x 1.2, duration assumed unchanged.
+fn seeds_memory_mb(peak_mb: f64) -> u32 {
+    ((peak_mb * 1.2).ceil() as u32).max(128)
+}
+
+fn monthly_usd_at(obs: &FunctionObservation, memory_mb: u32) -> f64 {
+    // Price a candidate by asking the optimiser to judge a function pinned at that memory: its
+    // current cost is the model's cost at that memory.
+    let model = DurationModel::fit(
+        obs.memory_mb,
+        obs.metrics.duration_avg_ms.unwrap_or_default(),
+        obs.metrics.cpu_total_time_avg_ms,
+    );
+    let ms = model.duration_ms(memory_mb);
+    let pinned = FunctionObservation {
+        memory_mb,
+        metrics: FunctionMetrics {
+            duration_avg_ms: Some(ms),
+            cpu_total_time_avg_ms: Some(model.cpu_ms),
+            ..obs.metrics.clone()
+        },
+        ..obs.clone()
+    };
+    recommend(&pinned, &Settings::default(), &PriceTable::us_east_1(), 0.0).current_monthly_cost_usd
+}
+
+#[test]
+fn cpu_bound_function_is_not_shrunk_to_its_memory_use_because_that_costs_more() {
+    // An image resizer at 3,008 MB keeping 1.7 cores busy, using only 180 MB of memory.
+    let w = Workload {
+        memory_mb: 3008,
+        timeout_s: 30,
+        invocations: 500_000.0,
+        avg_ms: 800.0,
+        max_ms: 2400.0,
+        cpu_ms: Some(800.0 * 1.7),
+        peak_mb: Some(180.0),
+    };
+    let obs = observe(&w);
+    let seeds = seeds_memory_mb(180.0);
+    let now = monthly_usd_at(&obs, 3008);
+    let at_seeds = monthly_usd_at(&obs, seeds);
+    assert!(at_seeds > now, "seeds' {seeds} MB: ${at_seeds:.2} vs ${now:.2} today");
+
+    let r = recommend(&obs, &Settings::default(), &PriceTable::us_east_1(), 0.0);
+    assert!(r.recommended_memory_mb > 2700, "{r:?}");
+    assert!(r.projected_monthly_cost_usd <= r.current_monthly_cost_usd + 1e-9);
+    assert!(r.predicted_p99_ms.unwrap_or(f64::MAX) <= r.current_p99_ms.unwrap_or(0.0) * 1.1 + 1e-6);
+}
+
+#[test]
+fn single_threaded_cpu_bound_function_keeps_its_memory() {
+    // Fully busy at 1,024 MB: any cut slows it in proportion and saves nothing.
+    let w = Workload {
+        memory_mb: 1024,
+        timeout_s: 10,
+        invocations: 200_000.0,
+        avg_ms: 400.0,
+        max_ms: 900.0,
+        cpu_ms: Some(400.0 * vcpus(1024)),
+        peak_mb: Some(90.0),
+    };
+    let r = recommend(&observe(&w), &Settings::default(), &PriceTable::us_east_1(), 0.0);
+    assert!(r.recommended_memory_mb >= 931, "{}", r.recommended_memory_mb);
+    assert!(r.monthly_savings_usd.abs() < 0.01 * r.current_monthly_cost_usd + 0.01);
+}
+
+#[test]
+fn io_bound_over_provisioned_function_shrinks_to_its_floor() {
+    // 1,024 MB, 250 ms mostly waiting on a database, 4 ms CPU, 70 MB used.
+    let w = Workload {
+        memory_mb: 1024,
+        timeout_s: 30,
+        invocations: 1_000_000.0,
+        avg_ms: 250.0,
+        max_ms: 1200.0,
+        cpu_ms: Some(4.0),
+        peak_mb: Some(70.0),
+    };
+    let r = recommend(&observe(&w), &Settings::default(), &PriceTable::us_east_1(), 0.0);
+    assert_eq!(r.status, Status::Recommended);
+    // Floor = 84 MB -> 128 MB minimum, but 4 ms of CPU (6.9 ms of wall time at 1,024 MB) takes
+    // 55 ms at 128 MB: 19% slower, over the guard. The smallest size within 10% is about 222 MB.
+    assert!((215..=235).contains(&r.recommended_memory_mb), "{}", r.recommended_memory_mb);
+    let slowdown = r.predicted_duration_ms.unwrap_or_default() / 250.0;
+    assert!(slowdown <= 1.1 + 1e-9, "{slowdown}");
+    assert!(r.monthly_savings_usd > 0.7 * r.current_monthly_cost_usd, "{r:?}");
+    // 1.2 s max at ~1.1x, with 1.5x margin -> 3 s.
+    assert_eq!(r.recommended_timeout_s, 3);
+}
+
+#[test]
+fn function_near_its_memory_limit_is_raised() {
+    let w = Workload {
+        memory_mb: 512,
+        timeout_s: 6,
+        invocations: 50_000.0,
+        avg_ms: 120.0,
+        max_ms: 500.0,
+        cpu_ms: Some(40.0),
+        peak_mb: Some(498.0),
+    };
+    let r = recommend(&observe(&w), &Settings::default(), &PriceTable::us_east_1(), 0.0);
+    assert_eq!(r.status, Status::Recommended);
+    assert!(r.recommended_memory_mb >= 598, "{}", r.recommended_memory_mb);
+    assert!(r.reasons.iter().any(|x| x.contains("headroom")), "{:?}", r.reasons);
+}
+
+#[test]
+fn too_few_invocations_is_insufficient_data_with_a_reason() {
+    let w = Workload {
+        memory_mb: 512,
+        timeout_s: 6,
+        invocations: 12.0,
+        avg_ms: 120.0,
+        max_ms: 500.0,
+        cpu_ms: None,
+        peak_mb: None,
+    };
+    let r = recommend(&observe(&w), &Settings::default(), &PriceTable::us_east_1(), 0.0);
+    assert_eq!(r.status, Status::InsufficientData);
+    assert_eq!(r.recommended_memory_mb, 512);
+    assert!(r.reasons[0].contains("12 invocations"), "{:?}", r.reasons);
+}
+
+#[test]
+fn timeouts_that_were_hit_are_never_lowered() {
+    let w = Workload {
+        memory_mb: 1024,
+        timeout_s: 3,
+        invocations: 10_000.0,
+        avg_ms: 200.0,
+        max_ms: 3000.0,
+        cpu_ms: Some(20.0),
+        peak_mb: Some(100.0),
+    };
+    let r = recommend(&observe(&w), &Settings::default(), &PriceTable::us_east_1(), 0.0);
+    assert!(r.recommended_timeout_s >= 3);
+}
+
+#[test]
+fn speed_strategy_buys_cpu_for_a_cpu_bound_function() {
+    let w = Workload {
+        memory_mb: 512,
+        timeout_s: 10,
+        invocations: 100_000.0,
+        avg_ms: 1000.0,
+        max_ms: 2000.0,
+        cpu_ms: Some(1000.0 * vcpus(512)),
+        peak_mb: Some(200.0),
+    };
+    let settings = Settings { strategy: Strategy::Speed, ..Settings::default() };
+    let r = recommend(&observe(&w), &settings, &PriceTable::us_east_1(), 0.0);
+    // Single thread: fastest from ~1,769 MB on; the cheapest of the fastest is near 1,769.
+    assert!((1700..=1800).contains(&r.recommended_memory_mb), "{}", r.recommended_memory_mb);
+    let balanced = Settings { strategy: Strategy::Balanced, ..Settings::default() };
+    let b = recommend(&observe(&w), &balanced, &PriceTable::us_east_1(), 0.0);
+    assert!(b.recommended_memory_mb >= 512);
+}
+
+#[test]
+fn fleet_totals_add_up_and_tiers_follow_the_fleet() {
+    let a = observe(&Workload {
+        memory_mb: 1024,
+        timeout_s: 30,
+        invocations: 1_000_000.0,
+        avg_ms: 250.0,
+        max_ms: 1200.0,
+        cpu_ms: Some(4.0),
+        peak_mb: Some(70.0),
+    });
+    let recs = recommend_fleet(&[a.clone(), a], &Settings::default(), &PriceTable::us_east_1());
+    let t = totals(&recs);
+    assert_eq!(t.functions, 2);
+    assert_eq!(t.recommended, 2);
+    let sum: f64 = recs.iter().map(|r| r.monthly_savings_usd).sum();
+    assert!((t.monthly_savings_usd - sum).abs() < 1e-9);
+}
+
+proptest! {
+    #[test]
+    fn never_below_peak_use_plus_headroom_nor_outside_limits(
+        memory_mb in 128u32..=10_240,
+        avg_ms in 1.0f64..20_000.0,
+        cpu_frac in 0.0f64..1.0,
+        peak_frac in 0.05f64..1.2,
+        invocations in 100.0f64..1.0e7,
+        strategy in prop_oneof![Just(Strategy::Cost), Just(Strategy::Speed), Just(Strategy::Balanced)],
+    ) {
+        let peak = f64::from(memory_mb) * peak_frac;
+        let w = Workload {
+            memory_mb,
+            timeout_s: 900,
+            invocations,
+            avg_ms,
+            max_ms: avg_ms * 3.0,
+            cpu_ms: Some(avg_ms * cpu_frac * vcpus(memory_mb).min(1.0)),
+            peak_mb: Some(peak),
+        };
+        let settings = Settings { strategy, ..Settings::default() };
+        let r = recommend(&observe(&w), &settings, &PriceTable::us_east_1(), 0.0);
+        let floor = ((peak * 1.2).ceil() as u32).clamp(128, 10_240);
+        prop_assert!(r.recommended_memory_mb >= floor);
+        prop_assert!((128..=10_240).contains(&r.recommended_memory_mb));
+        prop_assert!((1..=900).contains(&r.recommended_timeout_s));
+        if r.recommended_memory_mb < memory_mb {
+            prop_assert!(r.predicted_duration_ms.unwrap_or_default() <= avg_ms * 1.1 * (1.0 + 1e-9) + 0.01);
+        }
+        if strategy == Strategy::Cost {
+            prop_assert!(r.monthly_savings_usd >= -1e-3 || r.recommended_memory_mb >= memory_mb);
+        }
+    }
+
+    #[test]
+    fn cost_is_monotone_in_memory_at_fixed_duration(
+        low in 128u32..10_240, extra in 1u32..5_000, invocations in 1.0f64..1.0e8, ms in 1.0f64..10_000.0,
+    ) {
+        let high = (low + extra).min(10_240);
+        let at = |mem: u32| {
+            let obs = FunctionObservation {
+                memory_mb: mem,
+                metrics: FunctionMetrics {
+                    invocations,
+                    duration_avg_ms: Some(ms),
+                    duration_max_ms: Some(ms),
+                    ..FunctionMetrics::default()
+                },
+                ..observe(&Workload { memory_mb: mem, timeout_s: 900, invocations, avg_ms: ms, max_ms: ms, cpu_ms: None, peak_mb: None })
+            };
+            let settings = Settings { min_invocations: 0.0, ..Settings::default() };
+            recommend(&obs, &settings, &PriceTable::us_east_1(), 0.0).current_monthly_cost_usd
+        };
+        prop_assert!(at(high) >= at(low));
+    }
+}
