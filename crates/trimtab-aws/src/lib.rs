@@ -1,1 +1,87 @@
+//! Trimtab's adapter layer: every AWS call the control plane makes goes through here.
+//!
+//! Architecture Invariant: this is the only library crate that depends on `aws-sdk-*`. It turns
+//! AWS answers into the plain structs of `trimtab-core` and back; it holds no policy. Clients come
+//! from the standard configuration chain (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials, profiles):
+//! nothing about any endpoint is hard-coded.
 
+pub mod inventory;
+pub mod logs;
+pub mod metrics;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+pub use aws_config::SdkConfig;
+
+/// A failed AWS call: which operation, on what, and AWS's own words.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} failed for {resource}: {message}")]
+pub struct AwsError {
+    pub operation: &'static str,
+    pub resource: String,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn new(
+        operation: &'static str,
+        resource: impl Into<String>,
+        err: impl std::error::Error,
+    ) -> Self {
+        Self {
+            operation,
+            resource: resource.into(),
+            message: aws_smithy_types::error::display::DisplayErrorContext(err).to_string(),
+        }
+    }
+}
+
+/// Loads the SDK configuration from the standard chain.
+pub async fn load_config() -> SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// The service clients a job needs, built once per process, and a count of the calls made
+/// through them, so every report can say what it cost to produce.
+#[derive(Debug)]
+pub struct Clients {
+    pub lambda: aws_sdk_lambda::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub region: Option<String>,
+    calls: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Clients {
+    pub fn new(config: &SdkConfig) -> Self {
+        Self::from_parts(
+            aws_sdk_lambda::Client::new(config),
+            aws_sdk_cloudwatch::Client::new(config),
+            aws_sdk_cloudwatchlogs::Client::new(config),
+            config.region().map(ToString::to_string),
+        )
+    }
+
+    /// Assembles clients built elsewhere (tests build CloudWatch from a mocked HTTP client).
+    pub fn from_parts(
+        lambda: aws_sdk_lambda::Client,
+        cloudwatch: aws_sdk_cloudwatch::Client,
+        logs: aws_sdk_cloudwatchlogs::Client,
+        region: Option<String>,
+    ) -> Self {
+        Self { lambda, cloudwatch, logs, region, calls: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Counts one request to `operation` (`service:Operation`).
+    pub(crate) fn record(&self, operation: &'static str) {
+        if let Ok(mut calls) = self.calls.lock() {
+            *calls.entry(operation).or_default() += 1;
+        }
+    }
+
+    /// Requests made so far, per operation.
+    pub fn calls(&self) -> BTreeMap<&'static str, u64> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}

@@ -1,1 +1,103 @@
-fn main(){}
+//! `trimtab`: the operator CLI.
+//!
+//! - `trimtab invoke <LogicalId> --event <file>` runs the real handler of the function with that
+//!   logical ID in `template.yaml`, in-process, with AWS configuration from the standard chain.
+//!   The handler's JSON goes to stdout and the process exits 0; a handler error prints the Lambda
+//!   error shape `{"errorType", "errorMessage"}` on stderr and exits 1. Logs go to stderr.
+//! - `trimtab summary <report.json>` prints a right-sizing report as a table.
+
+mod summary;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use trimtab_aws::Clients;
+use trimtab_lambda::LambdaErrorBody;
+
+const USAGE: &str = "usage:
+  trimtab invoke <LogicalId> --event <event.json>
+  trimtab summary <report.json>
+
+functions: RightSizingFunction";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("invoke") => invoke(&args[1..]),
+        Some("summary") => match summary_cmd(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("trimtab summary: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn summary_cmd(args: &[String]) -> anyhow::Result<()> {
+    let [path] = args else { bail!("expected one report file\n{USAGE}") };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let report: Value = serde_json::from_str(&text).with_context(|| format!("{path} is not JSON"))?;
+    print!("{}", summary::render(&report)?);
+    Ok(())
+}
+
+fn invoke(args: &[String]) -> ExitCode {
+    let (logical_id, event_path) = match args {
+        [id, flag, path] if flag == "--event" => (id.as_str(), path.as_str()),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let payload = match std::fs::read_to_string(event_path)
+        .with_context(|| format!("reading {event_path}"))
+        .and_then(|t| serde_json::from_str::<Value>(&t).with_context(|| format!("{event_path} is not JSON")))
+    {
+        Ok(p) => p,
+        Err(e) => return fail("InvalidEvent", &format!("{e:#}")),
+    };
+    trimtab_lambda::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail("Runtime", &e.to_string()),
+    };
+    let result = runtime.block_on(dispatch(logical_id, payload));
+    match result {
+        Ok(value) => {
+            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err((kind, message)) => fail(&kind, &message),
+    }
+}
+
+/// Runs the handler behind `logical_id`. Each function of `template.yaml` has one arm.
+async fn dispatch(logical_id: &str, payload: Value) -> Result<Value, (String, String)> {
+    let sdk = trimtab_aws::load_config().await;
+    let clients = Clients::new(&sdk);
+    match logical_id {
+        "RightSizingFunction" => {
+            let config = rightsizing::JobConfig::from_env(sdk.region().map(|r| r.as_ref()))
+                .map_err(|e| ("Configuration".to_owned(), e))?;
+            rightsizing::handle(&clients, &config, payload)
+                .await
+                .map_err(|e| (e.error_type().to_owned(), e.to_string()))
+        }
+        other => Err((
+            "UnknownFunction".to_owned(),
+            format!("no function with logical ID {other:?}; known: RightSizingFunction"),
+        )),
+    }
+}
+
+fn fail(kind: &str, message: &str) -> ExitCode {
+    let body = LambdaErrorBody { error_type: kind.to_owned(), error_message: message.to_owned() };
+    eprintln!("{}", serde_json::to_string(&body).unwrap_or_default());
+    ExitCode::FAILURE
+}

@@ -1,0 +1,301 @@
+//! Batched CloudWatch `GetMetricData`.
+//!
+//! CloudWatch bills per metric requested, not per call, but each call carries at most 500 queries
+//! (and 100,800 datapoints), and every call is latency in a Lambda that is billed by the
+//! millisecond. So queries for many resources are packed 500 to a call and each call is paged on
+//! `NextToken` to the end. Each query asks for one period as long as the whole window: one
+//! datapoint per metric is all the right-sizing model needs, and the fewest to pay for.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+use aws_smithy_types::DateTime;
+use trimtab_core::rightsizing::{FunctionMetrics, MemoryEvidence};
+
+use crate::inventory::FunctionConfig;
+use crate::{AwsError, Clients};
+
+/// Most queries `GetMetricData` accepts in one call.
+pub const MAX_QUERIES_PER_CALL: usize = 500;
+
+/// A closed time window, aligned to whole minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start_epoch_s: i64,
+    pub end_epoch_s: i64,
+}
+
+impl Window {
+    /// The `days` ending at `now`, rounded down to the hour so that repeated runs in the same hour
+    /// ask the same question.
+    pub fn last_days(now: SystemTime, days: u32) -> Self {
+        let now_s = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+        let end = i64::try_from(now_s - now_s % 3600).unwrap_or(i64::MAX);
+        Self { start_epoch_s: end - i64::from(days) * 86_400, end_epoch_s: end }
+    }
+
+    pub fn seconds(&self) -> i64 {
+        self.end_epoch_s - self.start_epoch_s
+    }
+}
+
+/// Aggregation of one query's datapoints over the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    Sum,
+    Max,
+    /// Mean weighted by each datapoint's sample count, where another query gives it.
+    Mean,
+}
+
+/// One metric statistic to fetch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// Unique in a request; CloudWatch wants `^[a-z][a-zA-Z0-9_]*$`.
+    pub id: String,
+    pub namespace: &'static str,
+    pub metric_name: &'static str,
+    pub dimensions: Vec<(&'static str, String)>,
+    pub stat: &'static str,
+}
+
+impl Query {
+    fn is_percentile(&self) -> bool {
+        self.stat.starts_with('p')
+    }
+
+    fn to_sdk(&self, period_s: i32) -> MetricDataQuery {
+        let metric = Metric::builder()
+            .namespace(self.namespace)
+            .metric_name(self.metric_name)
+            .set_dimensions(Some(
+                self.dimensions
+                    .iter()
+                    .map(|(n, v)| Dimension::builder().name(*n).value(v).build())
+                    .collect(),
+            ))
+            .build();
+        MetricDataQuery::builder()
+            .id(&self.id)
+            .metric_stat(MetricStat::builder().metric(metric).period(period_s).stat(self.stat).build())
+            .return_data(true)
+            .build()
+    }
+}
+
+/// Datapoints per query id, in timestamp order.
+pub type Series = HashMap<String, Vec<(i64, f64)>>;
+
+/// What fetching cost and what the backend refused.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FetchReport {
+    pub calls: usize,
+    pub queries: usize,
+    /// Why percentile statistics are missing, when the backend refused them.
+    pub percentiles_unavailable: Option<String>,
+}
+
+/// Fetches every query over `window` as one period, 500 queries to a call, paging each call.
+/// If a call carrying percentile statistics fails (some backends, moto among them, do not compute
+/// them), it is retried once without them and the rest of the run omits them; the reason is
+/// reported. Any other failure is an error.
+pub async fn fetch(
+    clients: &Clients,
+    queries: Vec<Query>,
+    window: Window,
+) -> Result<(Series, FetchReport), AwsError> {
+    let period_s = i32::try_from(window.seconds()).unwrap_or(i32::MAX) / 60 * 60;
+    let mut report = FetchReport { queries: queries.len(), ..FetchReport::default() };
+    let mut series = Series::new();
+    // Percentile queries first: if the backend refuses them, the first call says so.
+    let (pct, plain): (Vec<Query>, Vec<Query>) = queries.into_iter().partition(Query::is_percentile);
+    let mut pending: VecDeque<Query> = pct.into_iter().chain(plain).collect();
+    while !pending.is_empty() {
+        let take = pending.len().min(MAX_QUERIES_PER_CALL);
+        let chunk: Vec<Query> = pending.drain(..take).collect();
+        match call_paged(clients, &chunk, window, period_s, &mut report).await {
+            Ok(data) => series.extend(data),
+            Err(e) if report.percentiles_unavailable.is_none() && chunk.iter().any(Query::is_percentile) => {
+                tracing::warn!(error = %e, "percentile statistics refused; continuing without them");
+                report.percentiles_unavailable = Some(e.message);
+                let rest: Vec<Query> =
+                    chunk.into_iter().chain(pending.drain(..)).filter(|q| !q.is_percentile()).collect();
+                report.queries = series.len() + rest.len();
+                pending.extend(rest);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((series, report))
+}
+
+async fn call_paged(
+    clients: &Clients,
+    chunk: &[Query],
+    window: Window,
+    period_s: i32,
+    report: &mut FetchReport,
+) -> Result<Series, AwsError> {
+    let sdk_queries: Vec<MetricDataQuery> = chunk.iter().map(|q| q.to_sdk(period_s)).collect();
+    let mut out = Series::new();
+    let mut token: Option<String> = None;
+    loop {
+        clients.record("cloudwatch:GetMetricData");
+        report.calls += 1;
+        let page = clients
+            .cloudwatch
+            .get_metric_data()
+            .set_metric_data_queries(Some(sdk_queries.clone()))
+            .start_time(DateTime::from_secs(window.start_epoch_s))
+            .end_time(DateTime::from_secs(window.end_epoch_s))
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| AwsError::new("cloudwatch:GetMetricData", format!("{} queries", chunk.len()), e))?;
+        for r in page.metric_data_results() {
+            let Some(id) = r.id() else { continue };
+            let entry = out.entry(id.to_owned()).or_default();
+            for (t, v) in r.timestamps().iter().zip(r.values()) {
+                entry.push((t.secs(), *v));
+            }
+        }
+        token = page.next_token().map(ToOwned::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    for v in out.values_mut() {
+        v.sort_by_key(|(t, _)| *t);
+    }
+    Ok(out)
+}
+
+/// Folds one query's datapoints into a single number; `None` when there are none.
+pub fn fold(series: &Series, id: &str, how: Fold, weights: Option<&str>) -> Option<f64> {
+    let points = series.get(id).filter(|p| !p.is_empty())?;
+    Some(match how {
+        Fold::Sum => points.iter().map(|(_, v)| v).sum(),
+        Fold::Max => points.iter().map(|(_, v)| *v).fold(f64::NEG_INFINITY, f64::max),
+        Fold::Mean => {
+            let by_t: BTreeMap<i64, f64> =
+                weights.and_then(|w| series.get(w)).into_iter().flatten().copied().collect();
+            let (mut num, mut den) = (0.0, 0.0);
+            for (t, v) in points {
+                let w = by_t.get(t).copied().unwrap_or(1.0);
+                num += v * w;
+                den += w;
+            }
+            if den > 0.0 { num / den } else { return None }
+        }
+    })
+}
+
+/// The statistics right-sizing reads for one function: (suffix, namespace, metric, stat).
+const LAMBDA_STATS: [(&str, &str, &str, &str); 12] = [
+    ("inv", "AWS/Lambda", "Invocations", "Sum"),
+    ("err", "AWS/Lambda", "Errors", "Sum"),
+    ("thr", "AWS/Lambda", "Throttles", "Sum"),
+    ("davg", "AWS/Lambda", "Duration", "Average"),
+    ("dmax", "AWS/Lambda", "Duration", "Maximum"),
+    ("dn", "AWS/Lambda", "Duration", "SampleCount"),
+    ("conc", "AWS/Lambda", "ConcurrentExecutions", "Maximum"),
+    ("mem", "LambdaInsights", "used_memory_max", "Maximum"),
+    ("memu", "LambdaInsights", "memory_utilization", "Maximum"),
+    ("cpu", "LambdaInsights", "cpu_total_time", "Average"),
+    ("init", "LambdaInsights", "init_duration", "Average"),
+    ("initn", "LambdaInsights", "init_duration", "SampleCount"),
+];
+const PERCENTILES: [(&str, &str); 3] = [("p50", "p50"), ("p95", "p95"), ("p99", "p99")];
+
+/// The queries for right-sizing `functions`: twelve statistics each, plus three percentiles of
+/// `Duration` when asked.
+pub fn lambda_queries(functions: &[FunctionConfig], percentiles: bool) -> Vec<Query> {
+    let mut out = Vec::with_capacity(functions.len() * 15);
+    for (i, f) in functions.iter().enumerate() {
+        for (suffix, ns, metric, stat) in LAMBDA_STATS {
+            let dim = if ns == "LambdaInsights" { "function_name" } else { "FunctionName" };
+            out.push(Query {
+                id: format!("f{i}_{suffix}"),
+                namespace: ns,
+                metric_name: metric,
+                dimensions: vec![(dim, f.name.clone())],
+                stat,
+            });
+        }
+        if percentiles {
+            for (suffix, stat) in PERCENTILES {
+                out.push(Query {
+                    id: format!("f{i}_{suffix}"),
+                    namespace: "AWS/Lambda",
+                    metric_name: "Duration",
+                    dimensions: vec![("FunctionName", f.name.clone())],
+                    stat,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Reads the metrics of the `i`-th function of a [`lambda_queries`] request out of `series`.
+pub fn lambda_metrics(series: &Series, i: usize, memory_mb: u32) -> FunctionMetrics {
+    let id = |s: &str| format!("f{i}_{s}");
+    let get = |s: &str, how: Fold| fold(series, &id(s), how, None);
+    let mean_by = |s: &str, w: &str| fold(series, &id(s), Fold::Mean, Some(&id(w)));
+    // Peak memory: used_memory_max, else memory_utilization (% of configured memory).
+    let used = get("mem", Fold::Max)
+        .or_else(|| get("memu", Fold::Max).map(|pct| pct / 100.0 * f64::from(memory_mb)));
+    let invocations = get("inv", Fold::Sum).unwrap_or(0.0);
+    FunctionMetrics {
+        invocations,
+        errors: get("err", Fold::Sum).unwrap_or(0.0),
+        throttles: get("thr", Fold::Sum).unwrap_or(0.0),
+        duration_avg_ms: mean_by("davg", "dn"),
+        duration_max_ms: get("dmax", Fold::Max),
+        duration_p50_ms: get("p50", Fold::Max),
+        duration_p95_ms: get("p95", Fold::Max),
+        duration_p99_ms: get("p99", Fold::Max),
+        concurrent_executions_max: get("conc", Fold::Max),
+        used_memory_max_mb: used,
+        memory_evidence: used.map(|_| MemoryEvidence::Insights),
+        cpu_total_time_avg_ms: get("cpu", Fold::Mean),
+        init_duration_avg_ms: mean_by("init", "initn"),
+        cold_starts: get("initn", Fold::Sum),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_mean_uses_sample_counts_by_timestamp() {
+        let mut s = Series::new();
+        s.insert("a".into(), vec![(0, 100.0), (60, 200.0)]);
+        s.insert("n".into(), vec![(0, 3.0), (60, 1.0)]);
+        assert_eq!(fold(&s, "a", Fold::Mean, Some("n")), Some(125.0));
+        assert_eq!(fold(&s, "a", Fold::Sum, None), Some(300.0));
+        assert_eq!(fold(&s, "a", Fold::Max, None), Some(200.0));
+        assert_eq!(fold(&s, "missing", Fold::Max, None), None);
+    }
+
+    #[test]
+    fn fifteen_queries_per_function_with_unique_ids() {
+        let f = FunctionConfig {
+            name: "x".into(),
+            arn: String::new(),
+            architecture: trimtab_core::pricing::Architecture::Arm64,
+            memory_mb: 128,
+            timeout_s: 3,
+            ephemeral_storage_mb: 512,
+            last_update_status: None,
+            tags: Default::default(),
+        };
+        let q = lambda_queries(&[f.clone(), f], true);
+        assert_eq!(q.len(), 30);
+        let ids: std::collections::HashSet<_> = q.iter().map(|q| q.id.clone()).collect();
+        assert_eq!(ids.len(), 30);
+        assert!(q.iter().all(|q| q.id.starts_with('f')));
+    }
+}

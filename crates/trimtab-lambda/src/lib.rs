@@ -1,0 +1,176 @@
+//! What every Trimtab Lambda shares: the closed set of triggers a job accepts, run modes, the
+//! error a bad event gets, and JSON logging.
+//!
+//! Architecture Invariant: only the Lambda crates (this one and the function crates) know event
+//! JSON. Nothing here talks to AWS.
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Whether a run may change anything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Read-only: analyse and report.
+    #[default]
+    Recommend,
+    /// Carry out the recommendations that pass every guard.
+    Apply,
+}
+
+impl Mode {
+    /// Reads the mode a function is configured with (`TRIMTAB_MODE`); anything but `apply` is
+    /// `recommend`, so a typo can only make a run safer.
+    pub fn from_configuration(value: Option<&str>) -> Self {
+        match value.map(str::trim) {
+            Some("apply") => Self::Apply,
+            _ => Self::Recommend,
+        }
+    }
+}
+
+/// How a job was started.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trigger<R> {
+    /// An EventBridge event (the schedule). Its `detail`, when an object, is the request.
+    Scheduled { request: R, rule: Option<String> },
+    /// A direct invocation whose payload is the request.
+    Direct(R),
+}
+
+impl<R> Trigger<R> {
+    pub fn request(&self) -> &R {
+        match self {
+            Self::Scheduled { request, .. } | Self::Direct(request) => request,
+        }
+    }
+}
+
+/// A bad event: which field, and what was wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid event: {field}: {message}")]
+pub struct EventError {
+    /// Dotted path of the offending field (`.` for the whole event).
+    pub field: String,
+    pub message: String,
+}
+
+impl EventError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// Parses a request body, naming the field on any error.
+pub fn parse_request<R: DeserializeOwned>(value: Value) -> Result<R, EventError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        EventError::new(path, e.into_inner().to_string())
+    })
+}
+
+/// Parses a payload into a trigger: an EventBridge envelope (recognised by `detail-type` and
+/// `source`) or the request itself. An empty or missing `detail` means every default.
+pub fn parse_trigger<R: DeserializeOwned + Default>(payload: Value) -> Result<Trigger<R>, EventError> {
+    let is_eventbridge = payload.get("detail-type").is_some() && payload.get("source").is_some();
+    if !is_eventbridge {
+        if !payload.is_object() {
+            return Err(EventError::new(".", format!("expected a JSON object, got {}", kind(&payload))));
+        }
+        return parse_request(payload).map(Trigger::Direct);
+    }
+    let event: EventBridgeEvent<Value> = serde_json::from_value(payload)
+        .map_err(|e| EventError::new(".", format!("not a valid EventBridge event: {e}")))?;
+    let rule = event.resources.as_ref().and_then(|r| r.first().cloned());
+    let request = match event.detail {
+        Value::Null => R::default(),
+        Value::Object(ref m) if m.is_empty() => R::default(),
+        Value::Object(_) => parse_request(event.detail).map_err(|e| EventError {
+            field: format!("detail.{}", e.field),
+            message: e.message,
+        })?,
+        other => return Err(EventError::new("detail", format!("expected an object, got {}", kind(&other)))),
+    };
+    Ok(Trigger::Scheduled { request, rule })
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The error body Lambda returns for a failed invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LambdaErrorBody {
+    pub error_type: String,
+    pub error_message: String,
+}
+
+/// JSON log lines on stderr (Lambda ships both streams to CloudWatch Logs; the CLI keeps stdout
+/// for the result). Level from `RUST_LOG`, default `info`. Safe to call twice.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .without_time()
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Req {
+        #[serde(default)]
+        days: Option<u32>,
+    }
+
+    #[test]
+    fn direct_scheduled_and_detail_forms() {
+        let t: Trigger<Req> = parse_trigger(serde_json::json!({"days": 3})).expect("direct");
+        assert_eq!(t, Trigger::Direct(Req { days: Some(3) }));
+        let sched = serde_json::json!({
+            "version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": "2026-11-24T06:00:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/daily"], "detail": {}
+        });
+        let t: Trigger<Req> = parse_trigger(sched.clone()).expect("scheduled");
+        assert_eq!(t.request(), &Req::default());
+        let mut with_detail = sched;
+        with_detail["detail"] = serde_json::json!({"days": "x"});
+        let e = parse_trigger::<Req>(with_detail).expect_err("bad detail");
+        assert_eq!(e.field, "detail.days");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse_trigger::<Req>(serde_json::json!({"dayz": 3})).expect_err("unknown field");
+        assert!(e.message.contains("dayz"), "{e}");
+        let e = parse_trigger::<Req>(serde_json::json!({"days": -3})).expect_err("negative");
+        assert_eq!(e.field, "days");
+        let e = parse_trigger::<Req>(serde_json::json!([1])).expect_err("array");
+        assert!(e.message.contains("array"), "{e}");
+    }
+
+    #[test]
+    fn configured_mode_defaults_to_recommend() {
+        assert_eq!(Mode::from_configuration(Some("apply")), Mode::Apply);
+        assert_eq!(Mode::from_configuration(Some("aply")), Mode::Recommend);
+        assert_eq!(Mode::from_configuration(None), Mode::Recommend);
+    }
+}

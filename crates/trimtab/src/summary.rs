@@ -1,0 +1,115 @@
+//! A right-sizing report as a table an operator reads at a glance.
+
+use std::fmt::Write;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+fn num(v: &Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(Value::as_f64)
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Renders the `functions` of a right-sizing report, savings first, then the fleet totals.
+pub fn render(report: &Value) -> anyhow::Result<String> {
+    let Some(functions) = report.get("functions").and_then(Value::as_array) else {
+        bail!("not a right-sizing report: no `functions` list");
+    };
+    let mut rows: Vec<&Value> = functions.iter().collect();
+    rows.sort_by(|a, b| {
+        let s = |v: &Value| num(v, "monthly_savings_usd").unwrap_or(0.0);
+        s(b).total_cmp(&s(a))
+    });
+    let width = rows.iter().map(|r| text(r, "function_name").len()).max().unwrap_or(8).max(8);
+    let mut out = String::new();
+    writeln!(
+        out,
+        "{:<width$}  {:>17}  {:>11}  {:>12}  {:>23}  {:>10}  {:<17}",
+        "function", "memory MB", "timeout s", "duration ms", "monthly cost USD", "savings", "status"
+    )?;
+    for r in rows {
+        let mem = format!(
+            "{} -> {}",
+            num(r, "current_memory_mb").unwrap_or(0.0),
+            num(r, "recommended_memory_mb").unwrap_or(0.0)
+        );
+        let timeout = format!(
+            "{} -> {}",
+            num(r, "current_timeout_s").unwrap_or(0.0),
+            num(r, "recommended_timeout_s").unwrap_or(0.0)
+        );
+        let duration = match (num(r, "current_duration_ms"), num(r, "predicted_duration_ms")) {
+            (Some(a), Some(b)) => format!("{a:.0} -> {b:.0}"),
+            _ => "-".to_owned(),
+        };
+        let cost = format!(
+            "{:.2} -> {:.2}",
+            num(r, "current_monthly_cost_usd").unwrap_or(0.0),
+            num(r, "projected_monthly_cost_usd").unwrap_or(0.0)
+        );
+        writeln!(
+            out,
+            "{:<width$}  {:>17}  {:>11}  {:>12}  {:>23}  {:>10.2}  {:<17}",
+            text(r, "function_name"),
+            mem,
+            timeout,
+            duration,
+            cost,
+            num(r, "monthly_savings_usd").unwrap_or(0.0),
+            text(r, "status"),
+        )?;
+    }
+    let totals = report.get("totals").context("report has no totals")?;
+    writeln!(
+        out,
+        "\n{} functions: {} to change, {} unchanged, {} without enough data. Monthly cost ${:.2} -> ${:.2}: saves ${:.2}/month.",
+        num(totals, "functions").unwrap_or(0.0),
+        num(totals, "recommended").unwrap_or(0.0),
+        num(totals, "unchanged").unwrap_or(0.0),
+        num(totals, "insufficient_data").unwrap_or(0.0),
+        num(totals, "current_monthly_cost_usd").unwrap_or(0.0),
+        num(totals, "projected_monthly_cost_usd").unwrap_or(0.0),
+        num(totals, "monthly_savings_usd").unwrap_or(0.0),
+    )?;
+    if let Some(calls) = report.get("api_calls").and_then(Value::as_object) {
+        let list: Vec<String> = calls.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+        writeln!(out, "AWS requests: {}", list.join(", "))?;
+    }
+    for note in report.get("notes").and_then(Value::as_array).into_iter().flatten() {
+        writeln!(out, "note: {}", note.as_str().unwrap_or_default())?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_rows_sorted_by_savings_and_totals() {
+        let report = serde_json::json!({
+            "functions": [
+                {"function_name": "small", "current_memory_mb": 128, "recommended_memory_mb": 128,
+                 "current_timeout_s": 3, "recommended_timeout_s": 3, "monthly_savings_usd": 0.0,
+                 "current_monthly_cost_usd": 1.0, "projected_monthly_cost_usd": 1.0, "status": "unchanged"},
+                {"function_name": "api-orders", "current_memory_mb": 1024, "recommended_memory_mb": 222,
+                 "current_timeout_s": 30, "recommended_timeout_s": 3, "current_duration_ms": 250.0,
+                 "predicted_duration_ms": 274.9, "monthly_savings_usd": 12.5,
+                 "current_monthly_cost_usd": 16.0, "projected_monthly_cost_usd": 3.5, "status": "recommended"}
+            ],
+            "totals": {"functions": 2, "recommended": 1, "unchanged": 1, "insufficient_data": 0,
+                       "current_monthly_cost_usd": 17.0, "projected_monthly_cost_usd": 4.5, "monthly_savings_usd": 12.5},
+            "api_calls": {"cloudwatch:GetMetricData": 1}
+        });
+        let out = render(&report).expect("renders");
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[1].starts_with("api-orders"), "{out}");
+        assert!(lines[1].contains("1024 -> 222") && lines[1].contains("250 -> 275"), "{out}");
+        assert!(out.contains("saves $12.50/month"), "{out}");
+        assert!(out.contains("cloudwatch:GetMetricData x1"), "{out}");
+        assert!(render(&serde_json::json!({})).is_err());
+    }
+}
