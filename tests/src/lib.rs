@@ -1,1 +1,10 @@
+//! The emulator harness shared by the integration tests and the demo: a moto server per test,
+//! realistic seed data, and the workloads the acceptance names.
+//!
+//! This crate talks to the AWS SDK directly, but only ever to a loopback emulator
+//! ([`moto::sdk_config_for`] refuses anything else): seeding needs write calls (create functions,
+//! put metrics and logs) that production code has no business making.
 
+pub mod fleet;
+pub mod moto;
+pub mod seed;

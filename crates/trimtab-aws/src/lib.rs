@@ -13,6 +13,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 pub use aws_config::SdkConfig;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// A failed AWS call: which operation, on what, and AWS's own words.
 #[derive(Debug, thiserror::Error)]
@@ -24,16 +28,26 @@ pub struct AwsError {
 }
 
 impl AwsError {
-    pub fn new(
-        operation: &'static str,
-        resource: impl Into<String>,
-        err: impl std::error::Error,
-    ) -> Self {
-        Self {
-            operation,
-            resource: resource.into(),
-            message: aws_smithy_types::error::display::DisplayErrorContext(err).to_string(),
-        }
+    /// Condenses an SDK error into AWS's code and message, or what went wrong on the way there.
+    pub fn new<E>(operation: &'static str, resource: impl Into<String>, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let message = match &err {
+            SdkError::ServiceError(_) => match (err.code(), err.message()) {
+                (Some(code), Some(msg)) => format!("{code}: {msg}"),
+                (Some(code), None) => code.to_owned(),
+                _ => format!("HTTP {}", status.unwrap_or_default()),
+            },
+            SdkError::ResponseError(_) => format!("unreadable response (HTTP {})", status.unwrap_or_default()),
+            SdkError::TimeoutError(_) => "timed out".to_owned(),
+            SdkError::DispatchFailure(_) => {
+                format!("could not send the request: {}", DisplayErrorContext(&err))
+            }
+            _ => format!("{}", DisplayErrorContext(&err)),
+        };
+        Self { operation, resource: resource.into(), message }
     }
 }
 

@@ -364,6 +364,10 @@ pub fn recommend(
         .max(predicted_max_ms / 1000.0 + 1.0)
         .ceil()
         .clamp(1.0, f64::from(MAX_TIMEOUT_S)) as u32;
+    // A current timeout between the computed one and three times it is fine: not worth a change.
+    if !timed_out && (timeout_s..=timeout_s.saturating_mul(3)).contains(&f.timeout_s) {
+        timeout_s = f.timeout_s;
+    }
     if timed_out {
         timeout_s = timeout_s.max(f.timeout_s);
         reasons.push(format!(
