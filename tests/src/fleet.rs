@@ -44,7 +44,10 @@ pub fn near_memory_limit(name: &str) -> Workload {
 
 /// A function invoked a handful of times in two weeks.
 pub fn too_little_data(name: &str) -> Workload {
-    Workload { daily_invocations: 2.0, ..Workload::new(name, 256) }
+    Workload {
+        daily_invocations: 2.0,
+        ..Workload::new(name, 256)
+    }
 }
 
 /// An I/O-bound webhook without Lambda Insights: memory only in its REPORT lines.
@@ -78,15 +81,27 @@ pub fn multithreaded(name: &str) -> Workload {
 pub fn demo_fleet(n: usize) -> Vec<Workload> {
     const TEAMS: [&str; 4] = ["shop", "billing", "search", "media"];
     const ROLES: [&str; 9] = [
-        "api-orders", "api-cart", "webhook", "thumbnailer", "report-builder", "indexer", "notifier",
-        "transcoder", "nightly-export",
+        "api-orders",
+        "api-cart",
+        "webhook",
+        "thumbnailer",
+        "report-builder",
+        "indexer",
+        "notifier",
+        "transcoder",
+        "nightly-export",
     ];
     const MEMORY: [u32; 6] = [128, 256, 512, 1024, 1536, 3008];
     let mut noise = Noise::new("demo-fleet");
     (0..n)
         .map(|i| {
-            let name = format!("{}-{}-{}", TEAMS[i % TEAMS.len()], ROLES[i % ROLES.len()], i / ROLES.len());
-            let memory = MEMORY[(noise.next() * MEMORY.len() as f64) as usize % MEMORY.len()];
+            let name = format!(
+                "{}-{}-{}",
+                TEAMS[i % TEAMS.len()],
+                ROLES[i % ROLES.len()],
+                i / ROLES.len()
+            );
+            let memory = MEMORY[(noise.unit() * MEMORY.len() as f64) as usize % MEMORY.len()];
             let mut w = match i % 7 {
                 0 => cpu_bound(&name),
                 1 | 2 => io_bound_over_provisioned(&name),

@@ -11,7 +11,10 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 static INSTALL: Mutex<bool> = Mutex::new(false);
@@ -19,7 +22,9 @@ static INSTALL: Mutex<bool> = Mutex::new(false);
 /// Makes sure `.venv` holds moto and cfn-lint, installing them (once per process) if missing.
 pub fn ensure_venv() -> anyhow::Result<PathBuf> {
     let root = workspace_root();
-    let mut done = INSTALL.lock().map_err(|_| anyhow::anyhow!("install lock poisoned"))?;
+    let mut done = INSTALL
+        .lock()
+        .map_err(|_| anyhow::anyhow!("install lock poisoned"))?;
     if !*done {
         let status = Command::new(root.join("scripts/emulator.sh"))
             .arg("install")
@@ -37,6 +42,7 @@ pub fn ensure_venv() -> anyhow::Result<PathBuf> {
 #[derive(Debug)]
 pub struct Moto {
     child: Child,
+    dir: PathBuf,
     pub endpoint: String,
 }
 
@@ -45,14 +51,22 @@ impl Moto {
     pub fn start() -> anyhow::Result<Self> {
         let bin = ensure_venv()?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        // Its own working directory, so moto's recorder file never lands in the checkout.
+        let dir = std::env::temp_dir().join(format!("trimtab-moto-{port}"));
+        std::fs::create_dir_all(&dir)?;
         let child = Command::new(bin.join("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("starting moto_server")?;
-        let moto = Self { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let moto = Self {
+            child,
+            dir,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
@@ -95,18 +109,26 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 /// SDK configuration for an emulator at `endpoint`. Refuses anything but loopback, so test and
 /// demo code can never write to a real account.
 pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
-    assert!(is_loopback(endpoint), "refusing a non-loopback endpoint: {endpoint}");
+    assert!(
+        is_loopback(endpoint),
+        "refusing a non-loopback endpoint: {endpoint}"
+    );
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_lambda::config::Credentials::new(
-            "testing", "testing", None, None, "trimtab-tests",
+            "testing",
+            "testing",
+            None,
+            None,
+            "trimtab-tests",
         ))
         .load()
         .await
@@ -137,10 +159,19 @@ fn http(endpoint: &str, method: &str, path: &str, body: &str) -> anyhow::Result<
     stream.read_to_string(&mut response)?;
     let (head, rest) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     if !head.starts_with("HTTP/1.1 2") && !head.starts_with("HTTP/1.0 2") {
-        bail!("{method} {path}: {}", head.lines().next().unwrap_or_default());
+        bail!(
+            "{method} {path}: {}",
+            head.lines().next().unwrap_or_default()
+        );
     }
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    Ok(if chunked { dechunk(rest) } else { rest.to_owned() })
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Ok(if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    })
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -16,7 +16,9 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, EphemeralStorage, FunctionCode, Runtime};
 use aws_smithy_types::DateTime;
 use trimtab_core::model::vcpus;
-use trimtab_core::pricing::{PriceTable, SECONDS_PER_MONTH, expected_billed_duration_ms, gb_seconds};
+use trimtab_core::pricing::{
+    PriceTable, SECONDS_PER_MONTH, expected_billed_duration_ms, gb_seconds,
+};
 
 /// The truth about one function.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,7 +86,8 @@ impl Workload {
         let slowdown = self.duration_ms(memory_mb) / self.duration_ms(self.memory_mb);
         let run_ms = per_month * expected_billed_duration_ms(self.duration_ms(memory_mb))
             + per_month * self.cold_start_rate * self.init_ms * slowdown;
-        prices.duration_usd(arch, 0.0, gb_seconds(memory_mb, run_ms)) + prices.requests_usd(per_month)
+        prices.duration_usd(arch, 0.0, gb_seconds(memory_mb, run_ms))
+            + prices.requests_usd(per_month)
     }
 
     /// The cheapest memory whose true duration is within `guard_pct` of today's and which keeps
@@ -94,7 +97,10 @@ impl Workload {
         let floor = (self.peak_memory_mb * (1.0 + headroom_pct / 100.0)).ceil() as u32;
         (floor.max(128)..=10_240)
             .filter(|&m| m >= self.memory_mb || self.duration_ms(m) <= limit)
-            .min_by(|a, b| self.monthly_cost_usd(*a).total_cmp(&self.monthly_cost_usd(*b)))
+            .min_by(|a, b| {
+                self.monthly_cost_usd(*a)
+                    .total_cmp(&self.monthly_cost_usd(*b))
+            })
             .unwrap_or(self.memory_mb)
     }
 }
@@ -105,11 +111,15 @@ pub struct Noise(u64);
 
 impl Noise {
     pub fn new(seed: &str) -> Self {
-        Self(seed.bytes().fold(0x9E37_79B9_7F4A_7C15, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)) | 1)
+        Self(
+            seed.bytes().fold(0x9E37_79B9_7F4A_7C15, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+            }) | 1,
+        )
     }
 
     /// Uniform in [0, 1).
-    pub fn next(&mut self) -> f64 {
+    pub fn unit(&mut self) -> f64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -118,7 +128,7 @@ impl Noise {
 
     /// Uniform in [lo, hi).
     pub fn between(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.next()
+        lo + (hi - lo) * self.unit()
     }
 }
 
@@ -135,7 +145,12 @@ pub struct Layout {
 
 impl Layout {
     pub fn fourteen_days(now: SystemTime) -> Self {
-        Self { days: 14, interval_hours: 3, report_lines: 120, now }
+        Self {
+            days: 14,
+            interval_hours: 3,
+            report_lines: 120,
+            now,
+        }
     }
 }
 
@@ -148,7 +163,9 @@ pub struct Seeder {
     role_arn: String,
 }
 
-const EMPTY_ZIP: [u8; 22] = [0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+const EMPTY_ZIP: [u8; 22] = [
+    0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
 
 impl Seeder {
     pub async fn new(config: &aws_config::SdkConfig) -> anyhow::Result<Self> {
@@ -188,15 +205,29 @@ impl Seeder {
             .runtime(Runtime::Providedal2023)
             .role(&self.role_arn)
             .handler("bootstrap")
-            .code(FunctionCode::builder().zip_file(Blob::new(EMPTY_ZIP.to_vec())).build())
+            .code(
+                FunctionCode::builder()
+                    .zip_file(Blob::new(EMPTY_ZIP.to_vec()))
+                    .build(),
+            )
             .memory_size(i32::try_from(w.memory_mb)?)
             .timeout(i32::try_from(w.timeout_s)?)
-            .architectures(if w.arm64 { Architecture::Arm64 } else { Architecture::X8664 })
-            .ephemeral_storage(EphemeralStorage::builder().size(i32::try_from(w.ephemeral_storage_mb)?).build()?);
+            .architectures(if w.arm64 {
+                Architecture::Arm64
+            } else {
+                Architecture::X8664
+            })
+            .ephemeral_storage(
+                EphemeralStorage::builder()
+                    .size(i32::try_from(w.ephemeral_storage_mb)?)
+                    .build()?,
+            );
         for (k, v) in &w.tags {
             req = req.tags(k, v);
         }
-        req.send().await.with_context(|| format!("creating function {}", w.name))?;
+        req.send()
+            .await
+            .with_context(|| format!("creating function {}", w.name))?;
         Ok(())
     }
 
@@ -209,8 +240,14 @@ impl Seeder {
         let intervals = i64::from(layout.days) * 24 / i64::from(layout.interval_hours);
         let per_interval = w.daily_invocations * f64::from(layout.interval_hours) / 24.0;
         let mean_ms = w.duration_ms(w.memory_mb);
-        let fn_dim = Dimension::builder().name("FunctionName").value(&w.name).build();
-        let li_dim = Dimension::builder().name("function_name").value(&w.name).build();
+        let fn_dim = Dimension::builder()
+            .name("FunctionName")
+            .value(&w.name)
+            .build();
+        let li_dim = Dimension::builder()
+            .name("function_name")
+            .value(&w.name)
+            .build();
         let mut lambda = Vec::new();
         let mut insights = Vec::new();
         for k in 0..intervals {
@@ -219,21 +256,34 @@ impl Seeder {
             let weekday = ((t / 86_400) + 4) % 7; // 1970-01-01 was a Thursday.
             let diurnal = 1.0 + 0.6 * ((hour - 8.0) / 24.0 * std::f64::consts::TAU).sin();
             let weekly = if weekday >= 5 { 0.6 } else { 1.1 };
-            let n = (per_interval * diurnal * weekly * noise.between(0.85, 1.15)).round().max(0.0);
+            let n = (per_interval * diurnal * weekly * noise.between(0.85, 1.15))
+                .round()
+                .max(0.0);
             if n == 0.0 {
                 continue;
             }
             let ts = DateTime::from_secs(t);
             let avg = mean_ms * noise.between(0.95, 1.05);
             let max = mean_ms * w.tail_factor * noise.between(0.7, 1.0);
-            let stat = |name: &str, dim: &Dimension, unit: StandardUnit, count: f64, sum: f64, min: f64, max: f64| {
+            let stat = |name: &str,
+                        dim: &Dimension,
+                        unit: StandardUnit,
+                        count: f64,
+                        sum: f64,
+                        min: f64,
+                        max: f64| {
                 MetricDatum::builder()
                     .metric_name(name)
                     .dimensions(dim.clone())
                     .timestamp(ts)
                     .unit(unit)
                     .statistic_values(
-                        StatisticSet::builder().sample_count(count).sum(sum).minimum(min).maximum(max).build(),
+                        StatisticSet::builder()
+                            .sample_count(count)
+                            .sum(sum)
+                            .minimum(min)
+                            .maximum(max)
+                            .build(),
                     )
                     .build()
             };
@@ -241,20 +291,64 @@ impl Seeder {
             lambda.push(count("Invocations", n));
             lambda.push(count("Errors", (n * w.error_rate).round()));
             lambda.push(count("Throttles", 0.0));
-            lambda.push(stat("Duration", &fn_dim, StandardUnit::Milliseconds, n, n * avg, avg * 0.4, max));
+            lambda.push(stat(
+                "Duration",
+                &fn_dim,
+                StandardUnit::Milliseconds,
+                n,
+                n * avg,
+                avg * 0.4,
+                max,
+            ));
             let concurrency = (n / step_s as f64 * avg / 1000.0 * 3.0).ceil().max(1.0);
             lambda.push(count("ConcurrentExecutions", concurrency));
             if w.insights {
                 let used = w.peak_memory_mb * noise.between(0.85, 1.0);
-                let used = if k == intervals / 2 { w.peak_memory_mb } else { used };
+                let used = if k == intervals / 2 {
+                    w.peak_memory_mb
+                } else {
+                    used
+                };
                 let pct = 100.0 * used / f64::from(w.memory_mb);
                 let ms = StandardUnit::Milliseconds;
-                insights.push(stat("used_memory_max", &li_dim, StandardUnit::Megabytes, n, n * used * 0.9, used * 0.5, used));
-                insights.push(stat("memory_utilization", &li_dim, StandardUnit::Percent, n, n * pct * 0.9, pct * 0.5, pct));
+                insights.push(stat(
+                    "used_memory_max",
+                    &li_dim,
+                    StandardUnit::Megabytes,
+                    n,
+                    n * used * 0.9,
+                    used * 0.5,
+                    used,
+                ));
+                insights.push(stat(
+                    "memory_utilization",
+                    &li_dim,
+                    StandardUnit::Percent,
+                    n,
+                    n * pct * 0.9,
+                    pct * 0.5,
+                    pct,
+                ));
                 let cpu = w.cpu_ms * noise.between(0.97, 1.03);
-                insights.push(stat("cpu_total_time", &li_dim, ms.clone(), n, n * cpu, cpu * 0.5, cpu * w.tail_factor));
+                insights.push(stat(
+                    "cpu_total_time",
+                    &li_dim,
+                    ms.clone(),
+                    n,
+                    n * cpu,
+                    cpu * 0.5,
+                    cpu * w.tail_factor,
+                ));
                 let colds = (n * w.cold_start_rate).round().max(1.0);
-                insights.push(stat("init_duration", &li_dim, ms, colds, colds * w.init_ms, w.init_ms * 0.8, w.init_ms * 1.5));
+                insights.push(stat(
+                    "init_duration",
+                    &li_dim,
+                    ms,
+                    colds,
+                    colds * w.init_ms,
+                    w.init_ms * 0.8,
+                    w.init_ms * 1.5,
+                ));
             }
         }
         self.put_all("AWS/Lambda", lambda).await?;
@@ -277,10 +371,22 @@ impl Seeder {
     /// Writes REPORT lines spread over the window, as Lambda does after each invocation.
     pub async fn put_report_lines(&self, w: &Workload, layout: Layout) -> anyhow::Result<()> {
         let group = format!("/aws/lambda/{}", w.name);
-        self.logs.create_log_group().log_group_name(&group).send().await?;
-        self.logs.create_log_stream().log_group_name(&group).log_stream_name("2026/11/[$LATEST]seed").send().await?;
+        self.logs
+            .create_log_group()
+            .log_group_name(&group)
+            .send()
+            .await?;
+        self.logs
+            .create_log_stream()
+            .log_group_name(&group)
+            .log_stream_name("2026/11/[$LATEST]seed")
+            .send()
+            .await?;
         let mut noise = Noise::new(&format!("{}-logs", w.name));
-        let end_ms = layout.now.duration_since(SystemTime::UNIX_EPOCH)?.as_millis() as i64;
+        let end_ms = layout
+            .now
+            .duration_since(SystemTime::UNIX_EPOCH)?
+            .as_millis() as i64;
         let span_ms = i64::from(layout.days) * 86_400_000;
         let n = layout.report_lines as i64;
         let mean = w.duration_ms(w.memory_mb);
@@ -288,15 +394,28 @@ impl Seeder {
         for i in 0..n {
             let t = end_ms - span_ms + (i * span_ms) / n + 1;
             let d = mean * noise.between(0.6, 1.4);
-            let used = if i == n / 3 { w.peak_memory_mb } else { w.peak_memory_mb * noise.between(0.7, 0.98) };
-            let init = if i % 50 == 0 { format!("Init Duration: {:.2} ms\t", w.init_ms) } else { String::new() };
+            let used = if i == n / 3 {
+                w.peak_memory_mb
+            } else {
+                w.peak_memory_mb * noise.between(0.7, 0.98)
+            };
+            let init = if i % 50 == 0 {
+                format!("Init Duration: {:.2} ms\t", w.init_ms)
+            } else {
+                String::new()
+            };
             let message = format!(
                 "REPORT RequestId: {i:08x}-seed\tDuration: {d:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t{init}",
                 d.ceil(),
                 w.memory_mb,
                 used.round()
             );
-            events.push(InputLogEvent::builder().timestamp(t).message(message).build()?);
+            events.push(
+                InputLogEvent::builder()
+                    .timestamp(t)
+                    .message(message)
+                    .build()?,
+            );
         }
         for chunk in events.chunks(1000) {
             self.logs

@@ -59,7 +59,10 @@ fn range(field: &str, v: f64, lo: f64, hi: f64) -> Result<f64, EventError> {
     if v.is_finite() && (lo..=hi).contains(&v) {
         Ok(v)
     } else {
-        Err(EventError::new(field, format!("must be between {lo} and {hi}, got {v}")))
+        Err(EventError::new(
+            field,
+            format!("must be between {lo} and {hi}, got {v}"),
+        ))
     }
 }
 
@@ -76,10 +79,16 @@ impl Request {
         }
         let pages = self.log_scan_pages.unwrap_or(3);
         if pages > 20 {
-            return Err(EventError::new("log_scan_pages", format!("must be 0..=20, got {pages}")));
+            return Err(EventError::new(
+                "log_scan_pages",
+                format!("must be 0..=20, got {pages}"),
+            ));
         }
         if self.function_name_prefix.as_deref() == Some("") {
-            return Err(EventError::new("function_name_prefix", "must not be empty; omit it for all functions"));
+            return Err(EventError::new(
+                "function_name_prefix",
+                "must not be empty; omit it for all functions",
+            ));
         }
         Ok(Plan {
             mode,
@@ -93,11 +102,14 @@ impl Request {
                 )?,
                 memory_headroom_pct: range(
                     "memory_headroom_pct",
-                    self.memory_headroom_pct.unwrap_or(defaults.memory_headroom_pct),
+                    self.memory_headroom_pct
+                        .unwrap_or(defaults.memory_headroom_pct),
                     0.0,
                     400.0,
                 )?,
-                min_invocations: self.min_invocations.map_or(defaults.min_invocations, |n| n as f64),
+                min_invocations: self
+                    .min_invocations
+                    .map_or(defaults.min_invocations, |n| n as f64),
                 ..defaults
             },
             lookback_days: lookback as u32,
@@ -126,11 +138,13 @@ impl JobConfig {
     /// `TRIMTAB_MODE`; `TRIMTAB_PRICE_TABLE` (JSON, a [`PriceTable`]) overrides the built-in
     /// prices of the region.
     pub fn from_env(region: Option<&str>) -> Result<Self, String> {
-        let configured_mode = Mode::from_configuration(std::env::var("TRIMTAB_MODE").ok().as_deref());
+        let configured_mode =
+            Mode::from_configuration(std::env::var("TRIMTAB_MODE").ok().as_deref());
         let region = region.unwrap_or("us-east-1");
         let (prices, price_note) = match std::env::var("TRIMTAB_PRICE_TABLE") {
             Ok(json) => (
-                serde_json::from_str(&json).map_err(|e| format!("TRIMTAB_PRICE_TABLE is not a price table: {e}"))?,
+                serde_json::from_str(&json)
+                    .map_err(|e| format!("TRIMTAB_PRICE_TABLE is not a price table: {e}"))?,
                 None,
             ),
             Err(_) => match PriceTable::for_region(region) {
@@ -143,7 +157,11 @@ impl JobConfig {
                 ),
             },
         };
-        Ok(Self { configured_mode, prices, price_note })
+        Ok(Self {
+            configured_mode,
+            prices,
+            price_note,
+        })
     }
 }
 
@@ -188,14 +206,20 @@ pub struct Report {
 }
 
 /// The Lambda handler: parses the trigger, runs the job, returns the report as JSON.
-pub async fn handle(clients: &Clients, config: &JobConfig, payload: Value) -> Result<Value, JobError> {
+pub async fn handle(
+    clients: &Clients,
+    config: &JobConfig,
+    payload: Value,
+) -> Result<Value, JobError> {
     let trigger: Trigger<Request> = parse_trigger(payload)?;
     let mut notes = Vec::new();
     // A schedule runs in the configured mode; a direct invoke (which IAM authorised) may ask.
     let mode = match &trigger {
         Trigger::Scheduled { request, .. } => {
             if request.mode.is_some_and(|m| m != config.configured_mode) {
-                notes.push("mode in the scheduled event ignored: schedules use TRIMTAB_MODE".to_owned());
+                notes.push(
+                    "mode in the scheduled event ignored: schedules use TRIMTAB_MODE".to_owned(),
+                );
             }
             config.configured_mode
         }
@@ -219,15 +243,25 @@ pub async fn run(
 ) -> Result<Report, JobError> {
     let window = Window::last_days(now, plan.lookback_days);
     let functions = list_functions(clients, &plan.filter).await?;
-    tracing::info!(functions = functions.len(), lookback_days = plan.lookback_days, "inventory read");
+    tracing::info!(
+        functions = functions.len(),
+        lookback_days = plan.lookback_days,
+        "inventory read"
+    );
 
     let queries = metrics::lambda_queries(&functions, plan.percentiles);
     let (series, fetched) = metrics::fetch(clients, queries, window).await?;
-    tracing::info!(calls = fetched.calls, queries = fetched.queries, "metrics fetched");
+    tracing::info!(
+        calls = fetched.calls,
+        queries = fetched.queries,
+        "metrics fetched"
+    );
 
     let mut notes: Vec<String> = config.price_note.iter().cloned().collect();
     if let Some(why) = &fetched.percentiles_unavailable {
-        notes.push(format!("percentiles unavailable, maxima used instead: {why}"));
+        notes.push(format!(
+            "percentiles unavailable, maxima used instead: {why}"
+        ));
     }
     let mut observations: Vec<FunctionObservation> = functions
         .iter()
@@ -263,7 +297,11 @@ pub async fn run(
     })
 }
 
-fn observation(f: &FunctionConfig, metrics: trimtab_core::rightsizing::FunctionMetrics, w: Window) -> FunctionObservation {
+fn observation(
+    f: &FunctionConfig,
+    metrics: trimtab_core::rightsizing::FunctionMetrics,
+    w: Window,
+) -> FunctionObservation {
     FunctionObservation {
         function_name: f.name.clone(),
         architecture: f.architecture,
@@ -291,7 +329,8 @@ async fn fill_memory_from_logs(
         .iter()
         .enumerate()
         .filter(|(_, o)| {
-            o.metrics.used_memory_max_mb.is_none() && o.metrics.invocations >= plan.settings.min_invocations
+            o.metrics.used_memory_max_mb.is_none()
+                && o.metrics.invocations >= plan.settings.min_invocations
         })
         .map(|(i, _)| i)
         .collect();
@@ -328,7 +367,10 @@ async fn fill_memory_from_logs(
                     ));
                 }
             }
-            Err(e) => notes.push(format!("{}: could not read REPORT lines: {e}", o.function_name)),
+            Err(e) => notes.push(format!(
+                "{}: could not read REPORT lines: {e}",
+                o.function_name
+            )),
         }
     }
 }

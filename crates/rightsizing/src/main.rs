@@ -12,10 +12,12 @@ async fn main() -> Result<(), Error> {
     let clients = Clients::new(&sdk);
     let config = JobConfig::from_env(sdk.region().map(|r| r.as_ref()))?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async {
-        handle(&clients, &config, event.payload).await.map_err(|e| Diagnostic {
-            error_type: e.error_type().to_owned(),
-            error_message: e.to_string(),
-        })
+        handle(&clients, &config, event.payload)
+            .await
+            .map_err(|e| Diagnostic {
+                error_type: e.error_type().to_owned(),
+                error_message: e.to_string(),
+            })
     }))
     .await
 }

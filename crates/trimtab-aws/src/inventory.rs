@@ -18,7 +18,9 @@ pub struct FunctionFilter {
 
 impl FunctionFilter {
     fn admits_name(&self, name: &str) -> bool {
-        self.name_prefix.as_deref().is_none_or(|p| name.starts_with(p))
+        self.name_prefix
+            .as_deref()
+            .is_none_or(|p| name.starts_with(p))
             && (self.names.is_empty() || self.names.iter().any(|n| n == name))
     }
 }
@@ -55,7 +57,9 @@ pub async fn list_functions(
             .await
             .map_err(|e| AwsError::new("lambda:ListFunctions", "functions", e))?;
         for f in page.functions() {
-            let Some(name) = f.function_name() else { continue };
+            let Some(name) = f.function_name() else {
+                continue;
+            };
             if !filter.admits_name(name) {
                 continue;
             }
@@ -68,7 +72,10 @@ pub async fn list_functions(
                 name: name.to_owned(),
                 arn: f.function_arn().unwrap_or_default().to_owned(),
                 architecture,
-                memory_mb: f.memory_size().and_then(|m| u32::try_from(m).ok()).unwrap_or(128),
+                memory_mb: f
+                    .memory_size()
+                    .and_then(|m| u32::try_from(m).ok())
+                    .unwrap_or(128),
                 timeout_s: f.timeout().and_then(|t| u32::try_from(t).ok()).unwrap_or(3),
                 ephemeral_storage_mb: f
                     .ephemeral_storage()
@@ -106,5 +113,10 @@ async fn list_tags(clients: &Clients, arn: &str) -> Result<BTreeMap<String, Stri
         .send()
         .await
         .map_err(|e| AwsError::new("lambda:ListTags", arn, e))?;
-    Ok(tags.tags().cloned().unwrap_or_default().into_iter().collect())
+    Ok(tags
+        .tags()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
 }

@@ -29,7 +29,11 @@ pub struct AwsError {
 
 impl AwsError {
     /// Condenses an SDK error into AWS's code and message, or what went wrong on the way there.
-    pub fn new<E>(operation: &'static str, resource: impl Into<String>, err: SdkError<E, HttpResponse>) -> Self
+    pub fn new<E>(
+        operation: &'static str,
+        resource: impl Into<String>,
+        err: SdkError<E, HttpResponse>,
+    ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -40,14 +44,20 @@ impl AwsError {
                 (Some(code), None) => code.to_owned(),
                 _ => format!("HTTP {}", status.unwrap_or_default()),
             },
-            SdkError::ResponseError(_) => format!("unreadable response (HTTP {})", status.unwrap_or_default()),
+            SdkError::ResponseError(_) => {
+                format!("unreadable response (HTTP {})", status.unwrap_or_default())
+            }
             SdkError::TimeoutError(_) => "timed out".to_owned(),
             SdkError::DispatchFailure(_) => {
                 format!("could not send the request: {}", DisplayErrorContext(&err))
             }
             _ => format!("{}", DisplayErrorContext(&err)),
         };
-        Self { operation, resource: resource.into(), message }
+        Self {
+            operation,
+            resource: resource.into(),
+            message,
+        }
     }
 }
 
@@ -84,7 +94,13 @@ impl Clients {
         logs: aws_sdk_cloudwatchlogs::Client,
         region: Option<String>,
     ) -> Self {
-        Self { lambda, cloudwatch, logs, region, calls: Mutex::new(BTreeMap::new()) }
+        Self {
+            lambda,
+            cloudwatch,
+            logs,
+            region,
+            calls: Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// Counts one request to `operation` (`service:Operation`).

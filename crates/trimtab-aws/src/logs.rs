@@ -85,9 +85,18 @@ pub async fn report_evidence(
                 return Err(AwsError::new("logs:FilterLogEvents", group, e));
             }
         };
-        for line in page.events().iter().filter_map(|e| e.message()).filter_map(parse_report_line) {
+        for line in page
+            .events()
+            .iter()
+            .filter_map(|e| e.message())
+            .filter_map(parse_report_line)
+        {
             ev.reports += 1;
-            ev.max_memory_used_mb = Some(ev.max_memory_used_mb.unwrap_or(0.0).max(line.max_memory_used_mb));
+            ev.max_memory_used_mb = Some(
+                ev.max_memory_used_mb
+                    .unwrap_or(0.0)
+                    .max(line.max_memory_used_mb),
+            );
             if let Some(init) = line.init_duration_ms {
                 ev.cold_starts += 1;
                 init_sum += init;
@@ -117,7 +126,13 @@ mod tests {
         assert_eq!(r.max_memory_used_mb, 80.0);
         assert_eq!(r.init_duration_ms, None);
         let cold = format!("{warm}Init Duration: 231.40 ms\t");
-        assert_eq!(parse_report_line(&cold).and_then(|r| r.init_duration_ms), Some(231.4));
-        assert_eq!(parse_report_line("START RequestId: 3f1a Version: $LATEST"), None);
+        assert_eq!(
+            parse_report_line(&cold).and_then(|r| r.init_duration_ms),
+            Some(231.4)
+        );
+        assert_eq!(
+            parse_report_line("START RequestId: 3f1a Version: $LATEST"),
+            None
+        );
     }
 }

@@ -30,9 +30,15 @@ impl Window {
     /// The `days` ending at `now`, rounded down to the hour so that repeated runs in the same hour
     /// ask the same question.
     pub fn last_days(now: SystemTime, days: u32) -> Self {
-        let now_s = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+        let now_s = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
         let end = i64::try_from(now_s - now_s % 3600).unwrap_or(i64::MAX);
-        Self { start_epoch_s: end - i64::from(days) * 86_400, end_epoch_s: end }
+        Self {
+            start_epoch_s: end - i64::from(days) * 86_400,
+            end_epoch_s: end,
+        }
     }
 
     pub fn seconds(&self) -> i64 {
@@ -78,7 +84,13 @@ impl Query {
             .build();
         MetricDataQuery::builder()
             .id(&self.id)
-            .metric_stat(MetricStat::builder().metric(metric).period(period_s).stat(self.stat).build())
+            .metric_stat(
+                MetricStat::builder()
+                    .metric(metric)
+                    .period(period_s)
+                    .stat(self.stat)
+                    .build(),
+            )
             .return_data(true)
             .build()
     }
@@ -106,21 +118,31 @@ pub async fn fetch(
     window: Window,
 ) -> Result<(Series, FetchReport), AwsError> {
     let period_s = i32::try_from(window.seconds()).unwrap_or(i32::MAX) / 60 * 60;
-    let mut report = FetchReport { queries: queries.len(), ..FetchReport::default() };
+    let mut report = FetchReport {
+        queries: queries.len(),
+        ..FetchReport::default()
+    };
     let mut series = Series::new();
     // Percentile queries first: if the backend refuses them, the first call says so.
-    let (pct, plain): (Vec<Query>, Vec<Query>) = queries.into_iter().partition(Query::is_percentile);
+    let (pct, plain): (Vec<Query>, Vec<Query>) =
+        queries.into_iter().partition(Query::is_percentile);
     let mut pending: VecDeque<Query> = pct.into_iter().chain(plain).collect();
     while !pending.is_empty() {
         let take = pending.len().min(MAX_QUERIES_PER_CALL);
         let chunk: Vec<Query> = pending.drain(..take).collect();
         match call_paged(clients, &chunk, window, period_s, &mut report).await {
             Ok(data) => series.extend(data),
-            Err(e) if report.percentiles_unavailable.is_none() && chunk.iter().any(Query::is_percentile) => {
+            Err(e)
+                if report.percentiles_unavailable.is_none()
+                    && chunk.iter().any(Query::is_percentile) =>
+            {
                 tracing::warn!(error = %e, "percentile statistics refused; continuing without them");
                 report.percentiles_unavailable = Some(e.message);
-                let rest: Vec<Query> =
-                    chunk.into_iter().chain(pending.drain(..)).filter(|q| !q.is_percentile()).collect();
+                let rest: Vec<Query> = chunk
+                    .into_iter()
+                    .chain(pending.drain(..))
+                    .filter(|q| !q.is_percentile())
+                    .collect();
                 report.queries = series.len() + rest.len();
                 pending.extend(rest);
             }
@@ -152,7 +174,13 @@ async fn call_paged(
             .set_next_token(token.take())
             .send()
             .await
-            .map_err(|e| AwsError::new("cloudwatch:GetMetricData", format!("{} queries", chunk.len()), e))?;
+            .map_err(|e| {
+                AwsError::new(
+                    "cloudwatch:GetMetricData",
+                    format!("{} queries", chunk.len()),
+                    e,
+                )
+            })?;
         for r in page.metric_data_results() {
             let Some(id) = r.id() else { continue };
             let entry = out.entry(id.to_owned()).or_default();
@@ -176,10 +204,17 @@ pub fn fold(series: &Series, id: &str, how: Fold, weights: Option<&str>) -> Opti
     let points = series.get(id).filter(|p| !p.is_empty())?;
     Some(match how {
         Fold::Sum => points.iter().map(|(_, v)| v).sum(),
-        Fold::Max => points.iter().map(|(_, v)| *v).fold(f64::NEG_INFINITY, f64::max),
+        Fold::Max => points
+            .iter()
+            .map(|(_, v)| *v)
+            .fold(f64::NEG_INFINITY, f64::max),
         Fold::Mean => {
-            let by_t: BTreeMap<i64, f64> =
-                weights.and_then(|w| series.get(w)).into_iter().flatten().copied().collect();
+            let by_t: BTreeMap<i64, f64> = weights
+                .and_then(|w| series.get(w))
+                .into_iter()
+                .flatten()
+                .copied()
+                .collect();
             let (mut num, mut den) = (0.0, 0.0);
             for (t, v) in points {
                 let w = by_t.get(t).copied().unwrap_or(1.0);
@@ -214,7 +249,11 @@ pub fn lambda_queries(functions: &[FunctionConfig], percentiles: bool) -> Vec<Qu
     let mut out = Vec::with_capacity(functions.len() * 15);
     for (i, f) in functions.iter().enumerate() {
         for (suffix, ns, metric, stat) in LAMBDA_STATS {
-            let dim = if ns == "LambdaInsights" { "function_name" } else { "FunctionName" };
+            let dim = if ns == "LambdaInsights" {
+                "function_name"
+            } else {
+                "FunctionName"
+            };
             out.push(Query {
                 id: format!("f{i}_{suffix}"),
                 namespace: ns,

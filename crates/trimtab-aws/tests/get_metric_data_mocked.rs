@@ -37,7 +37,9 @@ fn answer(req: &GetMetricDataInput, ids: Option<&[&str]>) -> GetMetricDataOutput
                 .build()
         })
         .collect();
-    GetMetricDataOutput::builder().set_metric_data_results(Some(results)).build()
+    GetMetricDataOutput::builder()
+        .set_metric_data_results(Some(results))
+        .build()
 }
 
 fn clients(cloudwatch: Client) -> Clients {
@@ -66,14 +68,19 @@ fn function(name: &str) -> FunctionConfig {
     }
 }
 
-const WINDOW: Window = Window { start_epoch_s: 1_700_000_000 - 14 * 86_400, end_epoch_s: 1_700_000_000 };
+const WINDOW: Window = Window {
+    start_epoch_s: 1_700_000_000 - 14 * 86_400,
+    end_epoch_s: 1_700_000_000,
+};
 
 #[tokio::test]
 async fn percentiles_are_read_when_the_backend_computes_them() {
     let rule = mock!(Client::get_metric_data).then_compute_output(|req| answer(req, None));
     let cw = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &[&rule]);
     let c = clients(cw);
-    let (series, report) = fetch(&c, lambda_queries(&[function("a")], true), WINDOW).await.expect("fetch");
+    let (series, report) = fetch(&c, lambda_queries(&[function("a")], true), WINDOW)
+        .await
+        .expect("fetch");
     assert_eq!(report.calls, 1);
     assert_eq!(report.percentiles_unavailable, None);
     let m = lambda_metrics(&series, 0, 1024);
@@ -89,11 +96,16 @@ async fn a_backend_that_refuses_percentiles_is_asked_again_without_them() {
         .http_status(500, Some("<html>Internal Server Error</html>".into()))
         .build();
     let ok = mock!(Client::get_metric_data).then_compute_output(|req| answer(req, None));
-    let cw = mock_client!(aws_sdk_cloudwatch, RuleMode::Sequential, &[&rule, &ok], |c| {
-        c.retry_config(RetryConfig::disabled())
-    });
+    let cw = mock_client!(
+        aws_sdk_cloudwatch,
+        RuleMode::Sequential,
+        &[&rule, &ok],
+        |c| { c.retry_config(RetryConfig::disabled()) }
+    );
     let c = clients(cw);
-    let (series, report) = fetch(&c, lambda_queries(&[function("a")], true), WINDOW).await.expect("fetch");
+    let (series, report) = fetch(&c, lambda_queries(&[function("a")], true), WINDOW)
+        .await
+        .expect("fetch");
     assert_eq!(report.calls, 2);
     let why = report.percentiles_unavailable.expect("reason given");
     assert!(why.contains("500"), "{why}");
@@ -117,7 +129,9 @@ async fn next_token_pages_are_followed_and_merged() {
         .then_compute_output(|req| answer(req, Some(&["f0_dmax", "f0_dn"])));
     let cw = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &[&first, &second]);
     let c = clients(cw);
-    let (series, report) = fetch(&c, lambda_queries(&[function("a")], false), WINDOW).await.expect("fetch");
+    let (series, report) = fetch(&c, lambda_queries(&[function("a")], false), WINDOW)
+        .await
+        .expect("fetch");
     assert_eq!(report.calls, 2);
     let m = lambda_metrics(&series, 0, 1024);
     assert_eq!(m.invocations, 5000.0);
@@ -134,7 +148,13 @@ async fn other_failures_are_errors_that_name_the_operation() {
     let cw = mock_client!(aws_sdk_cloudwatch, RuleMode::Sequential, &[&rule], |c| {
         c.retry_config(RetryConfig::disabled())
     });
-    let err = fetch(&clients(cw), lambda_queries(&[function("a")], false), WINDOW).await.expect_err("fails");
+    let err = fetch(
+        &clients(cw),
+        lambda_queries(&[function("a")], false),
+        WINDOW,
+    )
+    .await
+    .expect_err("fails");
     assert_eq!(err.operation, "cloudwatch:GetMetricData");
     assert!(err.message.contains("AccessDenied"), "{}", err.message);
 }

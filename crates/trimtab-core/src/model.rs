@@ -79,7 +79,11 @@ impl DurationModel {
         match cpu_time_ms.filter(|c| c.is_finite() && *c >= 0.0) {
             Some(cpu_ms) => {
                 // Cores busy on average; more than one proves that many threads compute at once.
-                let busy = if duration_ms > 0.0 { cpu_ms / duration_ms } else { 0.0 };
+                let busy = if duration_ms > 0.0 {
+                    cpu_ms / duration_ms
+                } else {
+                    0.0
+                };
                 let parallelism = share.max(1.0).max(busy);
                 let rate = share.min(parallelism);
                 // CPU time cannot take longer than the run; measurement noise is clamped.

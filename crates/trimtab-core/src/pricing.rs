@@ -76,18 +76,36 @@ impl PriceTable {
             region: "us-east-1".to_owned(),
             x86_64: ArchitecturePrices {
                 duration_tiers: vec![
-                    DurationTier { up_to_gb_s: Some(6.0e9), usd_per_gb_s: 0.000_016_666_7 },
-                    DurationTier { up_to_gb_s: Some(15.0e9), usd_per_gb_s: 0.000_015 },
-                    DurationTier { up_to_gb_s: None, usd_per_gb_s: 0.000_013_333_4 },
+                    DurationTier {
+                        up_to_gb_s: Some(6.0e9),
+                        usd_per_gb_s: 0.000_016_666_7,
+                    },
+                    DurationTier {
+                        up_to_gb_s: Some(15.0e9),
+                        usd_per_gb_s: 0.000_015,
+                    },
+                    DurationTier {
+                        up_to_gb_s: None,
+                        usd_per_gb_s: 0.000_013_333_4,
+                    },
                 ],
                 provisioned_concurrency_usd_per_gb_s: 0.000_004_166_7,
                 provisioned_duration_usd_per_gb_s: 0.000_009_722_2,
             },
             arm64: ArchitecturePrices {
                 duration_tiers: vec![
-                    DurationTier { up_to_gb_s: Some(7.5e9), usd_per_gb_s: 0.000_013_333_4 },
-                    DurationTier { up_to_gb_s: Some(18.75e9), usd_per_gb_s: 0.000_012_000_1 },
-                    DurationTier { up_to_gb_s: None, usd_per_gb_s: 0.000_010_666_7 },
+                    DurationTier {
+                        up_to_gb_s: Some(7.5e9),
+                        usd_per_gb_s: 0.000_013_333_4,
+                    },
+                    DurationTier {
+                        up_to_gb_s: Some(18.75e9),
+                        usd_per_gb_s: 0.000_012_000_1,
+                    },
+                    DurationTier {
+                        up_to_gb_s: None,
+                        usd_per_gb_s: 0.000_010_666_7,
+                    },
                 ],
                 provisioned_concurrency_usd_per_gb_s: 0.000_003_333_4,
                 provisioned_duration_usd_per_gb_s: 0.000_007_777_8,

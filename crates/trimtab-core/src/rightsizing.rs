@@ -161,14 +161,23 @@ pub fn recommend_fleet(
 ) -> Vec<Recommendation> {
     let usage: Vec<f64> = functions.iter().map(monthly_gb_s_now).collect();
     let total = |arch: Architecture| -> f64 {
-        functions.iter().zip(&usage).filter(|(f, _)| f.architecture == arch).map(|(_, u)| u).sum()
+        functions
+            .iter()
+            .zip(&usage)
+            .filter(|(f, _)| f.architecture == arch)
+            .map(|(_, u)| u)
+            .sum()
     };
     let (x86, arm) = (total(Architecture::X86_64), total(Architecture::Arm64));
     functions
         .iter()
         .zip(&usage)
         .map(|(f, own)| {
-            let fleet = if f.architecture == Architecture::X86_64 { x86 } else { arm };
+            let fleet = if f.architecture == Architecture::X86_64 {
+                x86
+            } else {
+                arm
+            };
             recommend(f, settings, prices, (fleet - own).max(0.0))
         })
         .collect()
@@ -176,7 +185,10 @@ pub fn recommend_fleet(
 
 /// Sums a set of recommendations.
 pub fn totals(recommendations: &[Recommendation]) -> FleetTotals {
-    let mut t = FleetTotals { functions: recommendations.len(), ..FleetTotals::default() };
+    let mut t = FleetTotals {
+        functions: recommendations.len(),
+        ..FleetTotals::default()
+    };
     for r in recommendations {
         match r.status {
             Status::Recommended | Status::Applied => t.recommended += 1,
@@ -193,13 +205,20 @@ pub fn totals(recommendations: &[Recommendation]) -> FleetTotals {
 
 /// Monthly GB-s of a function as configured today (for the fleet's tier position).
 fn monthly_gb_s_now(f: &FunctionObservation) -> f64 {
-    let Some(avg) = f.metrics.duration_avg_ms else { return 0.0 };
-    gb_seconds(f.memory_mb, expected_billed_duration_ms(avg)) * f.metrics.invocations
+    let Some(avg) = f.metrics.duration_avg_ms else {
+        return 0.0;
+    };
+    gb_seconds(f.memory_mb, expected_billed_duration_ms(avg))
+        * f.metrics.invocations
         * month_factor(f.window_s)
 }
 
 fn month_factor(window_s: f64) -> f64 {
-    if window_s > 0.0 { SECONDS_PER_MONTH / window_s } else { 0.0 }
+    if window_s > 0.0 {
+        SECONDS_PER_MONTH / window_s
+    } else {
+        0.0
+    }
 }
 
 /// Prices one function at one memory size, per month.
@@ -223,9 +242,12 @@ impl Pricer<'_> {
         };
         let run_ms = invocations * billed_ms + init_ms;
         let gb_s = gb_seconds(memory_mb, run_ms);
-        self.prices.duration_usd(self.f.architecture, self.account_gb_s_before, gb_s)
+        self.prices
+            .duration_usd(self.f.architecture, self.account_gb_s_before, gb_s)
             + self.prices.requests_usd(invocations)
-            + self.prices.ephemeral_storage_usd(self.f.ephemeral_storage_mb, run_ms / 1000.0)
+            + self
+                .prices
+                .ephemeral_storage_usd(self.f.ephemeral_storage_mb, run_ms / 1000.0)
     }
 }
 
@@ -326,7 +348,12 @@ pub fn recommend(
     let current_p99_ms = measured_p99.unwrap_or(max_ms);
     let guard = 1.0 + settings.latency_guard_pct / 100.0;
     let timed_out = max_ms >= 0.98 * f64::from(f.timeout_s) * 1000.0;
-    let pricer = Pricer { f, prices, model, account_gb_s_before };
+    let pricer = Pricer {
+        f,
+        prices,
+        model,
+        account_gb_s_before,
+    };
 
     let candidates: Vec<Candidate> = (MIN_MEMORY_MB..=MAX_MEMORY_MB)
         .filter(|&mem| mem >= floor_mb)
@@ -389,7 +416,8 @@ pub fn recommend(
         Status::Recommended
     };
     if measured_p99.is_none() {
-        reasons.push("p99 not available from the backend: the window's maximum stands in".to_owned());
+        reasons
+            .push("p99 not available from the backend: the window's maximum stands in".to_owned());
     }
 
     Recommendation {
@@ -423,8 +451,14 @@ const COST_TIE: f64 = 0.01;
 const SPEED_TIE: f64 = 0.01;
 
 fn choose(candidates: &[Candidate], strategy: Strategy, current_mb: u32) -> Option<u32> {
-    let min_usd = candidates.iter().map(|c| c.usd).fold(f64::INFINITY, f64::min);
-    let min_ms = candidates.iter().map(|c| c.duration_ms).fold(f64::INFINITY, f64::min);
+    let min_usd = candidates
+        .iter()
+        .map(|c| c.usd)
+        .fold(f64::INFINITY, f64::min);
+    let min_ms = candidates
+        .iter()
+        .map(|c| c.duration_ms)
+        .fold(f64::INFINITY, f64::min);
     let nearest = |c: &&Candidate| c.memory_mb.abs_diff(current_mb);
     match strategy {
         Strategy::Cost => candidates
@@ -432,14 +466,19 @@ fn choose(candidates: &[Candidate], strategy: Strategy, current_mb: u32) -> Opti
             .filter(|c| c.usd <= min_usd * (1.0 + COST_TIE) + 1e-9)
             .min_by_key(nearest),
         Strategy::Speed => {
-            let fastest = candidates.iter().filter(|c| c.duration_ms <= min_ms * (1.0 + SPEED_TIE));
+            let fastest = candidates
+                .iter()
+                .filter(|c| c.duration_ms <= min_ms * (1.0 + SPEED_TIE));
             fastest.min_by(|a, b| a.usd.total_cmp(&b.usd))
         }
         Strategy::Balanced => {
             let score = |c: &Candidate| {
-                c.usd / min_usd.max(f64::MIN_POSITIVE) + c.duration_ms / min_ms.max(f64::MIN_POSITIVE)
+                c.usd / min_usd.max(f64::MIN_POSITIVE)
+                    + c.duration_ms / min_ms.max(f64::MIN_POSITIVE)
             };
-            candidates.iter().min_by(|a, b| score(a).total_cmp(&score(b)))
+            candidates
+                .iter()
+                .min_by(|a, b| score(a).total_cmp(&score(b)))
         }
     }
     .map(|c| c.memory_mb)

@@ -82,7 +82,10 @@ fn cpu_bound_function_is_not_shrunk_to_its_memory_use_because_that_costs_more() 
     let seeds = seeds_memory_mb(180.0);
     let now = monthly_usd_at(&obs, 3008);
     let at_seeds = monthly_usd_at(&obs, seeds);
-    assert!(at_seeds > now, "seeds' {seeds} MB: ${at_seeds:.2} vs ${now:.2} today");
+    assert!(
+        at_seeds > now,
+        "seeds' {seeds} MB: ${at_seeds:.2} vs ${now:.2} today"
+    );
 
     let r = recommend(&obs, &Settings::default(), &PriceTable::us_east_1(), 0.0);
     assert!(r.recommended_memory_mb > 2700, "{r:?}");
@@ -102,8 +105,17 @@ fn single_threaded_cpu_bound_function_keeps_its_memory() {
         cpu_ms: Some(400.0 * vcpus(1024)),
         peak_mb: Some(90.0),
     };
-    let r = recommend(&observe(&w), &Settings::default(), &PriceTable::us_east_1(), 0.0);
-    assert!(r.recommended_memory_mb >= 931, "{}", r.recommended_memory_mb);
+    let r = recommend(
+        &observe(&w),
+        &Settings::default(),
+        &PriceTable::us_east_1(),
+        0.0,
+    );
+    assert!(
+        r.recommended_memory_mb >= 931,
+        "{}",
+        r.recommended_memory_mb
+    );
     assert!(r.monthly_savings_usd.abs() < 0.01 * r.current_monthly_cost_usd + 0.01);
 }
 
@@ -119,14 +131,26 @@ fn io_bound_over_provisioned_function_shrinks_to_its_floor() {
         cpu_ms: Some(4.0),
         peak_mb: Some(70.0),
     };
-    let r = recommend(&observe(&w), &Settings::default(), &PriceTable::us_east_1(), 0.0);
+    let r = recommend(
+        &observe(&w),
+        &Settings::default(),
+        &PriceTable::us_east_1(),
+        0.0,
+    );
     assert_eq!(r.status, Status::Recommended);
     // Floor = 84 MB -> 128 MB minimum, but 4 ms of CPU (6.9 ms of wall time at 1,024 MB) takes
     // 55 ms at 128 MB: 19% slower, over the guard. The smallest size within 10% is about 222 MB.
-    assert!((215..=235).contains(&r.recommended_memory_mb), "{}", r.recommended_memory_mb);
+    assert!(
+        (215..=235).contains(&r.recommended_memory_mb),
+        "{}",
+        r.recommended_memory_mb
+    );
     let slowdown = r.predicted_duration_ms.unwrap_or_default() / 250.0;
     assert!(slowdown <= 1.1 + 1e-9, "{slowdown}");
-    assert!(r.monthly_savings_usd > 0.7 * r.current_monthly_cost_usd, "{r:?}");
+    assert!(
+        r.monthly_savings_usd > 0.7 * r.current_monthly_cost_usd,
+        "{r:?}"
+    );
     // 1.2 s max at ~1.1x, with 1.5x margin -> 3 s.
     assert_eq!(r.recommended_timeout_s, 3);
 }
@@ -142,10 +166,23 @@ fn function_near_its_memory_limit_is_raised() {
         cpu_ms: Some(40.0),
         peak_mb: Some(498.0),
     };
-    let r = recommend(&observe(&w), &Settings::default(), &PriceTable::us_east_1(), 0.0);
+    let r = recommend(
+        &observe(&w),
+        &Settings::default(),
+        &PriceTable::us_east_1(),
+        0.0,
+    );
     assert_eq!(r.status, Status::Recommended);
-    assert!(r.recommended_memory_mb >= 598, "{}", r.recommended_memory_mb);
-    assert!(r.reasons.iter().any(|x| x.contains("headroom")), "{:?}", r.reasons);
+    assert!(
+        r.recommended_memory_mb >= 598,
+        "{}",
+        r.recommended_memory_mb
+    );
+    assert!(
+        r.reasons.iter().any(|x| x.contains("headroom")),
+        "{:?}",
+        r.reasons
+    );
 }
 
 #[test]
@@ -159,7 +196,12 @@ fn too_few_invocations_is_insufficient_data_with_a_reason() {
         cpu_ms: None,
         peak_mb: None,
     };
-    let r = recommend(&observe(&w), &Settings::default(), &PriceTable::us_east_1(), 0.0);
+    let r = recommend(
+        &observe(&w),
+        &Settings::default(),
+        &PriceTable::us_east_1(),
+        0.0,
+    );
     assert_eq!(r.status, Status::InsufficientData);
     assert_eq!(r.recommended_memory_mb, 512);
     assert!(r.reasons[0].contains("12 invocations"), "{:?}", r.reasons);
@@ -176,7 +218,12 @@ fn timeouts_that_were_hit_are_never_lowered() {
         cpu_ms: Some(20.0),
         peak_mb: Some(100.0),
     };
-    let r = recommend(&observe(&w), &Settings::default(), &PriceTable::us_east_1(), 0.0);
+    let r = recommend(
+        &observe(&w),
+        &Settings::default(),
+        &PriceTable::us_east_1(),
+        0.0,
+    );
     assert!(r.recommended_timeout_s >= 3);
 }
 
@@ -191,11 +238,21 @@ fn speed_strategy_buys_cpu_for_a_cpu_bound_function() {
         cpu_ms: Some(1000.0 * vcpus(512)),
         peak_mb: Some(200.0),
     };
-    let settings = Settings { strategy: Strategy::Speed, ..Settings::default() };
+    let settings = Settings {
+        strategy: Strategy::Speed,
+        ..Settings::default()
+    };
     let r = recommend(&observe(&w), &settings, &PriceTable::us_east_1(), 0.0);
     // Single thread: fastest from ~1,769 MB on; the cheapest of the fastest is near 1,769.
-    assert!((1700..=1800).contains(&r.recommended_memory_mb), "{}", r.recommended_memory_mb);
-    let balanced = Settings { strategy: Strategy::Balanced, ..Settings::default() };
+    assert!(
+        (1700..=1800).contains(&r.recommended_memory_mb),
+        "{}",
+        r.recommended_memory_mb
+    );
+    let balanced = Settings {
+        strategy: Strategy::Balanced,
+        ..Settings::default()
+    };
     let b = recommend(&observe(&w), &balanced, &PriceTable::us_east_1(), 0.0);
     assert!(b.recommended_memory_mb >= 512);
 }
@@ -211,7 +268,11 @@ fn fleet_totals_add_up_and_tiers_follow_the_fleet() {
         cpu_ms: Some(4.0),
         peak_mb: Some(70.0),
     });
-    let recs = recommend_fleet(&[a.clone(), a], &Settings::default(), &PriceTable::us_east_1());
+    let recs = recommend_fleet(
+        &[a.clone(), a],
+        &Settings::default(),
+        &PriceTable::us_east_1(),
+    );
     let t = totals(&recs);
     assert_eq!(t.functions, 2);
     assert_eq!(t.recommended, 2);

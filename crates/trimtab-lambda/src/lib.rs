@@ -59,7 +59,10 @@ pub struct EventError {
 
 impl EventError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -73,11 +76,16 @@ pub fn parse_request<R: DeserializeOwned>(value: Value) -> Result<R, EventError>
 
 /// Parses a payload into a trigger: an EventBridge envelope (recognised by `detail-type` and
 /// `source`) or the request itself. An empty or missing `detail` means every default.
-pub fn parse_trigger<R: DeserializeOwned + Default>(payload: Value) -> Result<Trigger<R>, EventError> {
+pub fn parse_trigger<R: DeserializeOwned + Default>(
+    payload: Value,
+) -> Result<Trigger<R>, EventError> {
     let is_eventbridge = payload.get("detail-type").is_some() && payload.get("source").is_some();
     if !is_eventbridge {
         if !payload.is_object() {
-            return Err(EventError::new(".", format!("expected a JSON object, got {}", kind(&payload))));
+            return Err(EventError::new(
+                ".",
+                format!("expected a JSON object, got {}", kind(&payload)),
+            ));
         }
         return parse_request(payload).map(Trigger::Direct);
     }
@@ -91,7 +99,12 @@ pub fn parse_trigger<R: DeserializeOwned + Default>(payload: Value) -> Result<Tr
             field: format!("detail.{}", e.field),
             message: e.message,
         })?,
-        other => return Err(EventError::new("detail", format!("expected an object, got {}", kind(&other)))),
+        other => {
+            return Err(EventError::new(
+                "detail",
+                format!("expected an object, got {}", kind(&other)),
+            ));
+        }
     };
     Ok(Trigger::Scheduled { request, rule })
 }

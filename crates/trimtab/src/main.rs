@@ -40,9 +40,12 @@ fn main() -> ExitCode {
 }
 
 fn summary_cmd(args: &[String]) -> anyhow::Result<()> {
-    let [path] = args else { bail!("expected one report file\n{USAGE}") };
+    let [path] = args else {
+        bail!("expected one report file\n{USAGE}")
+    };
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    let report: Value = serde_json::from_str(&text).with_context(|| format!("{path} is not JSON"))?;
+    let report: Value =
+        serde_json::from_str(&text).with_context(|| format!("{path} is not JSON"))?;
     print!("{}", summary::render(&report)?);
     Ok(())
 }
@@ -57,20 +60,27 @@ fn invoke(args: &[String]) -> ExitCode {
     };
     let payload = match std::fs::read_to_string(event_path)
         .with_context(|| format!("reading {event_path}"))
-        .and_then(|t| serde_json::from_str::<Value>(&t).with_context(|| format!("{event_path} is not JSON")))
-    {
+        .and_then(|t| {
+            serde_json::from_str::<Value>(&t).with_context(|| format!("{event_path} is not JSON"))
+        }) {
         Ok(p) => p,
         Err(e) => return fail("InvalidEvent", &format!("{e:#}")),
     };
     trimtab_lambda::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail("Runtime", &e.to_string()),
     };
     let result = runtime.block_on(dispatch(logical_id, payload));
     match result {
         Ok(value) => {
-            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         Err((kind, message)) => fail(&kind, &message),
@@ -97,7 +107,10 @@ async fn dispatch(logical_id: &str, payload: Value) -> Result<Value, (String, St
 }
 
 fn fail(kind: &str, message: &str) -> ExitCode {
-    let body = LambdaErrorBody { error_type: kind.to_owned(), error_message: message.to_owned() };
+    let body = LambdaErrorBody {
+        error_type: kind.to_owned(),
+        error_message: message.to_owned(),
+    };
     eprintln!("{}", serde_json::to_string(&body).unwrap_or_default());
     ExitCode::FAILURE
 }

@@ -23,12 +23,23 @@ pub fn render(report: &Value) -> anyhow::Result<String> {
         let s = |v: &Value| num(v, "monthly_savings_usd").unwrap_or(0.0);
         s(b).total_cmp(&s(a))
     });
-    let width = rows.iter().map(|r| text(r, "function_name").len()).max().unwrap_or(8).max(8);
+    let width = rows
+        .iter()
+        .map(|r| text(r, "function_name").len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
     let mut out = String::new();
     writeln!(
         out,
         "{:<width$}  {:>17}  {:>11}  {:>12}  {:>23}  {:>10}  {:<17}",
-        "function", "memory MB", "timeout s", "duration ms", "monthly cost USD", "savings", "status"
+        "function",
+        "memory MB",
+        "timeout s",
+        "duration ms",
+        "monthly cost USD",
+        "savings",
+        "status"
     )?;
     for r in rows {
         let mem = format!(
@@ -41,7 +52,10 @@ pub fn render(report: &Value) -> anyhow::Result<String> {
             num(r, "current_timeout_s").unwrap_or(0.0),
             num(r, "recommended_timeout_s").unwrap_or(0.0)
         );
-        let duration = match (num(r, "current_duration_ms"), num(r, "predicted_duration_ms")) {
+        let duration = match (
+            num(r, "current_duration_ms"),
+            num(r, "predicted_duration_ms"),
+        ) {
             (Some(a), Some(b)) => format!("{a:.0} -> {b:.0}"),
             _ => "-".to_owned(),
         };
@@ -78,7 +92,12 @@ pub fn render(report: &Value) -> anyhow::Result<String> {
         let list: Vec<String> = calls.iter().map(|(k, v)| format!("{k} x{v}")).collect();
         writeln!(out, "AWS requests: {}", list.join(", "))?;
     }
-    for note in report.get("notes").and_then(Value::as_array).into_iter().flatten() {
+    for note in report
+        .get("notes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         writeln!(out, "note: {}", note.as_str().unwrap_or_default())?;
     }
     Ok(out)
@@ -107,7 +126,10 @@ mod tests {
         let out = render(&report).expect("renders");
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[1].starts_with("api-orders"), "{out}");
-        assert!(lines[1].contains("1024 -> 222") && lines[1].contains("250 -> 275"), "{out}");
+        assert!(
+            lines[1].contains("1024 -> 222") && lines[1].contains("250 -> 275"),
+            "{out}"
+        );
         assert!(out.contains("saves $12.50/month"), "{out}");
         assert!(out.contains("cloudwatch:GetMetricData x1"), "{out}");
         assert!(render(&serde_json::json!({})).is_err());

@@ -10,17 +10,30 @@ use trimtab_tests::seed::{Layout, Seeder};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").context("AWS_ENDPOINT_URL must name the local emulator")?;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .context("AWS_ENDPOINT_URL must name the local emulator")?;
     if !is_loopback(&endpoint) {
         bail!("refusing to seed {endpoint}: the demo seeds a local emulator only");
     }
-    let n: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(36);
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(36);
     let seeder = Seeder::new(&sdk_config_for(&endpoint).await).await?;
-    let layout = Layout { interval_hours: 6, report_lines: 200, ..Layout::fourteen_days(SystemTime::now()) };
+    let layout = Layout {
+        interval_hours: 6,
+        report_lines: 200,
+        ..Layout::fourteen_days(SystemTime::now())
+    };
     let fleet = demo_fleet(n);
     for w in &fleet {
         seeder.seed(w, layout).await?;
     }
-    eprintln!("seeded {} functions with {} days of metrics into {endpoint}", fleet.len(), layout.days);
+    eprintln!(
+        "seeded {} functions with {} days of metrics into {endpoint}",
+        fleet.len(),
+        layout.days
+    );
     Ok(())
 }

@@ -1,0 +1,124 @@
+//! The `trimtab invoke` contract (PRODUCT.md), through the real binary and the standard
+//! configuration chain, against a seeded demo account in moto.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::SystemTime;
+
+use trimtab_tests::fleet::demo_fleet;
+use trimtab_tests::moto::{Moto, workspace_root};
+use trimtab_tests::seed::{Layout, Seeder};
+
+fn invoke(moto: &Moto, logical_id: &str, event: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trimtab"))
+        .args(["invoke", logical_id, "--event"])
+        .arg(event)
+        .envs(moto.env())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running trimtab")
+}
+
+async fn demo_account() -> Moto {
+    let moto = Moto::start().expect("moto");
+    let seeder = Seeder::new(&moto.sdk_config().await).await.expect("seeder");
+    let layout = Layout {
+        interval_hours: 6,
+        report_lines: 40,
+        ..Layout::fourteen_days(SystemTime::now())
+    };
+    for w in demo_fleet(14) {
+        seeder.seed(&w, layout).await.expect("seed");
+    }
+    moto
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_file_runs_and_returns_a_report() {
+    let moto = demo_account().await;
+    let events = workspace_root().join("events");
+    let mut ran = 0;
+    for entry in std::fs::read_dir(&events).expect("events/") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let Some(logical_id) = name
+            .strip_prefix("rightsizing-")
+            .map(|_| "RightSizingFunction")
+        else {
+            panic!("events/{name}: no function for this event; name it after its function")
+        };
+        let out = invoke(&moto, logical_id, &path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{name}: exit {:?}\n{stderr}",
+            out.status
+        );
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("stdout is the JSON report");
+        let functions = report["functions"].as_array().expect("functions list");
+        assert!(!functions.is_empty(), "{name}: empty report");
+        for f in functions {
+            for key in [
+                "function_name",
+                "architecture",
+                "current_memory_mb",
+                "recommended_memory_mb",
+                "current_timeout_s",
+                "recommended_timeout_s",
+                "predicted_duration_ms",
+                "current_monthly_cost_usd",
+                "projected_monthly_cost_usd",
+                "monthly_savings_usd",
+                "confidence",
+                "reasons",
+                "status",
+            ] {
+                assert!(f.get(key).is_some(), "{name}: {key} missing in {f}");
+            }
+        }
+        ran += 1;
+    }
+    assert!(
+        ran >= 2,
+        "events/ should hold a scheduled and a direct sample"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_event_prints_the_lambda_error_shape_and_exits_1() {
+    let moto = Moto::start().expect("moto");
+    let dir = std::env::temp_dir().join(format!("trimtab-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (body, field) in [
+        (r#"{"strategy": "cheapest"}"#, "strategy"),
+        (r#"{"lookback_days": -1}"#, "lookback_days"),
+        (r#"{"lookback_days": "two weeks"}"#, "lookback_days"),
+    ] {
+        let path = dir.join("bad.json");
+        std::fs::write(&path, body).expect("write");
+        let out = invoke(&moto, "RightSizingFunction", &path);
+        assert_eq!(out.status.code(), Some(1), "{body}");
+        assert!(out.stdout.is_empty(), "{body}: nothing on stdout");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        let err: serde_json::Value = serde_json::from_str(last).expect("error JSON on stderr");
+        assert_eq!(err["errorType"], "InvalidEvent");
+        assert!(
+            err["errorMessage"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(field),
+            "{body}: {err}"
+        );
+    }
+    let event = workspace_root().join("events/rightsizing-direct.json");
+    let out = invoke(&moto, "NoSuchFunction", &event);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("UnknownFunction"));
+    let _ = std::fs::remove_dir_all(dir);
+}
