@@ -11,16 +11,17 @@
 //! ```
 //!
 //! The model is fitted to one operating point (the function's current memory) with
-//! `cpu_total_time` from Lambda Insights, which measures `cpu_ms` directly. Whatever is unknown is
-//! filled in on the side that never promises a gain the data cannot support:
-//! - parallelism is assumed to be exactly what the current share allows, and never less than one
-//!   thread. So lowering memory slows the compute part in full proportion, and raising memory
-//!   speeds it up only up to one vCPU (a single thread stops speeding up past ~1,769 MB) unless the
-//!   measured CPU time proves more threads are busy.
-//! - without `cpu_total_time`, the run is assumed entirely compute-bound when memory goes down
-//!   (the largest slowdown) and entirely waiting when memory goes up (no speedup). Such a model
-//!   never recommends a change on a promise of speed; it still finds memory that is paid for and
-//!   never used.
+//! `cpu_total_time` from Lambda Insights, which measures `cpu_ms` directly:
+//! - below 1,769 MB the share is under one vCPU, so any code, one thread or many, computes at the
+//!   share's rate: `wait = duration - cpu / vcpus(m)`, with no unknowns.
+//! - above it, the cores busy on average (`cpu / duration`) are the evidence of parallelism: at
+//!   most one means one thread (the common case: most Lambda runtimes serve a request on one
+//!   thread), more means at least that many. Raising memory never speeds a function beyond the
+//!   parallelism it has shown.
+//! - without `cpu_total_time`, the run is assumed entirely compute-bound at its whole current
+//!   share when memory goes down (the largest slowdown possible) and entirely waiting when memory
+//!   goes up (no speedup). Such a model never recommends a change on a promise of speed; it still
+//!   finds memory that is paid for and never used.
 
 use serde::{Deserialize, Serialize};
 
@@ -84,7 +85,7 @@ impl DurationModel {
                 } else {
                     0.0
                 };
-                let parallelism = share.max(1.0).max(busy);
+                let parallelism = busy.max(1.0);
                 let rate = share.min(parallelism);
                 // CPU time cannot take longer than the run; measurement noise is clamped.
                 let compute_ms = (cpu_ms / rate).min(duration_ms);
@@ -174,6 +175,15 @@ mod tests {
         // 6 core-ms take 10 ms at 1,024 MB and 83 ms at 128 MB: a quarter slower, not eight times.
         assert!(at_128 > 370.0 && at_128 < 375.0, "{at_128}");
         assert!(m.compute_fraction() < 0.05);
+    }
+
+    #[test]
+    fn a_single_thread_at_3008_mb_loses_nothing_at_1769_mb() {
+        // 3,008 MB, 500 ms, 475 core-ms: one thread, 95% busy.
+        let m = DurationModel::fit(3008, 500.0, Some(475.0));
+        assert!(close(m.parallelism, 1.0));
+        assert!(close(m.duration_ms(1769), 500.0));
+        assert!(m.duration_ms(1200) > 600.0);
     }
 
     #[test]
