@@ -4,6 +4,8 @@
 //! AWS SDK type. Inputs are plain structs the adapters fill in; outputs are plain data (reports and
 //! plans) the shell prints, records or carries out. Every function is deterministic.
 
+pub mod apply;
+pub mod concurrency;
 pub mod model;
 pub mod pricing;
 pub mod rightsizing;

@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::concurrency::ConcurrencyAdvice;
 use crate::model::{CpuEvidence, DurationModel, MAX_MEMORY_MB, MIN_MEMORY_MB};
 use crate::pricing::{
     Architecture, PriceTable, SECONDS_PER_MONTH, expected_billed_duration_ms, gb_seconds,
@@ -136,8 +137,13 @@ pub struct Recommendation {
     pub status: Status,
     pub invocations: f64,
     pub peak_memory_used_mb: Option<f64>,
+    /// Observed peak use plus headroom: no recommendation goes below it.
+    pub memory_floor_mb: Option<u32>,
     pub cpu_evidence: Option<CpuEvidence>,
     pub compute_fraction: Option<f64>,
+    /// Reserved and provisioned concurrency, and architecture, advice (filled in by the job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencyAdvice>,
 }
 
 /// Fleet totals over the recommendations.
@@ -277,8 +283,10 @@ fn unjudged(f: &FunctionObservation, reason: String) -> Recommendation {
         status: Status::InsufficientData,
         invocations: f.metrics.invocations,
         peak_memory_used_mb: f.metrics.used_memory_max_mb,
+        memory_floor_mb: None,
         cpu_evidence: None,
         compute_fraction: None,
+        concurrency: None,
     }
 }
 
@@ -439,8 +447,10 @@ pub fn recommend(
         status,
         invocations: m.invocations,
         peak_memory_used_mb: m.used_memory_max_mb,
+        memory_floor_mb: m.used_memory_max_mb.map(|_| floor_mb),
         cpu_evidence: Some(model.evidence),
         compute_fraction: Some(round4(model.compute_fraction())),
+        concurrency: None,
     }
 }
 

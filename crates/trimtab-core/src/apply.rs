@@ -1,0 +1,358 @@
+//! Whether a recommendation may be carried out, how far in one run, and whether a change that was
+//! carried out has hurt the function since. Pure: the shell supplies the facts and does the work.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{MAX_MEMORY_MB, MIN_MEMORY_MB};
+use crate::rightsizing::{Recommendation, Status};
+
+/// What must hold before a change is made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Guards {
+    /// Smallest projected saving worth a change, USD per month. Raises that keep memory above
+    /// peak use plus headroom are safety changes and exempt.
+    pub min_monthly_savings_usd: f64,
+    /// Smallest confidence (0..1) worth acting on.
+    pub min_confidence: f64,
+    /// Largest factor memory may move by in one run (2: at most halve or double); the target is
+    /// reached over several runs, each verified before the next.
+    pub max_step_factor: f64,
+}
+
+impl Default for Guards {
+    fn default() -> Self {
+        Self {
+            min_monthly_savings_usd: 1.0,
+            min_confidence: 0.5,
+            max_step_factor: 2.0,
+        }
+    }
+}
+
+/// The settings a change moves between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionSettings {
+    pub memory_mb: u32,
+    pub timeout_s: u32,
+}
+
+/// What the shell knows about a function that the recommendation does not.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FunctionState {
+    /// Carries the `trimtab:lock` tag: never touched.
+    pub locked: bool,
+    /// Lambda's `LastUpdateStatus`; only `Successful` may be changed.
+    pub last_update_status: Option<String>,
+}
+
+/// A change to make, with why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub function_name: String,
+    pub before: FunctionSettings,
+    pub after: FunctionSettings,
+    /// The recommendation's memory, when the step bound stopped short of it.
+    pub target_memory_mb: Option<u32>,
+    pub reason: String,
+}
+
+/// The guards' answer for one recommendation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Apply(Change),
+    Skip(String),
+}
+
+/// Applies the guards and the step bound to one recommendation.
+pub fn decide(rec: &Recommendation, state: &FunctionState, guards: &Guards) -> Verdict {
+    if rec.status != Status::Recommended {
+        return Verdict::Skip(format!("nothing to apply: status {:?}", rec.status).to_lowercase());
+    }
+    if state.locked {
+        return Verdict::Skip("locked: the function has the trimtab:lock tag".to_owned());
+    }
+    match state.last_update_status.as_deref() {
+        Some("Successful") => {}
+        other => {
+            return Verdict::Skip(format!(
+                "last update status is {}, not Successful: an update may be in flight",
+                other.unwrap_or("unknown")
+            ));
+        }
+    }
+    let safety_raise = rec.recommended_memory_mb > rec.current_memory_mb
+        && rec
+            .memory_floor_mb
+            .is_some_and(|f| f > rec.current_memory_mb);
+    if !safety_raise && rec.monthly_savings_usd < guards.min_monthly_savings_usd {
+        return Verdict::Skip(format!(
+            "projected saving ${:.2}/month is under the ${:.2} floor",
+            rec.monthly_savings_usd, guards.min_monthly_savings_usd
+        ));
+    }
+    if rec.confidence < guards.min_confidence {
+        return Verdict::Skip(format!(
+            "confidence {:.2} is under the {:.2} floor",
+            rec.confidence, guards.min_confidence
+        ));
+    }
+
+    let current = rec.current_memory_mb;
+    let lo = (f64::from(current) / guards.max_step_factor).ceil() as u32;
+    let hi = (f64::from(current) * guards.max_step_factor).floor() as u32;
+    let memory_mb = rec
+        .recommended_memory_mb
+        .clamp(lo.max(MIN_MEMORY_MB), hi.min(MAX_MEMORY_MB).max(lo));
+    let bounded = memory_mb != rec.recommended_memory_mb;
+    // A bounded raise runs slower than the recommendation assumed: never cut the timeout then.
+    let timeout_s = if bounded && memory_mb > current {
+        rec.recommended_timeout_s.max(rec.current_timeout_s)
+    } else {
+        rec.recommended_timeout_s
+    };
+    let mut reason = if safety_raise {
+        "memory raised to keep headroom above peak use".to_owned()
+    } else {
+        format!("saves ${:.2}/month", rec.monthly_savings_usd)
+    };
+    if bounded {
+        reason.push_str(&format!(
+            "; step bounded to {memory_mb} MB on the way to {} MB",
+            rec.recommended_memory_mb
+        ));
+    }
+    Verdict::Apply(Change {
+        function_name: rec.function_name.clone(),
+        before: FunctionSettings {
+            memory_mb: current,
+            timeout_s: rec.current_timeout_s,
+        },
+        after: FunctionSettings {
+            memory_mb,
+            timeout_s,
+        },
+        target_memory_mb: bounded.then_some(rec.recommended_memory_mb),
+        reason,
+    })
+}
+
+/// A function's health over a stretch of time, as recorded before a change and measured after.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub invocations: f64,
+    pub errors: f64,
+    pub throttles: f64,
+    pub duration_avg_ms: Option<f64>,
+    pub duration_p99_ms: Option<f64>,
+}
+
+impl Health {
+    fn rate(&self, count: f64) -> f64 {
+        if self.invocations > 0.0 {
+            count / self.invocations
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The verification of an applied change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "reason", rename_all = "snake_case")]
+pub enum Verification {
+    /// Too little traffic since the change to judge it yet.
+    Wait(String),
+    Healthy,
+    Regressed(String),
+}
+
+/// Fewest invocations after a change before it is judged.
+pub const MIN_INVOCATIONS_TO_VERIFY: f64 = 50.0;
+
+/// Compares health after a change with health before it. A regression is an error or throttle
+/// rate up by more than half again plus half a percentage point (a noise allowance for small
+/// samples), or p99 (the mean where p99 is unavailable on both sides) slower than the latency
+/// guard allows.
+pub fn verify(before: &Health, after: &Health, latency_guard_pct: f64) -> Verification {
+    if after.invocations < MIN_INVOCATIONS_TO_VERIFY {
+        return Verification::Wait(format!(
+            "{} invocations since the change; {} needed",
+            after.invocations, MIN_INVOCATIONS_TO_VERIFY
+        ));
+    }
+    let worse = |b: f64, a: f64| a > b * 1.5 + 0.005;
+    let (eb, ea) = (before.rate(before.errors), after.rate(after.errors));
+    if worse(eb, ea) {
+        return Verification::Regressed(format!(
+            "error rate {:.2}% after vs {:.2}% before",
+            100.0 * ea,
+            100.0 * eb
+        ));
+    }
+    let (tb, ta) = (before.rate(before.throttles), after.rate(after.throttles));
+    if worse(tb, ta) {
+        return Verification::Regressed(format!(
+            "throttle rate {:.2}% after vs {:.2}% before",
+            100.0 * ta,
+            100.0 * tb
+        ));
+    }
+    let limit = 1.0 + latency_guard_pct / 100.0;
+    let latency = match (before.duration_p99_ms, after.duration_p99_ms) {
+        (Some(b), Some(a)) => Some(("p99", b, a)),
+        _ => before
+            .duration_avg_ms
+            .zip(after.duration_avg_ms)
+            .map(|(b, a)| ("mean", b, a)),
+    };
+    if let Some((what, b, a)) = latency
+        && a > b * limit
+    {
+        return Verification::Regressed(format!(
+            "{what} duration {a:.1} ms after vs {b:.1} ms before (guard {latency_guard_pct:.0}%)"
+        ));
+    }
+    Verification::Healthy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pricing::Architecture;
+
+    fn rec(current: u32, recommended: u32, savings: f64) -> Recommendation {
+        Recommendation {
+            function_name: "f".into(),
+            architecture: Architecture::Arm64,
+            current_memory_mb: current,
+            recommended_memory_mb: recommended,
+            current_timeout_s: 30,
+            recommended_timeout_s: 5,
+            current_duration_ms: Some(100.0),
+            predicted_duration_ms: Some(105.0),
+            current_p99_ms: None,
+            predicted_p99_ms: None,
+            current_monthly_cost_usd: 10.0,
+            projected_monthly_cost_usd: 10.0 - savings,
+            monthly_savings_usd: savings,
+            confidence: 0.9,
+            reasons: vec![],
+            status: Status::Recommended,
+            invocations: 1e6,
+            peak_memory_used_mb: Some(100.0),
+            memory_floor_mb: Some(120),
+            cpu_evidence: None,
+            compute_fraction: None,
+            concurrency: None,
+        }
+    }
+
+    fn ok_state() -> FunctionState {
+        FunctionState {
+            locked: false,
+            last_update_status: Some("Successful".into()),
+        }
+    }
+
+    #[test]
+    fn a_big_cut_is_halved_in_one_run() {
+        let Verdict::Apply(c) = decide(&rec(2048, 300, 8.0), &ok_state(), &Guards::default())
+        else {
+            panic!("should apply")
+        };
+        assert_eq!(c.after.memory_mb, 1024);
+        assert_eq!(c.target_memory_mb, Some(300));
+        assert_eq!(
+            c.before,
+            FunctionSettings {
+                memory_mb: 2048,
+                timeout_s: 30
+            }
+        );
+    }
+
+    #[test]
+    fn each_guard_skips_with_its_reason() {
+        let g = Guards::default();
+        let locked = FunctionState {
+            locked: true,
+            ..ok_state()
+        };
+        assert!(
+            matches!(decide(&rec(2048, 1024, 8.0), &locked, &g), Verdict::Skip(r) if r.contains("lock"))
+        );
+        let busy = FunctionState {
+            last_update_status: Some("InProgress".into()),
+            ..ok_state()
+        };
+        assert!(
+            matches!(decide(&rec(2048, 1024, 8.0), &busy, &g), Verdict::Skip(r) if r.contains("InProgress"))
+        );
+        assert!(
+            matches!(decide(&rec(2048, 1024, 0.5), &ok_state(), &g), Verdict::Skip(r) if r.contains("floor"))
+        );
+        let mut unsure = rec(2048, 1024, 8.0);
+        unsure.confidence = 0.2;
+        assert!(
+            matches!(decide(&unsure, &ok_state(), &g), Verdict::Skip(r) if r.contains("confidence"))
+        );
+    }
+
+    #[test]
+    fn a_safety_raise_needs_no_saving_and_keeps_the_timeout() {
+        let mut r = rec(512, 1400, -3.0);
+        r.memory_floor_mb = Some(1400);
+        let Verdict::Apply(c) = decide(&r, &ok_state(), &Guards::default()) else {
+            panic!("should apply")
+        };
+        assert_eq!(c.after.memory_mb, 1024);
+        assert_eq!(c.after.timeout_s, 30);
+    }
+
+    #[test]
+    fn verification_flags_errors_throttles_and_latency() {
+        let before = Health {
+            invocations: 10_000.0,
+            errors: 10.0,
+            throttles: 0.0,
+            duration_avg_ms: Some(100.0),
+            duration_p99_ms: None,
+        };
+        let same = Health {
+            invocations: 1000.0,
+            errors: 1.0,
+            duration_avg_ms: Some(104.0),
+            ..before
+        };
+        assert_eq!(verify(&before, &same, 10.0), Verification::Healthy);
+        let errors = Health {
+            errors: 80.0,
+            ..same
+        };
+        assert!(
+            matches!(verify(&before, &errors, 10.0), Verification::Regressed(r) if r.contains("error"))
+        );
+        let throttled = Health {
+            throttles: 30.0,
+            ..same
+        };
+        assert!(
+            matches!(verify(&before, &throttled, 10.0), Verification::Regressed(r) if r.contains("throttle"))
+        );
+        let slow = Health {
+            duration_avg_ms: Some(125.0),
+            ..same
+        };
+        assert!(
+            matches!(verify(&before, &slow, 10.0), Verification::Regressed(r) if r.contains("mean"))
+        );
+        let quiet = Health {
+            invocations: 10.0,
+            ..same
+        };
+        assert!(matches!(
+            verify(&before, &quiet, 10.0),
+            Verification::Wait(_)
+        ));
+    }
+}
