@@ -1,6 +1,7 @@
 //! Integration tests: the real handlers against a moto server over HTTP, seeded with data shaped
 //! like production. One test binary, so the SDK is linked once.
 
+mod apply;
 mod emulator_contract;
 mod metrics_batching;
 mod rightsizing_job;
@@ -13,11 +14,7 @@ use trimtab_tests::moto::Moto;
 /// Runs the right-sizing handler against `moto` with `event`, as a direct invoke.
 pub async fn run_rightsizing(moto: &Moto, event: Value) -> Result<Value, rightsizing::JobError> {
     let clients = Clients::new(&moto.sdk_config().await);
-    let config = rightsizing::JobConfig {
-        configured_mode: trimtab_lambda::Mode::Recommend,
-        prices: trimtab_core::pricing::PriceTable::us_east_1(),
-        price_note: None,
-    };
+    let config = rightsizing::JobConfig::with_table(None);
     rightsizing::handle(&clients, &config, event).await
 }
 

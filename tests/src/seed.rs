@@ -434,3 +434,113 @@ impl Seeder {
 pub fn at(epoch_s: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(epoch_s)
 }
+
+/// Creates the decision table as `template.yaml` declares it (keys `pk`/`sk`, on-demand).
+pub async fn create_decision_table(
+    config: &aws_config::SdkConfig,
+    name: &str,
+) -> anyhow::Result<()> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+    };
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    aws_sdk_dynamodb::Client::new(config)
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("sk")?)
+        .send()
+        .await
+        .context("creating the decision table")?;
+    Ok(())
+}
+
+/// Writes one instant of traffic for `w` running at `memory_mb`, as AWS would record it
+/// (`AWS/Lambda` and, with Insights on, `LambdaInsights`): traffic after a change.
+pub async fn put_traffic(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    w: &Workload,
+    memory_mb: u32,
+    at_epoch_s: i64,
+    invocations: f64,
+    errors: f64,
+) -> anyhow::Result<()> {
+    let datum = |dim: &str, name: &str, unit: StandardUnit, n: f64, sum: f64| {
+        MetricDatum::builder()
+            .metric_name(name)
+            .dimensions(Dimension::builder().name(dim).value(&w.name).build())
+            .timestamp(DateTime::from_secs(at_epoch_s))
+            .unit(unit)
+            .statistic_values(
+                StatisticSet::builder()
+                    .sample_count(n)
+                    .sum(sum)
+                    .minimum(sum / n)
+                    .maximum(sum / n)
+                    .build(),
+            )
+            .build()
+    };
+    let ms = w.duration_ms(memory_mb);
+    let fd = "FunctionName";
+    cloudwatch
+        .put_metric_data()
+        .namespace("AWS/Lambda")
+        .metric_data(datum(
+            fd,
+            "Invocations",
+            StandardUnit::Count,
+            1.0,
+            invocations,
+        ))
+        .metric_data(datum(fd, "Errors", StandardUnit::Count, 1.0, errors))
+        .metric_data(datum(fd, "Throttles", StandardUnit::Count, 1.0, 0.0))
+        .metric_data(datum(
+            fd,
+            "Duration",
+            StandardUnit::Milliseconds,
+            invocations,
+            invocations * ms,
+        ))
+        .send()
+        .await
+        .context("putting traffic")?;
+    if w.insights {
+        let li = "function_name";
+        cloudwatch
+            .put_metric_data()
+            .namespace("LambdaInsights")
+            .metric_data(datum(
+                li,
+                "cpu_total_time",
+                StandardUnit::Milliseconds,
+                invocations,
+                invocations * w.cpu_ms,
+            ))
+            .metric_data(datum(
+                li,
+                "used_memory_max",
+                StandardUnit::Megabytes,
+                1.0,
+                w.peak_memory_mb,
+            ))
+            .send()
+            .await
+            .context("putting insights traffic")?;
+    }
+    Ok(())
+}

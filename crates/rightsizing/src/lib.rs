@@ -1,127 +1,32 @@
-//! The right-sizing job: which functions, what they measured, what memory and timeout each
-//! should have. `handle` is the Lambda handler; `trimtab invoke RightSizingFunction` calls the
-//! same function in-process.
+//! The right-sizing job: which functions, what they measured, what memory, timeout and
+//! concurrency each should have, and (in apply mode) carrying that out safely. `handle` is the
+//! Lambda handler; `trimtab invoke RightSizingFunction` calls the same function in-process.
+
+mod act;
+mod job;
+mod request;
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures::stream::{self, StreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
-use trimtab_aws::inventory::{FunctionConfig, FunctionFilter, list_functions};
-use trimtab_aws::metrics::{self, Window};
-use trimtab_aws::{AwsError, Clients, logs};
+use trimtab_aws::{AwsError, Clients};
+use trimtab_core::apply::DecisionRecord;
 use trimtab_core::pricing::PriceTable;
-use trimtab_core::rightsizing::{
-    FleetTotals, FunctionObservation, MemoryEvidence, Recommendation, Settings, Strategy,
-    recommend_fleet, totals,
-};
+use trimtab_core::rightsizing::{FleetTotals, Recommendation, Strategy};
 use trimtab_lambda::{EventError, Mode, Trigger, parse_trigger};
 
-/// The right-sizing event. Every field is optional.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Request {
-    pub mode: Option<Mode>,
-    pub strategy: Option<Strategy>,
-    /// Days of metrics to judge by (1..=90; default 14).
-    pub lookback_days: Option<i64>,
-    pub function_name_prefix: Option<String>,
-    /// Only these functions.
-    pub function_names: Option<Vec<String>>,
-    /// Only functions with all of these tags.
-    pub tags: Option<BTreeMap<String, String>>,
-    /// Largest allowed p99 slowdown in percent (0..=1000; default 10).
-    pub latency_guard_pct: Option<f64>,
-    /// Memory kept free above peak use, percent of the peak (0..=400; default 20).
-    pub memory_headroom_pct: Option<f64>,
-    /// Fewest invocations in the window to judge a function (default 100).
-    pub min_invocations: Option<u64>,
-    /// Ask CloudWatch for p50/p95/p99 of Duration (default true).
-    pub percentiles: Option<bool>,
-    /// Page budget per function for reading REPORT lines when Lambda Insights is off
-    /// (0..=20; default 3; 0 turns the scan off).
-    pub log_scan_pages: Option<u32>,
-}
+pub use act::{VerificationRow, history, rollback};
+pub use job::run;
+pub use request::{Action, Command, Plan, Request};
 
-/// A request with defaults filled in and ranges checked.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub mode: Mode,
-    pub settings: Settings,
-    pub lookback_days: u32,
-    pub filter: FunctionFilter,
-    pub percentiles: bool,
-    pub log_scan_pages: u32,
-}
-
-fn range(field: &str, v: f64, lo: f64, hi: f64) -> Result<f64, EventError> {
-    if v.is_finite() && (lo..=hi).contains(&v) {
-        Ok(v)
-    } else {
-        Err(EventError::new(
-            field,
-            format!("must be between {lo} and {hi}, got {v}"),
-        ))
-    }
-}
-
-impl Request {
-    /// Validates the request. `mode` is the mode this run is allowed (see [`handle`]).
-    pub fn plan(&self, mode: Mode) -> Result<Plan, EventError> {
-        let defaults = Settings::default();
-        let lookback = self.lookback_days.unwrap_or(14);
-        if !(1..=90).contains(&lookback) {
-            return Err(EventError::new(
-                "lookback_days",
-                format!("must be a whole number of days from 1 to 90, got {lookback}"),
-            ));
-        }
-        let pages = self.log_scan_pages.unwrap_or(3);
-        if pages > 20 {
-            return Err(EventError::new(
-                "log_scan_pages",
-                format!("must be 0..=20, got {pages}"),
-            ));
-        }
-        if self.function_name_prefix.as_deref() == Some("") {
-            return Err(EventError::new(
-                "function_name_prefix",
-                "must not be empty; omit it for all functions",
-            ));
-        }
-        Ok(Plan {
-            mode,
-            settings: Settings {
-                strategy: self.strategy.unwrap_or(defaults.strategy),
-                latency_guard_pct: range(
-                    "latency_guard_pct",
-                    self.latency_guard_pct.unwrap_or(defaults.latency_guard_pct),
-                    0.0,
-                    1000.0,
-                )?,
-                memory_headroom_pct: range(
-                    "memory_headroom_pct",
-                    self.memory_headroom_pct
-                        .unwrap_or(defaults.memory_headroom_pct),
-                    0.0,
-                    400.0,
-                )?,
-                min_invocations: self
-                    .min_invocations
-                    .map_or(defaults.min_invocations, |n| n as f64),
-                ..defaults
-            },
-            lookback_days: lookback as u32,
-            filter: FunctionFilter {
-                name_prefix: self.function_name_prefix.clone(),
-                names: self.function_names.clone().unwrap_or_default(),
-                tags: self.tags.clone().unwrap_or_default(),
-            },
-            percentiles: self.percentiles.unwrap_or(true),
-            log_scan_pages: pages,
-        })
-    }
+/// Failure points a test can switch on to prove the record-first protocol; always off in
+/// production (nothing reads them from the environment or an event).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Stop the run (as a crash would) after a decision record is written, before the change.
+    pub crash_after_record: bool,
 }
 
 /// Per-process configuration, read once at start from the function's environment.
@@ -132,11 +37,15 @@ pub struct JobConfig {
     pub prices: PriceTable,
     /// Said in every report when the price table is not the region's own.
     pub price_note: Option<String>,
+    /// The decision table (`TRIMTAB_TABLE`): audit records and the run lease. Apply, rollback
+    /// and history need it.
+    pub table_name: Option<String>,
+    pub faults: Faults,
 }
 
 impl JobConfig {
-    /// `TRIMTAB_MODE`; `TRIMTAB_PRICE_TABLE` (JSON, a [`PriceTable`]) overrides the built-in
-    /// prices of the region.
+    /// `TRIMTAB_MODE`, `TRIMTAB_TABLE`; `TRIMTAB_PRICE_TABLE` (JSON, a [`PriceTable`]) overrides
+    /// the built-in prices of the region.
     pub fn from_env(region: Option<&str>) -> Result<Self, String> {
         let configured_mode =
             Mode::from_configuration(std::env::var("TRIMTAB_MODE").ok().as_deref());
@@ -157,11 +66,27 @@ impl JobConfig {
                 ),
             },
         };
+        let table_name = std::env::var("TRIMTAB_TABLE")
+            .ok()
+            .filter(|t| !t.is_empty());
         Ok(Self {
             configured_mode,
             prices,
             price_note,
+            table_name,
+            faults: Faults::default(),
         })
+    }
+
+    /// A configuration for tests and tools: recommend mode, us-east-1 prices.
+    pub fn with_table(table_name: Option<String>) -> Self {
+        Self {
+            configured_mode: Mode::Recommend,
+            prices: PriceTable::us_east_1(),
+            price_note: None,
+            table_name,
+            faults: Faults::default(),
+        }
     }
 }
 
@@ -172,8 +97,12 @@ pub enum JobError {
     InvalidEvent(#[from] EventError),
     #[error(transparent)]
     Aws(#[from] AwsError),
-    #[error("mode \"apply\" is not available yet: right-sizing only recommends")]
-    ApplyUnavailable,
+    #[error("{0} needs the decision table: set TRIMTAB_TABLE")]
+    NoDecisionTable(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("injected fault: {0}")]
+    Injected(&'static str),
 }
 
 impl JobError {
@@ -182,7 +111,9 @@ impl JobError {
         match self {
             Self::InvalidEvent(_) => "InvalidEvent",
             Self::Aws(_) => "AwsError",
-            Self::ApplyUnavailable => "ApplyUnavailable",
+            Self::NoDecisionTable(_) => "Configuration",
+            Self::NotFound(_) => "NotFound",
+            Self::Injected(_) => "InjectedFault",
         }
     }
 }
@@ -191,21 +122,37 @@ impl JobError {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub job: &'static str,
+    pub run_id: String,
     pub mode: Mode,
     pub strategy: Strategy,
     pub lookback_days: u32,
     pub window_start_epoch_s: i64,
     pub window_end_epoch_s: i64,
     pub region: Option<String>,
+    /// Set when the run did nothing because another run held the lease.
+    pub skipped: Option<String>,
     pub functions: Vec<Recommendation>,
     pub totals: FleetTotals,
+    /// Earlier changes judged by this run.
+    pub verifications: Vec<VerificationRow>,
+    /// Records left pending by an interrupted run, and what they turned out to be.
+    pub reconciled: Vec<DecisionRecord>,
     /// AWS requests this run made, per operation.
     pub api_calls: BTreeMap<&'static str, u64>,
     pub metric_queries: usize,
     pub notes: Vec<String>,
 }
 
-/// The Lambda handler: parses the trigger, runs the job, returns the report as JSON.
+/// A run id: unique enough to tell runs apart in records and leases.
+pub fn new_run_id(now: SystemTime) -> String {
+    let nanos = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{:x}{:04x}", nanos, std::process::id() & 0xffff)
+}
+
+/// The Lambda handler: parses the trigger, runs the command, returns its result as JSON.
 pub async fn handle(
     clients: &Clients,
     config: &JobConfig,
@@ -225,152 +172,29 @@ pub async fn handle(
         }
         Trigger::Direct(request) => request.mode.unwrap_or_default(),
     };
-    let plan = trigger.request().plan(mode)?;
-    if plan.mode == Mode::Apply {
-        return Err(JobError::ApplyUnavailable);
-    }
-    let mut report = run(clients, config, &plan, SystemTime::now()).await?;
-    report.notes.splice(0..0, notes);
-    Ok(serde_json::to_value(report).unwrap_or(Value::Null))
-}
-
-/// Gathers, judges, reports. Reads nothing from the event: the plan says everything.
-pub async fn run(
-    clients: &Clients,
-    config: &JobConfig,
-    plan: &Plan,
-    now: SystemTime,
-) -> Result<Report, JobError> {
-    let window = Window::last_days(now, plan.lookback_days);
-    let functions = list_functions(clients, &plan.filter).await?;
-    tracing::info!(
-        functions = functions.len(),
-        lookback_days = plan.lookback_days,
-        "inventory read"
-    );
-
-    let queries = metrics::lambda_queries(&functions, plan.percentiles);
-    let (series, fetched) = metrics::fetch(clients, queries, window).await?;
-    tracing::info!(
-        calls = fetched.calls,
-        queries = fetched.queries,
-        "metrics fetched"
-    );
-
-    let mut notes: Vec<String> = config.price_note.iter().cloned().collect();
-    if let Some(why) = &fetched.percentiles_unavailable {
-        notes.push(format!(
-            "percentiles unavailable, maxima used instead: {why}"
-        ));
-    }
-    let mut observations: Vec<FunctionObservation> = functions
-        .iter()
-        .enumerate()
-        .map(|(i, f)| observation(f, metrics::lambda_metrics(&series, i, f.memory_mb), window))
-        .collect();
-    fill_memory_from_logs(clients, plan, window, &mut observations, &mut notes).await;
-
-    let recommendations = recommend_fleet(&observations, &plan.settings, &config.prices);
-    for r in &recommendations {
-        tracing::info!(
-            function = %r.function_name,
-            status = ?r.status,
-            memory_mb = r.current_memory_mb,
-            recommended_memory_mb = r.recommended_memory_mb,
-            monthly_savings_usd = r.monthly_savings_usd,
-            "judged"
-        );
-    }
-    Ok(Report {
-        job: "rightsizing",
-        mode: plan.mode,
-        strategy: plan.settings.strategy,
-        lookback_days: plan.lookback_days,
-        window_start_epoch_s: window.start_epoch_s,
-        window_end_epoch_s: window.end_epoch_s,
-        region: clients.region.clone(),
-        totals: totals(&recommendations),
-        functions: recommendations,
-        api_calls: clients.calls(),
-        metric_queries: fetched.queries,
-        notes,
-    })
-}
-
-fn observation(
-    f: &FunctionConfig,
-    metrics: trimtab_core::rightsizing::FunctionMetrics,
-    w: Window,
-) -> FunctionObservation {
-    FunctionObservation {
-        function_name: f.name.clone(),
-        architecture: f.architecture,
-        memory_mb: f.memory_mb,
-        timeout_s: f.timeout_s,
-        ephemeral_storage_mb: f.ephemeral_storage_mb,
-        window_s: w.seconds() as f64,
-        metrics,
-    }
-}
-
-/// For functions worth judging whose peak memory Lambda Insights did not report, reads it from
-/// their REPORT lines, a few functions at a time. A failed scan is a note, not a failed run.
-async fn fill_memory_from_logs(
-    clients: &Clients,
-    plan: &Plan,
-    window: Window,
-    observations: &mut [FunctionObservation],
-    notes: &mut Vec<String>,
-) {
-    if plan.log_scan_pages == 0 {
-        return;
-    }
-    let wanted: Vec<usize> = observations
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| {
-            o.metrics.used_memory_max_mb.is_none()
-                && o.metrics.invocations >= plan.settings.min_invocations
-        })
-        .map(|(i, _)| i)
-        .collect();
-    let scans = stream::iter(wanted)
-        .map(|i| {
-            let name = observations[i].function_name.clone();
-            async move {
-                let ev = logs::report_evidence(
-                    clients,
-                    &name,
-                    window.start_epoch_s * 1000,
-                    window.end_epoch_s * 1000,
-                    plan.log_scan_pages,
-                )
-                .await;
-                (i, ev)
-            }
-        })
-        .buffer_unordered(8)
-        .collect::<Vec<_>>()
-        .await;
-    for (i, ev) in scans {
-        let o = &mut observations[i];
-        match ev {
-            Ok(ev) => {
-                if let Some(peak) = ev.max_memory_used_mb {
-                    o.metrics.used_memory_max_mb = Some(peak);
-                    o.metrics.memory_evidence = Some(MemoryEvidence::Logs);
-                }
-                if ev.truncated {
-                    notes.push(format!(
-                        "{}: REPORT scan stopped after {} pages; peak memory from a sample",
-                        o.function_name, plan.log_scan_pages
-                    ));
-                }
-            }
-            Err(e) => notes.push(format!(
-                "{}: could not read REPORT lines: {e}",
-                o.function_name
-            )),
+    let now = SystemTime::now();
+    let value = match trigger.request().command(mode)? {
+        Command::Run(plan) => {
+            let mut report = run(clients, config, &plan, now).await?;
+            report.notes.splice(0..0, notes);
+            serde_json::to_value(report)
         }
-    }
+        Command::Rollback {
+            function_name,
+            record_id,
+        } => {
+            let record =
+                rollback(clients, config, &function_name, record_id.as_deref(), now).await?;
+            serde_json::to_value(
+                serde_json::json!({"job": "rightsizing", "action": "rollback", "record": record}),
+            )
+        }
+        Command::History { function_name } => {
+            let records = history(clients, config, &function_name).await?;
+            serde_json::to_value(serde_json::json!({
+                "job": "rightsizing", "action": "history", "function_name": function_name, "records": records
+            }))
+        }
+    };
+    Ok(value.unwrap_or(Value::Null))
 }

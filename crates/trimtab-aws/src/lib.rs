@@ -5,6 +5,8 @@
 //! from the standard configuration chain (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials, profiles):
 //! nothing about any endpoint is hard-coded.
 
+pub mod changes;
+pub mod decisions;
 pub mod inventory;
 pub mod logs;
 pub mod metrics;
@@ -73,34 +75,41 @@ pub struct Clients {
     pub lambda: aws_sdk_lambda::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub autoscaling: aws_sdk_applicationautoscaling::Client,
     pub region: Option<String>,
     calls: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Clients {
     pub fn new(config: &SdkConfig) -> Self {
-        Self::from_parts(
-            aws_sdk_lambda::Client::new(config),
-            aws_sdk_cloudwatch::Client::new(config),
-            aws_sdk_cloudwatchlogs::Client::new(config),
-            config.region().map(ToString::to_string),
-        )
-    }
-
-    /// Assembles clients built elsewhere (tests build CloudWatch from a mocked HTTP client).
-    pub fn from_parts(
-        lambda: aws_sdk_lambda::Client,
-        cloudwatch: aws_sdk_cloudwatch::Client,
-        logs: aws_sdk_cloudwatchlogs::Client,
-        region: Option<String>,
-    ) -> Self {
         Self {
-            lambda,
-            cloudwatch,
-            logs,
-            region,
+            lambda: aws_sdk_lambda::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            autoscaling: aws_sdk_applicationautoscaling::Client::new(config),
+            region: config.region().map(ToString::to_string),
             calls: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Replaces the Lambda client (tests use one built on the SDK's mock interceptor).
+    pub fn with_lambda(mut self, lambda: aws_sdk_lambda::Client) -> Self {
+        self.lambda = lambda;
+        self
+    }
+
+    /// Replaces the CloudWatch client.
+    pub fn with_cloudwatch(mut self, cloudwatch: aws_sdk_cloudwatch::Client) -> Self {
+        self.cloudwatch = cloudwatch;
+        self
+    }
+
+    /// Replaces the Application Auto Scaling client.
+    pub fn with_autoscaling(mut self, autoscaling: aws_sdk_applicationautoscaling::Client) -> Self {
+        self.autoscaling = autoscaling;
+        self
     }
 
     /// Counts one request to `operation` (`service:Operation`).

@@ -118,6 +118,18 @@ pub async fn fetch(
     window: Window,
 ) -> Result<(Series, FetchReport), AwsError> {
     let period_s = i32::try_from(window.seconds()).unwrap_or(i32::MAX) / 60 * 60;
+    fetch_with_period(clients, queries, window, period_s).await
+}
+
+/// As [`fetch`], with datapoints of `period_s` seconds (a multiple of 60) instead of one for the
+/// whole window.
+pub async fn fetch_with_period(
+    clients: &Clients,
+    queries: Vec<Query>,
+    window: Window,
+    period_s: i32,
+) -> Result<(Series, FetchReport), AwsError> {
+    let period_s = (period_s / 60 * 60).max(60);
     let mut report = FetchReport {
         queries: queries.len(),
         ..FetchReport::default()
@@ -224,6 +236,59 @@ pub fn fold(series: &Series, id: &str, how: Fold, weights: Option<&str>) -> Opti
             if den > 0.0 { num / den } else { return None }
         }
     })
+}
+
+/// The statistics verification reads for one function since a change.
+const HEALTH_STATS: [(&str, &str, &str); 5] = [
+    ("inv", "Invocations", "Sum"),
+    ("err", "Errors", "Sum"),
+    ("thr", "Throttles", "Sum"),
+    ("davg", "Duration", "Average"),
+    ("dn", "Duration", "SampleCount"),
+];
+
+/// Queries for the health of `functions` (by name): five statistics each, ids `h{i}_*`.
+pub fn health_queries(functions: &[&str]) -> Vec<Query> {
+    let mut out = Vec::with_capacity(functions.len() * HEALTH_STATS.len());
+    for (i, name) in functions.iter().enumerate() {
+        for (suffix, metric, stat) in HEALTH_STATS {
+            out.push(Query {
+                id: format!("h{i}_{suffix}"),
+                namespace: "AWS/Lambda",
+                metric_name: metric,
+                dimensions: vec![("FunctionName", (*name).to_owned())],
+                stat,
+            });
+        }
+    }
+    out
+}
+
+/// Reads the health of the `i`-th function of a [`health_queries`] request.
+pub fn health(series: &Series, i: usize) -> trimtab_core::apply::Health {
+    let id = |s: &str| format!("h{i}_{s}");
+    trimtab_core::apply::Health {
+        invocations: fold(series, &id("inv"), Fold::Sum, None).unwrap_or(0.0),
+        errors: fold(series, &id("err"), Fold::Sum, None).unwrap_or(0.0),
+        throttles: fold(series, &id("thr"), Fold::Sum, None).unwrap_or(0.0),
+        duration_avg_ms: fold(series, &id("davg"), Fold::Mean, Some(&id("dn"))),
+        duration_p99_ms: None,
+    }
+}
+
+/// Hourly peak concurrency of `functions` (by name), ids `c{i}`.
+pub fn concurrency_queries(functions: &[&str]) -> Vec<Query> {
+    functions
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Query {
+            id: format!("c{i}"),
+            namespace: "AWS/Lambda",
+            metric_name: "ConcurrentExecutions",
+            dimensions: vec![("FunctionName", (*name).to_owned())],
+            stat: "Maximum",
+        })
+        .collect()
 }
 
 /// The statistics right-sizing reads for one function: (suffix, namespace, metric, stat).

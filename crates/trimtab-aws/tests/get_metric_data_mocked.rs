@@ -47,12 +47,7 @@ fn clients(cloudwatch: Client) -> Clients {
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .build();
-    Clients::from_parts(
-        aws_sdk_lambda::Client::new(&sdk),
-        cloudwatch,
-        aws_sdk_cloudwatchlogs::Client::new(&sdk),
-        Some("us-east-1".into()),
-    )
+    Clients::new(&sdk).with_cloudwatch(cloudwatch)
 }
 
 fn function(name: &str) -> FunctionConfig {

@@ -47,12 +47,7 @@ async fn every_page_is_read_and_the_prefix_applied() {
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .build();
-    let clients = Clients::from_parts(
-        lambda,
-        aws_sdk_cloudwatch::Client::new(&sdk),
-        aws_sdk_cloudwatchlogs::Client::new(&sdk),
-        None,
-    );
+    let clients = Clients::new(&sdk).with_lambda(lambda);
     let filter = FunctionFilter {
         name_prefix: Some("app-".into()),
         ..FunctionFilter::default()

@@ -356,3 +356,64 @@ mod tests {
         ));
     }
 }
+
+/// Where a decision record stands. A record is written `Pending` before the change is made, so a
+/// crash between the two leaves a record that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordState {
+    /// Written; the change may or may not have been made (a crash in between).
+    Pending,
+    /// Made, and not yet verified.
+    Applied,
+    /// Made and verified healthy on a later run.
+    Verified,
+    /// Never made (the call failed, or a crash came first and reconciliation found it undone).
+    NotApplied,
+    /// Made, then undone: by verification or by an operator.
+    RolledBack,
+}
+
+/// What was changed, from what, to what, on what evidence: the audit trail of one change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// Unique per function, ordered by time: `<created_at_epoch_s>-<run_id>`.
+    pub record_id: String,
+    pub function_name: String,
+    pub run_id: String,
+    pub created_at_epoch_s: i64,
+    pub before: FunctionSettings,
+    pub after: FunctionSettings,
+    /// Health over the lookback window before the change, to verify against.
+    pub evidence: Health,
+    /// Predicted mean duration at `after`, ms.
+    pub predicted_duration_ms: Option<f64>,
+    pub monthly_savings_usd: f64,
+    pub confidence: f64,
+    pub reason: String,
+    pub state: RecordState,
+    pub state_reason: Option<String>,
+    pub applied_at_epoch_s: Option<i64>,
+    pub updated_at_epoch_s: i64,
+    /// Set when this record restores an earlier one.
+    pub rollback_of: Option<String>,
+    /// Provisioned concurrency put on an alias by this change (memory and timeout unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned: Option<ProvisionedChange>,
+}
+
+/// Provisioned concurrency handed to Application Auto Scaling on `function:alias`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvisionedChange {
+    pub alias: String,
+    pub min_capacity: u32,
+    pub max_capacity: u32,
+    pub target_utilization: f64,
+    pub scheduled_actions: usize,
+}
+
+impl DecisionRecord {
+    pub fn id(created_at_epoch_s: i64, run_id: &str) -> String {
+        format!("{created_at_epoch_s:012}-{run_id}")
+    }
+}

@@ -181,7 +181,7 @@ fn provisioned_advice(
         input.cold_starts,
     ) {
         (Some(objective), Some(init), Some(n)) if n > 0.0 => {
-            (input.duration_avg_ms + init > objective).then(|| (objective, init, n * month))
+            (input.duration_avg_ms + init > objective).then_some((objective, init, n * month))
         }
         _ => None,
     };

@@ -4,6 +4,9 @@
 //!   logical ID in `template.yaml`, in-process, with AWS configuration from the standard chain.
 //!   The handler's JSON goes to stdout and the process exits 0; a handler error prints the Lambda
 //!   error shape `{"errorType", "errorMessage"}` on stderr and exits 1. Logs go to stderr.
+//! - `trimtab rollback <function> [--to <record-id>]` restores a recorded configuration, and
+//!   `trimtab history <function>` lists a function's decision records: both are the
+//!   right-sizing function's `rollback` and `history` events, run the same way.
 //! - `trimtab summary <report.json>` prints a right-sizing report as a table.
 
 mod summary;
@@ -11,12 +14,14 @@ mod summary;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use serde_json::Value;
+use serde_json::{Value, json};
 use trimtab_aws::Clients;
 use trimtab_lambda::LambdaErrorBody;
 
 const USAGE: &str = "usage:
   trimtab invoke <LogicalId> --event <event.json>
+  trimtab rollback <function> [--to <record-id>]
+  trimtab history <function>
   trimtab summary <report.json>
 
 functions: RightSizingFunction";
@@ -25,6 +30,24 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("invoke") => invoke(&args[1..]),
+        Some("rollback") => match &args[1..] {
+            [function] => run(
+                "RightSizingFunction",
+                json!({"action": "rollback", "function_name": function}),
+            ),
+            [function, flag, id] if flag == "--to" => run(
+                "RightSizingFunction",
+                json!({"action": "rollback", "function_name": function, "record_id": id}),
+            ),
+            _ => usage(),
+        },
+        Some("history") => match &args[1..] {
+            [function] => run(
+                "RightSizingFunction",
+                json!({"action": "history", "function_name": function}),
+            ),
+            _ => usage(),
+        },
         Some("summary") => match summary_cmd(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -32,11 +55,13 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
+        _ => usage(),
     }
+}
+
+fn usage() -> ExitCode {
+    eprintln!("{USAGE}");
+    ExitCode::from(2)
 }
 
 fn summary_cmd(args: &[String]) -> anyhow::Result<()> {
@@ -53,10 +78,7 @@ fn summary_cmd(args: &[String]) -> anyhow::Result<()> {
 fn invoke(args: &[String]) -> ExitCode {
     let (logical_id, event_path) = match args {
         [id, flag, path] if flag == "--event" => (id.as_str(), path.as_str()),
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+        _ => return usage(),
     };
     let payload = match std::fs::read_to_string(event_path)
         .with_context(|| format!("reading {event_path}"))
@@ -66,6 +88,11 @@ fn invoke(args: &[String]) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail("InvalidEvent", &format!("{e:#}")),
     };
+    run(logical_id, payload)
+}
+
+/// Runs one handler with `payload` on a fresh runtime and prints its result or error.
+fn run(logical_id: &str, payload: Value) -> ExitCode {
     trimtab_lambda::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,0 +1,435 @@
+//! One right-sizing run: gather, judge, and in apply mode act.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::stream::{self, StreamExt};
+use trimtab_aws::inventory::{FunctionConfig, list_functions, read_tags};
+use trimtab_aws::metrics::{self, Window};
+use trimtab_aws::{Clients, changes, logs};
+use trimtab_core::apply::{Health, RecordState};
+use trimtab_core::concurrency::{ConcurrencyInput, advise};
+use trimtab_core::rightsizing::{
+    FunctionMetrics, FunctionObservation, MemoryEvidence, Recommendation, recommend_fleet, totals,
+};
+use trimtab_lambda::Mode;
+
+use crate::act;
+use crate::request::Plan;
+use crate::{JobConfig, JobError, Report, new_run_id};
+
+/// Tag carrying a function's latency objective, in ms (provisioned concurrency advice).
+pub const LATENCY_OBJECTIVE_TAG: &str = "trimtab:latency-objective-ms";
+
+/// What the analysis found, before anything is acted on.
+pub(crate) struct Analysis {
+    pub window: Window,
+    pub functions: Vec<FunctionConfig>,
+    pub recommendations: Vec<Recommendation>,
+    /// Health over the window, per function: the evidence a change is later verified against.
+    pub health: Vec<Health>,
+    pub metric_queries: usize,
+    pub notes: Vec<String>,
+}
+
+/// Gathers, judges, and in apply mode acts. Reads nothing from the event: the plan says
+/// everything. `now` is when the run happens (tests move it to stage later runs).
+pub async fn run(
+    clients: &Clients,
+    config: &JobConfig,
+    plan: &Plan,
+    now: SystemTime,
+) -> Result<Report, JobError> {
+    let run_id = new_run_id(now);
+    let now_s = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let mut report = match plan.mode {
+        Mode::Recommend => {
+            let a = analyse(clients, config, plan, now, false, &HashMap::new()).await?;
+            report(clients, plan, run_id, a)
+        }
+        Mode::Apply => {
+            let table = act::table(config, "apply mode")?;
+            if let Some(holder) = act::take_lease(clients, &table, &run_id, now_s).await? {
+                let window = Window::last_days(now, plan.lookback_days);
+                let a = Analysis {
+                    window,
+                    functions: vec![],
+                    recommendations: vec![],
+                    health: vec![],
+                    metric_queries: 0,
+                    notes: vec![],
+                };
+                let mut r = report(clients, plan, run_id, a);
+                r.skipped = Some(holder);
+                return Ok(r);
+            }
+            let outcome = apply_run(clients, config, plan, now, &table, &run_id).await;
+            // The lease is given back whatever happened; an expired lease covers a crash.
+            let released = act::release_lease(clients, &table, &run_id).await;
+            let mut r = outcome?;
+            if let Err(e) = released {
+                r.notes
+                    .push(format!("lease not released (it expires by itself): {e}"));
+            }
+            r
+        }
+    };
+    report.api_calls = clients.calls();
+    Ok(report)
+}
+
+async fn apply_run(
+    clients: &Clients,
+    config: &JobConfig,
+    plan: &Plan,
+    now: SystemTime,
+    table: &trimtab_aws::decisions::DecisionTable,
+    run_id: &str,
+) -> Result<Report, JobError> {
+    let open = act::reconcile(clients, table, now).await?;
+    let verifications =
+        act::verify_applied(clients, config, table, plan, &open.applied, now, run_id).await?;
+    // Each function's last change (or rollback) made by an earlier run.
+    let mut since: HashMap<String, i64> = HashMap::new();
+    for r in &open.all {
+        let t = r.applied_at_epoch_s.unwrap_or(r.updated_at_epoch_s).max(
+            if r.state == RecordState::RolledBack {
+                r.updated_at_epoch_s
+            } else {
+                0
+            },
+        );
+        let e = since.entry(r.function_name.clone()).or_default();
+        *e = (*e).max(t);
+    }
+    for v in &verifications {
+        if v.rollback_record_id.is_some() {
+            since.insert(
+                v.function_name.clone(),
+                now.duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    let mut a = analyse(clients, config, plan, now, true, &since).await?;
+    act::apply(
+        clients,
+        config,
+        table,
+        plan,
+        &mut a,
+        &open,
+        &verifications,
+        now,
+        run_id,
+    )
+    .await?;
+    let mut r = report(clients, plan, run_id.to_owned(), a);
+    r.verifications = verifications;
+    r.reconciled = open.reconciled;
+    Ok(r)
+}
+
+fn report(clients: &Clients, plan: &Plan, run_id: String, a: Analysis) -> Report {
+    Report {
+        job: "rightsizing",
+        run_id,
+        mode: plan.mode,
+        strategy: plan.settings.strategy,
+        lookback_days: plan.lookback_days,
+        window_start_epoch_s: a.window.start_epoch_s,
+        window_end_epoch_s: a.window.end_epoch_s,
+        region: clients.region.clone(),
+        skipped: None,
+        totals: totals(&a.recommendations),
+        functions: a.recommendations,
+        verifications: Vec::new(),
+        reconciled: Vec::new(),
+        api_calls: clients.calls(),
+        metric_queries: a.metric_queries,
+        notes: a.notes,
+    }
+}
+
+/// Inventory, metrics, log scans, the optimiser, and concurrency advice. `with_tags` reads every
+/// function's tags (apply mode needs the lock, alias and latency-objective tags).
+pub(crate) async fn analyse(
+    clients: &Clients,
+    config: &JobConfig,
+    plan: &Plan,
+    now: SystemTime,
+    with_tags: bool,
+    since: &HashMap<String, i64>,
+) -> Result<Analysis, JobError> {
+    let window = Window::last_days(now, plan.lookback_days);
+    let mut functions = list_functions(clients, &plan.filter).await?;
+    if with_tags && plan.filter.tags.is_empty() {
+        read_tags(clients, &mut functions).await?;
+    }
+    tracing::info!(
+        functions = functions.len(),
+        lookback_days = plan.lookback_days,
+        "inventory read"
+    );
+
+    // A function changed by an earlier run is judged on its metrics since that change only:
+    // older datapoints describe a configuration it no longer has. Functions sharing a start
+    // share a batched fetch.
+    let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (i, f) in functions.iter().enumerate() {
+        let start = since.get(&f.name).map_or(window.start_epoch_s, |t| {
+            ((t + 59) / 60 * 60).max(window.start_epoch_s)
+        });
+        groups
+            .entry(start.min(window.end_epoch_s - 60))
+            .or_default()
+            .push(i);
+    }
+    let mut notes: Vec<String> = config.price_note.iter().cloned().collect();
+    let mut observations: Vec<Option<FunctionObservation>> = vec![None; functions.len()];
+    let (mut metric_queries, mut percentiles) = (0, plan.percentiles);
+    for (start, members) in groups {
+        let w = Window {
+            start_epoch_s: start,
+            end_epoch_s: window.end_epoch_s,
+        };
+        let group: Vec<FunctionConfig> = members.iter().map(|&i| functions[i].clone()).collect();
+        let (series, fetched) =
+            metrics::fetch(clients, metrics::lambda_queries(&group, percentiles), w).await?;
+        tracing::info!(
+            calls = fetched.calls,
+            queries = fetched.queries,
+            start,
+            "metrics fetched"
+        );
+        metric_queries += fetched.queries;
+        if let Some(why) = &fetched.percentiles_unavailable {
+            notes.push(format!(
+                "percentiles unavailable, maxima used instead: {why}"
+            ));
+            percentiles = false;
+        }
+        for (k, &i) in members.iter().enumerate() {
+            let f = &functions[i];
+            observations[i] = Some(observation(
+                f,
+                metrics::lambda_metrics(&series, k, f.memory_mb),
+                w,
+            ));
+        }
+    }
+    let mut observations: Vec<FunctionObservation> = observations.into_iter().flatten().collect();
+    fill_memory_from_logs(clients, plan, window, &mut observations, &mut notes).await;
+
+    let mut recommendations = recommend_fleet(&observations, &plan.settings, &config.prices);
+    let extra_queries = attach_concurrency(
+        clients,
+        config,
+        plan,
+        window,
+        &functions,
+        &observations,
+        &mut recommendations,
+        &mut notes,
+    )
+    .await?;
+    for r in &recommendations {
+        tracing::info!(
+            function = %r.function_name,
+            status = ?r.status,
+            memory_mb = r.current_memory_mb,
+            recommended_memory_mb = r.recommended_memory_mb,
+            monthly_savings_usd = r.monthly_savings_usd,
+            "judged"
+        );
+    }
+    let health = observations
+        .iter()
+        .map(|o| Health {
+            invocations: o.metrics.invocations,
+            errors: o.metrics.errors,
+            throttles: o.metrics.throttles,
+            duration_avg_ms: o.metrics.duration_avg_ms,
+            duration_p99_ms: None,
+        })
+        .collect();
+    Ok(Analysis {
+        window,
+        functions,
+        recommendations,
+        health,
+        metric_queries: metric_queries + extra_queries,
+        notes,
+    })
+}
+
+fn observation(f: &FunctionConfig, metrics: FunctionMetrics, w: Window) -> FunctionObservation {
+    FunctionObservation {
+        function_name: f.name.clone(),
+        architecture: f.architecture,
+        memory_mb: f.memory_mb,
+        timeout_s: f.timeout_s,
+        ephemeral_storage_mb: f.ephemeral_storage_mb,
+        window_s: w.seconds() as f64,
+        metrics,
+    }
+}
+
+/// Mean concurrency above which hourly peaks are fetched to price provisioned concurrency.
+const PROVISIONED_CANDIDATE_CONCURRENCY: f64 = 0.5;
+
+/// Reserved and provisioned concurrency and arm64 advice for every judged function: one
+/// `GetFunctionConcurrency` each (eight at a time) and one batched pass of hourly peaks for the
+/// functions busy enough to be provisioned-concurrency candidates. Returns the extra queries.
+#[allow(clippy::too_many_arguments)]
+async fn attach_concurrency(
+    clients: &Clients,
+    config: &JobConfig,
+    plan: &Plan,
+    window: Window,
+    functions: &[FunctionConfig],
+    observations: &[FunctionObservation],
+    recommendations: &mut [Recommendation],
+    notes: &mut Vec<String>,
+) -> Result<usize, JobError> {
+    let judged: Vec<usize> = (0..functions.len())
+        .filter(|&i| observations[i].metrics.invocations >= plan.settings.min_invocations)
+        .collect();
+    let reserved: Vec<(usize, Result<Option<u32>, trimtab_aws::AwsError>)> =
+        stream::iter(judged.iter().copied())
+            .map(|i| async move {
+                (
+                    i,
+                    changes::reserved_concurrency(clients, &functions[i].name).await,
+                )
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+    let mean_concurrency = |o: &FunctionObservation| {
+        o.metrics.invocations * o.metrics.duration_avg_ms.unwrap_or(0.0)
+            / 1000.0
+            / o.window_s.max(1.0)
+    };
+    let objective = |f: &FunctionConfig| {
+        f.tags
+            .get(LATENCY_OBJECTIVE_TAG)
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let candidates: Vec<usize> = judged
+        .iter()
+        .copied()
+        .filter(|&i| {
+            mean_concurrency(&observations[i]) >= PROVISIONED_CANDIDATE_CONCURRENCY
+                || objective(&functions[i]).is_some()
+        })
+        .collect();
+    let names: Vec<&str> = candidates
+        .iter()
+        .map(|&i| functions[i].name.as_str())
+        .collect();
+    let (hourly, fetched) = if names.is_empty() {
+        (metrics::Series::new(), metrics::FetchReport::default())
+    } else {
+        metrics::fetch_with_period(clients, metrics::concurrency_queries(&names), window, 3600)
+            .await?
+    };
+
+    for (i, reserved) in reserved {
+        let (f, o) = (&functions[i], &observations[i]);
+        let reserved = match reserved {
+            Ok(r) => r,
+            Err(e) => {
+                notes.push(format!("{}: reserved concurrency unknown: {e}", f.name));
+                None
+            }
+        };
+        let hourly_peak = candidates
+            .iter()
+            .position(|&c| c == i)
+            .and_then(|k| hourly.get(&format!("c{k}")).cloned())
+            .unwrap_or_default();
+        let input = ConcurrencyInput {
+            memory_mb: recommendations[i].recommended_memory_mb,
+            architecture: Some(f.architecture),
+            window_s: o.window_s,
+            invocations: o.metrics.invocations,
+            duration_avg_ms: recommendations[i].predicted_duration_ms.unwrap_or(0.0),
+            throttles: o.metrics.throttles,
+            peak_concurrency: o.metrics.concurrent_executions_max,
+            reserved_concurrency: reserved,
+            hourly_peak_concurrency: hourly_peak,
+            cold_starts: o.metrics.cold_starts,
+            init_duration_avg_ms: o.metrics.init_duration_avg_ms,
+            latency_objective_ms: objective(f),
+        };
+        recommendations[i].concurrency = Some(advise(&input, &config.prices));
+    }
+    Ok(fetched.queries)
+}
+
+/// For functions worth judging whose peak memory Lambda Insights did not report, reads it from
+/// their REPORT lines, a few functions at a time. A failed scan is a note, not a failed run.
+async fn fill_memory_from_logs(
+    clients: &Clients,
+    plan: &Plan,
+    window: Window,
+    observations: &mut [FunctionObservation],
+    notes: &mut Vec<String>,
+) {
+    if plan.log_scan_pages == 0 {
+        return;
+    }
+    let wanted: Vec<usize> = observations
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| {
+            o.metrics.used_memory_max_mb.is_none()
+                && o.metrics.invocations >= plan.settings.min_invocations
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let scans = stream::iter(wanted)
+        .map(|i| {
+            let name = observations[i].function_name.clone();
+            async move {
+                let ev = logs::report_evidence(
+                    clients,
+                    &name,
+                    window.start_epoch_s * 1000,
+                    window.end_epoch_s * 1000,
+                    plan.log_scan_pages,
+                )
+                .await;
+                (i, ev)
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    for (i, ev) in scans {
+        let o = &mut observations[i];
+        match ev {
+            Ok(ev) => {
+                if let Some(peak) = ev.max_memory_used_mb {
+                    o.metrics.used_memory_max_mb = Some(peak);
+                    o.metrics.memory_evidence = Some(MemoryEvidence::Logs);
+                }
+                if ev.truncated {
+                    notes.push(format!(
+                        "{}: REPORT scan stopped after {} pages; peak memory from a sample",
+                        o.function_name, plan.log_scan_pages
+                    ));
+                }
+            }
+            Err(e) => notes.push(format!(
+                "{}: could not read REPORT lines: {e}",
+                o.function_name
+            )),
+        }
+    }
+}
