@@ -11,13 +11,15 @@ trap 'scripts/emulator.sh stop' EXIT
 
 # Dummy credentials and the local endpoint, through the standard configuration chain.
 export AWS_ENDPOINT_URL="$endpoint" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing \
-  AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true RUST_LOG="${RUST_LOG:-warn}"
+  AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true RUST_LOG="${RUST_LOG:-warn}" \
+  TRIMTAB_TABLE=trimtab-decisions-demo
 bin="${CARGO_TARGET_DIR:-target}/debug"
 "$bin/seed-demo" "${DEMO_FUNCTIONS:-36}"
 
 out="${CARGO_TARGET_DIR:-target}/demo"
 mkdir -p "$out"
-for event in events/*.json; do
+# The read-only analysis first, then the rest (the apply sample changes the shop-* functions).
+for event in events/rightsizing-direct.json $(ls events/*.json | grep -v rightsizing-direct.json); do
   name="$(basename "$event" .json)"
   case "$name" in
     rightsizing-*) function=RightSizingFunction ;;
@@ -28,3 +30,9 @@ for event in events/*.json; do
 done
 echo
 "$bin/trimtab" summary "$out/rightsizing-direct.json"
+echo
+echo "Apply mode on shop-* (guarded, recorded in the decision table, at most 2x per run):"
+"$bin/trimtab" summary "$out/rightsizing-apply-shop.json"
+echo
+echo "Audit trail: $bin/trimtab history <function>; undo: $bin/trimtab rollback <function>"
+

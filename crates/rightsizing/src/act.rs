@@ -377,6 +377,7 @@ pub(crate) async fn apply(
                 match outcome {
                     Ok(r) => {
                         row.status = Status::Applied;
+                        row.applied = Some(change.after);
                         row.reasons.push(format!(
                             "applied {} MB / {} s -> {} MB / {} s ({}; record {})",
                             change.before.memory_mb,

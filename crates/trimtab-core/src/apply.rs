@@ -243,6 +243,7 @@ mod tests {
             memory_floor_mb: Some(120),
             cpu_evidence: None,
             compute_fraction: None,
+            applied: None,
             concurrency: None,
         }
     }

@@ -141,6 +141,9 @@ pub struct Recommendation {
     pub memory_floor_mb: Option<u32>,
     pub cpu_evidence: Option<CpuEvidence>,
     pub compute_fraction: Option<f64>,
+    /// What apply mode set this run (at most one bounded step towards the recommendation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<crate::apply::FunctionSettings>,
     /// Reserved and provisioned concurrency, and architecture, advice (filled in by the job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<ConcurrencyAdvice>,
@@ -286,6 +289,7 @@ fn unjudged(f: &FunctionObservation, reason: String) -> Recommendation {
         memory_floor_mb: None,
         cpu_evidence: None,
         compute_fraction: None,
+        applied: None,
         concurrency: None,
     }
 }
@@ -450,6 +454,7 @@ pub fn recommend(
         memory_floor_mb: m.used_memory_max_mb.map(|_| floor_mb),
         cpu_evidence: Some(model.evidence),
         compute_fraction: Some(round4(model.compute_fraction())),
+        applied: None,
         concurrency: None,
     }
 }

@@ -32,7 +32,7 @@ pub fn render(report: &Value) -> anyhow::Result<String> {
     let mut out = String::new();
     writeln!(
         out,
-        "{:<width$}  {:>17}  {:>11}  {:>12}  {:>23}  {:>10}  {:<17}",
+        "{:<width$}  {:>24}  {:>11}  {:>12}  {:>23}  {:>10}  {:<17}",
         "function",
         "memory MB",
         "timeout s",
@@ -42,11 +42,18 @@ pub fn render(report: &Value) -> anyhow::Result<String> {
         "status"
     )?;
     for r in rows {
-        let mem = format!(
-            "{} -> {}",
-            num(r, "current_memory_mb").unwrap_or(0.0),
-            num(r, "recommended_memory_mb").unwrap_or(0.0)
-        );
+        let recommended = num(r, "recommended_memory_mb").unwrap_or(0.0);
+        let mem = match r.get("applied").and_then(|a| num(a, "memory_mb")) {
+            // Apply mode moved part of the way: what was set, then where it is heading.
+            Some(set) if set != recommended => format!(
+                "{} -> {set} ({recommended})",
+                num(r, "current_memory_mb").unwrap_or(0.0)
+            ),
+            _ => format!(
+                "{} -> {recommended}",
+                num(r, "current_memory_mb").unwrap_or(0.0)
+            ),
+        };
         let timeout = format!(
             "{} -> {}",
             num(r, "current_timeout_s").unwrap_or(0.0),
@@ -66,7 +73,7 @@ pub fn render(report: &Value) -> anyhow::Result<String> {
         );
         writeln!(
             out,
-            "{:<width$}  {:>17}  {:>11}  {:>12}  {:>23}  {:>10.2}  {:<17}",
+            "{:<width$}  {:>24}  {:>11}  {:>12}  {:>23}  {:>10.2}  {:<17}",
             text(r, "function_name"),
             mem,
             timeout,
@@ -133,5 +140,17 @@ mod tests {
         assert!(out.contains("saves $12.50/month"), "{out}");
         assert!(out.contains("cloudwatch:GetMetricData x1"), "{out}");
         assert!(render(&serde_json::json!({})).is_err());
+    }
+
+    #[test]
+    fn an_applied_step_shows_what_was_set_and_where_it_is_heading() {
+        let report = serde_json::json!({
+            "functions": [{"function_name": "api", "current_memory_mb": 1536, "recommended_memory_mb": 439,
+                "applied": {"memory_mb": 768, "timeout_s": 3}, "current_timeout_s": 30,
+                "recommended_timeout_s": 3, "monthly_savings_usd": 70.0, "status": "applied"}],
+            "totals": {"functions": 1}
+        });
+        let out = render(&report).expect("renders");
+        assert!(out.contains("1536 -> 768 (439)"), "{out}");
     }
 }

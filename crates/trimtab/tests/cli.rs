@@ -7,13 +7,16 @@ use std::time::SystemTime;
 
 use trimtab_tests::fleet::demo_fleet;
 use trimtab_tests::moto::{Moto, workspace_root};
-use trimtab_tests::seed::{Layout, Seeder};
+use trimtab_tests::seed::{Layout, Seeder, create_decision_table};
+
+const TABLE: &str = "trimtab-decisions-cli";
 
 fn invoke(moto: &Moto, logical_id: &str, event: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_trimtab"))
         .args(["invoke", logical_id, "--event"])
         .arg(event)
         .envs(moto.env())
+        .env("TRIMTAB_TABLE", TABLE)
         .env("RUST_LOG", "warn")
         .output()
         .expect("running trimtab")
@@ -21,7 +24,9 @@ fn invoke(moto: &Moto, logical_id: &str, event: &Path) -> Output {
 
 async fn demo_account() -> Moto {
     let moto = Moto::start().expect("moto");
-    let seeder = Seeder::new(&moto.sdk_config().await).await.expect("seeder");
+    let sdk = moto.sdk_config().await;
+    create_decision_table(&sdk, TABLE).await.expect("table");
+    let seeder = Seeder::new(&sdk).await.expect("seeder");
     let layout = Layout {
         interval_hours: 6,
         report_lines: 40,
@@ -37,9 +42,13 @@ async fn demo_account() -> Moto {
 async fn every_event_file_runs_and_returns_a_report() {
     let moto = demo_account().await;
     let events = workspace_root().join("events");
+    let mut paths: Vec<_> = std::fs::read_dir(&events)
+        .expect("events/")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    paths.sort();
     let mut ran = 0;
-    for entry in std::fs::read_dir(&events).expect("events/") {
-        let path = entry.expect("entry").path();
+    for path in paths {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -60,6 +69,11 @@ async fn every_event_file_runs_and_returns_a_report() {
         );
         let report: serde_json::Value =
             serde_json::from_slice(&out.stdout).expect("stdout is the JSON report");
+        if report["action"] == "history" {
+            assert!(report["records"].is_array(), "{name}: {report}");
+            ran += 1;
+            continue;
+        }
         let functions = report["functions"].as_array().expect("functions list");
         assert!(!functions.is_empty(), "{name}: empty report");
         for f in functions {
@@ -121,4 +135,57 @@ async fn a_bad_event_prints_the_lambda_error_shape_and_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("UnknownFunction"));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_rollback_commands_use_the_decision_table() {
+    let moto = demo_account().await;
+    let apply = workspace_root().join("events/rightsizing-apply-shop.json");
+    let out = invoke(&moto, "RightSizingFunction", &apply);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+    let applied = report["functions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["status"] == "applied")
+        .unwrap_or_else(|| panic!("the demo applies at least one change: {report:#}"));
+    let name = applied["function_name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_trimtab"))
+            .args(args)
+            .envs(moto.env())
+            .env("TRIMTAB_TABLE", TABLE)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("trimtab")
+    };
+    let out = cli(&["history", &name]);
+    assert!(out.status.success());
+    let h: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history");
+    assert_eq!(h["records"][0]["state"], "applied");
+    let id = h["records"][0]["record_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let out = cli(&["rollback", &name, "--to", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("rollback");
+    assert_eq!(r["record"]["rollback_of"], id.as_str());
+    let out = cli(&["rollback", &name, "--to", "no-such-record"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
 }

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use anyhow::{Context, bail};
 use trimtab_tests::fleet::demo_fleet;
 use trimtab_tests::moto::{is_loopback, sdk_config_for};
-use trimtab_tests::seed::{Layout, Seeder};
+use trimtab_tests::seed::{Layout, Seeder, create_decision_table};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -20,7 +20,11 @@ async fn main() -> anyhow::Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(36);
-    let seeder = Seeder::new(&sdk_config_for(&endpoint).await).await?;
+    let sdk = sdk_config_for(&endpoint).await;
+    let seeder = Seeder::new(&sdk).await?;
+    // The decision table apply mode records to (template.yaml's DecisionTable).
+    let table = std::env::var("TRIMTAB_TABLE").unwrap_or_else(|_| "trimtab-decisions-demo".into());
+    create_decision_table(&sdk, &table).await?;
     let layout = Layout {
         interval_hours: 6,
         report_lines: 200,
