@@ -174,7 +174,9 @@ pub(crate) async fn verify_applied(
                 start_epoch_s: start,
                 end_epoch_s: now_s,
             };
-            let (series, _) = metrics::fetch(c, metrics::health_queries(&names), window).await?;
+            let (series, _) =
+                metrics::fetch(c, metrics::health_queries(&names, plan.percentiles), window)
+                    .await?;
             (0..records.len())
                 .map(|i| metrics::health(&series, i))
                 .collect()

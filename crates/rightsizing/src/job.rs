@@ -254,7 +254,7 @@ pub(crate) async fn analyse(
             errors: o.metrics.errors,
             throttles: o.metrics.throttles,
             duration_avg_ms: o.metrics.duration_avg_ms,
-            duration_p99_ms: None,
+            duration_p99_ms: o.metrics.duration_p99_ms,
         })
         .collect();
     Ok(Analysis {

@@ -247,11 +247,14 @@ const HEALTH_STATS: [(&str, &str, &str); 5] = [
     ("dn", "Duration", "SampleCount"),
 ];
 
-/// Queries for the health of `functions` (by name): five statistics each, ids `h{i}_*`.
-pub fn health_queries(functions: &[&str]) -> Vec<Query> {
-    let mut out = Vec::with_capacity(functions.len() * HEALTH_STATS.len());
+/// Queries for the health of `functions` (by name): five statistics each, plus p99 of Duration
+/// when asked, ids `h{i}_*`.
+pub fn health_queries(functions: &[&str], percentiles: bool) -> Vec<Query> {
+    let mut out = Vec::with_capacity(functions.len() * (HEALTH_STATS.len() + 1));
     for (i, name) in functions.iter().enumerate() {
-        for (suffix, metric, stat) in HEALTH_STATS {
+        let p99 = [("p99", "Duration", "p99")];
+        let extra = if percentiles { &p99[..] } else { &[] };
+        for &(suffix, metric, stat) in HEALTH_STATS.iter().chain(extra) {
             out.push(Query {
                 id: format!("h{i}_{suffix}"),
                 namespace: "AWS/Lambda",
@@ -272,7 +275,7 @@ pub fn health(series: &Series, i: usize) -> trimtab_core::apply::Health {
         errors: fold(series, &id("err"), Fold::Sum, None).unwrap_or(0.0),
         throttles: fold(series, &id("thr"), Fold::Sum, None).unwrap_or(0.0),
         duration_avg_ms: fold(series, &id("davg"), Fold::Mean, Some(&id("dn"))),
-        duration_p99_ms: None,
+        duration_p99_ms: fold(series, &id("p99"), Fold::Max, None),
     }
 }
 
