@@ -282,7 +282,7 @@ mod tests {
 
     const WEEK_S: f64 = 7.0 * 86_400.0;
     /// Monday 2026-11-16 00:00 UTC.
-    const MONDAY: i64 = 1_763_251_200;
+    const MONDAY: i64 = 1_794_787_200;
 
     fn input(invocations: f64, duration_ms: f64) -> ConcurrencyInput {
         ConcurrencyInput {

@@ -5,6 +5,7 @@
 //! plans) the shell prints, records or carries out. Every function is deterministic.
 
 pub mod apply;
+pub mod capacity;
 pub mod concurrency;
 pub mod model;
 pub mod pricing;
