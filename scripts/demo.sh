@@ -23,6 +23,7 @@ for event in events/rightsizing-direct.json $(ls events/*.json | grep -v rightsi
   name="$(basename "$event" .json)"
   case "$name" in
     rightsizing-*) function=RightSizingFunction ;;
+    dynamodb-*) function=DynamoDBScalingFunction ;;
     *) echo "demo: no function for $event" >&2; exit 1 ;;
   esac
   "$bin/trimtab" invoke "$function" --event "$event" > "$out/$name.json"
@@ -33,6 +34,9 @@ echo
 echo
 echo "Apply mode on shop-* (guarded, recorded in the decision table, at most 2x per run):"
 "$bin/trimtab" summary "$out/rightsizing-apply-shop.json"
+echo
+echo "DynamoDB: billing mode and target tracking chosen by replaying each table's traffic:"
+"$bin/trimtab" summary "$out/dynamodb-direct.json"
 echo
 echo "Audit trail: $bin/trimtab history <function>; undo: $bin/trimtab rollback <function>"
 

@@ -2,6 +2,7 @@
 //! like production. One test binary, so the SDK is linked once.
 
 mod apply;
+mod dynamodb_scaling;
 mod emulator_contract;
 mod metrics_batching;
 mod rightsizing_job;

@@ -463,6 +463,12 @@ pub async fn create_decision_table(
         .key_schema(key("sk", KeyType::Range)?)
         .attribute_definitions(attr("pk")?)
         .attribute_definitions(attr("sk")?)
+        .tags(
+            aws_sdk_dynamodb::types::Tag::builder()
+                .key("trimtab:component")
+                .value("decisions")
+                .build()?,
+        )
         .send()
         .await
         .context("creating the decision table")?;
@@ -543,4 +549,167 @@ pub async fn put_traffic(
             .context("putting insights traffic")?;
     }
     Ok(())
+}
+
+/// A table for scaling tests: provisioned (`Some((read, write))`) or on-demand, with GSIs of the
+/// same throughput and tags.
+pub async fn create_table(
+    config: &aws_config::SdkConfig,
+    name: &str,
+    provisioned: Option<(i64, i64)>,
+    indexes: &[&str],
+    tags: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ProvisionedThroughput, ScalarAttributeType, Tag,
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+    };
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let throughput = provisioned
+        .map(|(r, w)| {
+            ProvisionedThroughput::builder()
+                .read_capacity_units(r)
+                .write_capacity_units(w)
+                .build()
+        })
+        .transpose()?;
+    let mut req = aws_sdk_dynamodb::Client::new(config)
+        .create_table()
+        .table_name(name)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .attribute_definitions(attr("pk")?)
+        .billing_mode(if provisioned.is_some() {
+            BillingMode::Provisioned
+        } else {
+            BillingMode::PayPerRequest
+        })
+        .set_provisioned_throughput(throughput.clone());
+    if !indexes.is_empty() {
+        req = req.attribute_definitions(attr("gk")?);
+    }
+    for i in indexes {
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(*i)
+                .key_schema(key("gk", KeyType::Hash)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .set_provisioned_throughput(throughput.clone())
+                .build()?,
+        );
+    }
+    for (k, v) in tags {
+        req = req.tags(Tag::builder().key(*k).value(*v).build()?);
+    }
+    req.send()
+        .await
+        .with_context(|| format!("creating table {name}"))?;
+    Ok(())
+}
+
+/// Writes per-minute consumed capacity (`units[m]` units in minute m, the last minute ending at
+/// `end_epoch_s`) for a table or index, as DynamoDB publishes it.
+pub async fn put_consumed(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    table: &str,
+    index: Option<&str>,
+    metric: &str,
+    units: &[f64],
+    end_epoch_s: i64,
+) -> anyhow::Result<()> {
+    let mut dims = vec![Dimension::builder().name("TableName").value(table).build()];
+    if let Some(i) = index {
+        dims.push(
+            Dimension::builder()
+                .name("GlobalSecondaryIndexName")
+                .value(i)
+                .build(),
+        );
+    }
+    let start = end_epoch_s - 60 * units.len() as i64;
+    let data: Vec<MetricDatum> = units
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| **u > 0.0)
+        .map(|(m, u)| {
+            MetricDatum::builder()
+                .metric_name(metric)
+                .set_dimensions(Some(dims.clone()))
+                .timestamp(DateTime::from_secs(start + 60 * m as i64 + 30))
+                .unit(StandardUnit::Count)
+                .statistic_values(
+                    StatisticSet::builder()
+                        .sample_count(1.0)
+                        .sum(*u)
+                        .minimum(*u)
+                        .maximum(*u)
+                        .build(),
+                )
+                .build()
+        })
+        .collect();
+    for chunk in data.chunks(1000) {
+        cloudwatch
+            .put_metric_data()
+            .namespace("AWS/DynamoDB")
+            .set_metric_data(Some(chunk.to_vec()))
+            .send()
+            .await
+            .context("putting consumed capacity")?;
+    }
+    Ok(())
+}
+
+/// A day of per-minute units shaped like a business day (peak mid-afternoon UTC), with noise.
+pub fn business_day(
+    minutes: usize,
+    end_epoch_s: i64,
+    base_per_s: f64,
+    peak_per_s: f64,
+    seed: &str,
+) -> Vec<f64> {
+    let mut noise = Noise::new(seed);
+    let start_min = end_epoch_s / 60 - minutes as i64;
+    (0..minutes)
+        .map(|m| {
+            let hour = ((start_min + m as i64).rem_euclid(1440)) as f64 / 60.0;
+            let shape = (-(hour - 14.0).powi(2) / 18.0).exp();
+            60.0 * (base_per_s + (peak_per_s - base_per_s) * shape) * noise.between(0.85, 1.15)
+        })
+        .collect()
+}
+
+/// Per-minute units of a mostly idle table with a few short bursts.
+pub fn bursty(minutes: usize, burst_per_s: f64, seed: &str) -> Vec<f64> {
+    let mut noise = Noise::new(seed);
+    let mut out: Vec<f64> = (0..minutes)
+        .map(|_| {
+            if noise.unit() < 0.2 {
+                60.0 * noise.unit()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    for k in 0..(minutes / 480).max(1) {
+        let at = k * 480 + (noise.unit() * 400.0) as usize;
+        for v in out.iter_mut().skip(at).take(4) {
+            *v = 60.0 * burst_per_s;
+        }
+    }
+    out
 }

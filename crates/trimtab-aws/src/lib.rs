@@ -7,6 +7,7 @@
 
 pub mod changes;
 pub mod decisions;
+pub mod dynamodb;
 pub mod inventory;
 pub mod logs;
 pub mod metrics;

@@ -737,7 +737,9 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
         }
     };
     let seeds = run(&seeds_policy(), 5.0_f64.max(first_rate / 0.7));
-    let budget = o.throttle_budget * total;
+    // Never more throttling than the budget, nor than the seeds' fixed policy would have had
+    // (give or take 0.001% of demand): a cheaper setting must not buy its saving with errors.
+    let budget = (o.throttle_budget * total).min(seeds.result.throttled_units.max(1.0e-5 * total));
     let targets: Vec<f64> = match o.fixed_target_pct {
         Some(t) => vec![t],
         None => o.targets_pct.clone(),
@@ -782,7 +784,7 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
     let mut reasons = Vec::new();
     if let Some(b) = &best {
         reasons.push(format!(
-            "target {:.0}%, min {:.0}, max {:.0}: {:.4}% of demand throttled (budget {:.2}%), {} scale-outs, {} scale-ins",
+            "target {:.0}%, min {:.0}, max {:.0}: {:.4}% of demand throttled (budget {:.2}%, no more than the seeds' 70% policy), {} scale-outs, {} scale-ins",
             b.policy.target_pct,
             b.policy.min_capacity,
             b.policy.max_capacity,

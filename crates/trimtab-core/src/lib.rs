@@ -10,3 +10,4 @@ pub mod concurrency;
 pub mod model;
 pub mod pricing;
 pub mod rightsizing;
+pub mod scaling_plan;

@@ -24,7 +24,10 @@ const USAGE: &str = "usage:
   trimtab history <function>
   trimtab summary <report.json>
 
-functions: RightSizingFunction";
+functions: RightSizingFunction, DynamoDBScalingFunction";
+
+/// The functions of template.yaml that `invoke` can run.
+const FUNCTIONS: &str = "RightSizingFunction, DynamoDBScalingFunction";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -126,9 +129,15 @@ async fn dispatch(logical_id: &str, payload: Value) -> Result<Value, (String, St
                 .await
                 .map_err(|e| (e.error_type().to_owned(), e.to_string()))
         }
+        "DynamoDBScalingFunction" => {
+            let config = dynamodb_scaling::JobConfig::from_env();
+            dynamodb_scaling::handle(&clients, &config, payload)
+                .await
+                .map_err(|e| (e.error_type().to_owned(), e.to_string()))
+        }
         other => Err((
             "UnknownFunction".to_owned(),
-            format!("no function with logical ID {other:?}; known: RightSizingFunction"),
+            format!("no function with logical ID {other:?}; known: {FUNCTIONS}"),
         )),
     }
 }

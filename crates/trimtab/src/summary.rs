@@ -13,10 +13,13 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-/// Renders the `functions` of a right-sizing report, savings first, then the fleet totals.
+/// Renders a report as a table: right-sizing (`functions`) or DynamoDB scaling (`resources`).
 pub fn render(report: &Value) -> anyhow::Result<String> {
+    if let Some(resources) = report.get("resources").and_then(Value::as_array) {
+        return render_tables(report, resources);
+    }
     let Some(functions) = report.get("functions").and_then(Value::as_array) else {
-        bail!("not a right-sizing report: no `functions` list");
+        bail!("not a Trimtab report: no `functions` or `resources` list");
     };
     let mut rows: Vec<&Value> = functions.iter().collect();
     rows.sort_by(|a, b| {
@@ -110,6 +113,119 @@ pub fn render(report: &Value) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// A DynamoDB scaling report: one row per table or index and dimension, then the plan.
+fn render_tables(report: &Value, resources: &[Value]) -> anyhow::Result<String> {
+    let name = |r: &Value| match r.get("index_name").and_then(Value::as_str) {
+        Some(i) => format!("{}/{i}", text(r, "table_name")),
+        None => text(r, "table_name").to_owned(),
+    };
+    let width = resources
+        .iter()
+        .map(|r| name(r).len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let mode = |r: &Value, key: &str| match text(r, key) {
+        "PAY_PER_REQUEST" => "on-demand",
+        "PROVISIONED" => "provisioned",
+        other => {
+            if other.is_empty() {
+                "-"
+            } else {
+                "?"
+            }
+        }
+    };
+    let mut out = String::new();
+    writeln!(
+        out,
+        "{:<width$}  {:<5}  {:>28}  {:>6}  {:>12}  {:>19}  {:>14}  {:>16}",
+        "table/index",
+        "dim",
+        "billing mode",
+        "target",
+        "min..max",
+        "monthly cost USD",
+        "seeds' 70% USD",
+        "throttled/month"
+    )?;
+    for r in resources {
+        let range = match (
+            num(r, "recommended_min_capacity"),
+            num(r, "recommended_max_capacity"),
+        ) {
+            (Some(a), Some(b)) => format!("{a}..{b}"),
+            _ => "-".to_owned(),
+        };
+        let target =
+            num(r, "recommended_target_utilization").map_or("-".to_owned(), |t| format!("{t}%"));
+        writeln!(
+            out,
+            "{:<width$}  {:<5}  {:>28}  {:>6}  {:>12}  {:>19}  {:>14.2}  {:>16}",
+            name(r),
+            text(r, "dimension"),
+            format!(
+                "{} -> {}",
+                mode(r, "current_billing_mode"),
+                mode(r, "recommended_billing_mode")
+            ),
+            target,
+            range,
+            format!(
+                "{:.2} -> {:.2}",
+                num(r, "current_monthly_cost_usd").unwrap_or(0.0),
+                num(r, "projected_monthly_cost_usd").unwrap_or(0.0)
+            ),
+            num(r, "seeds_policy_monthly_cost_usd").unwrap_or(0.0),
+            format!(
+                "{:.0} (70%: {:.0})",
+                num(r, "projected_throttled_requests").unwrap_or(0.0),
+                num(r, "seeds_policy_throttled_requests").unwrap_or(0.0)
+            ),
+        )?;
+    }
+    writeln!(
+        out,
+        "\nSaves ${:.2}/month.",
+        num(report, "monthly_savings_usd").unwrap_or(0.0)
+    )?;
+    let plan = report
+        .get("plan")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let applied = report
+        .get("applied")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if plan.is_empty() {
+        writeln!(out, "Target tracking is in step: nothing to change.")?;
+    } else {
+        writeln!(
+            out,
+            "Target tracking plan ({} of {} applied):",
+            applied,
+            plan.len()
+        )?;
+        for step in plan {
+            writeln!(out, "  {}", step.as_str().unwrap_or_default())?;
+        }
+    }
+    for e in report
+        .get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        writeln!(out, "error: {}", e.as_str().unwrap_or_default())?;
+    }
+    if let Some(calls) = report.get("api_calls").and_then(Value::as_object) {
+        let list: Vec<String> = calls.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+        writeln!(out, "AWS requests: {}", list.join(", "))?;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +268,22 @@ mod tests {
         });
         let out = render(&report).expect("renders");
         assert!(out.contains("1536 -> 768 (439)"), "{out}");
+    }
+
+    #[test]
+    fn renders_a_dynamodb_report() {
+        let report = serde_json::json!({
+            "resources": [{"table_name": "orders", "index_name": "by-user", "dimension": "read",
+                "current_billing_mode": "PROVISIONED", "recommended_billing_mode": "PAY_PER_REQUEST",
+                "current_monthly_cost_usd": 19.0, "projected_monthly_cost_usd": 1.13,
+                "seeds_policy_monthly_cost_usd": 2.38, "seeds_policy_throttled_requests": 6351000.0,
+                "projected_throttled_requests": 0.0}],
+            "plan": ["+ table/orders ..."], "applied": [], "monthly_savings_usd": 17.87
+        });
+        let out = render(&report).expect("renders");
+        assert!(out.contains("orders/by-user"), "{out}");
+        assert!(out.contains("provisioned -> on-demand"), "{out}");
+        assert!(out.contains("0 (70%: 6351000)"), "{out}");
+        assert!(out.contains("plan (0 of 1 applied)"), "{out}");
     }
 }

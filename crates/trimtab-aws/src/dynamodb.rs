@@ -1,0 +1,423 @@
+//! DynamoDB inventory and Application Auto Scaling for tables and indexes: what exists, what is
+//! registered, and the writes that bring it to a plan.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_applicationautoscaling::types::{
+    MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ScalableTargetAction,
+    ServiceNamespace, TargetTrackingScalingPolicyConfiguration,
+};
+use aws_sdk_dynamodb::types::BillingMode;
+use trimtab_core::capacity::Dimension;
+
+use crate::metrics::Query;
+use crate::{AwsError, Clients};
+
+/// One index's provisioned throughput (zero when on-demand).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexInfo {
+    pub name: String,
+    pub read_capacity: f64,
+    pub write_capacity: f64,
+}
+
+/// A table as scaling sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableInfo {
+    pub name: String,
+    pub arn: String,
+    pub on_demand: bool,
+    pub read_capacity: f64,
+    pub write_capacity: f64,
+    pub indexes: Vec<IndexInfo>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Lists tables whose names start with `prefix`, paging `LastEvaluatedTableName`.
+pub async fn list_tables(c: &Clients, prefix: Option<&str>) -> Result<Vec<String>, AwsError> {
+    let mut out = Vec::new();
+    let mut start: Option<String> = None;
+    loop {
+        c.record("dynamodb:ListTables");
+        let page = c
+            .dynamodb
+            .list_tables()
+            .set_exclusive_start_table_name(start.take())
+            .limit(100)
+            .send()
+            .await
+            .map_err(|e| AwsError::new("dynamodb:ListTables", "tables", e))?;
+        out.extend(
+            page.table_names()
+                .iter()
+                .filter(|n| prefix.is_none_or(|p| n.starts_with(p)))
+                .cloned(),
+        );
+        start = page.last_evaluated_table_name().map(ToOwned::to_owned);
+        if start.is_none() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Describes a table and reads its tags.
+pub async fn describe_table(c: &Clients, name: &str) -> Result<TableInfo, AwsError> {
+    c.record("dynamodb:DescribeTable");
+    let out = c
+        .dynamodb
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::new("dynamodb:DescribeTable", name, e))?;
+    let t = out.table().ok_or_else(|| AwsError {
+        operation: "dynamodb:DescribeTable",
+        resource: name.to_owned(),
+        message: "no table in the answer".to_owned(),
+    })?;
+    let on_demand = t
+        .billing_mode_summary()
+        .and_then(|b| b.billing_mode())
+        .is_some_and(|m| *m == BillingMode::PayPerRequest);
+    let throughput = |p: Option<&aws_sdk_dynamodb::types::ProvisionedThroughputDescription>| {
+        (
+            p.and_then(|p| p.read_capacity_units()).unwrap_or(0) as f64,
+            p.and_then(|p| p.write_capacity_units()).unwrap_or(0) as f64,
+        )
+    };
+    let (read_capacity, write_capacity) = throughput(t.provisioned_throughput());
+    let indexes = t
+        .global_secondary_indexes()
+        .iter()
+        .map(|g| {
+            let (r, w) = throughput(g.provisioned_throughput());
+            IndexInfo {
+                name: g.index_name().unwrap_or_default().to_owned(),
+                read_capacity: r,
+                write_capacity: w,
+            }
+        })
+        .collect();
+    let arn = t.table_arn().unwrap_or_default().to_owned();
+    let tags = table_tags(c, &arn).await?;
+    Ok(TableInfo {
+        name: name.to_owned(),
+        arn,
+        on_demand,
+        read_capacity,
+        write_capacity,
+        indexes,
+        tags,
+    })
+}
+
+async fn table_tags(c: &Clients, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
+    let mut out = BTreeMap::new();
+    let mut token: Option<String> = None;
+    loop {
+        c.record("dynamodb:ListTagsOfResource");
+        let page = c
+            .dynamodb
+            .list_tags_of_resource()
+            .resource_arn(arn)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| AwsError::new("dynamodb:ListTagsOfResource", arn, e))?;
+        for t in page.tags() {
+            out.insert(t.key().to_owned(), t.value().to_owned());
+        }
+        token = page.next_token().map(ToOwned::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The Application Auto Scaling resource id of a table or index.
+pub fn resource_id(table: &str, index: Option<&str>) -> String {
+    match index {
+        Some(i) => format!("table/{table}/index/{i}"),
+        None => format!("table/{table}"),
+    }
+}
+
+/// The scalable dimension of a table or index, read or write, by its API name.
+pub fn scalable_dimension(index: bool, d: Dimension) -> &'static str {
+    match (index, d) {
+        (false, Dimension::Read) => "dynamodb:table:ReadCapacityUnits",
+        (false, Dimension::Write) => "dynamodb:table:WriteCapacityUnits",
+        (true, Dimension::Read) => "dynamodb:index:ReadCapacityUnits",
+        (true, Dimension::Write) => "dynamodb:index:WriteCapacityUnits",
+    }
+}
+
+fn metric_type(d: Dimension) -> MetricType {
+    match d {
+        Dimension::Read => MetricType::DynamoDbReadCapacityUtilization,
+        Dimension::Write => MetricType::DynamoDbWriteCapacityUtilization,
+    }
+}
+
+/// A registered scalable target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetInfo {
+    pub resource_id: String,
+    pub dimension: String,
+    pub min_capacity: f64,
+    pub max_capacity: f64,
+}
+
+/// A target-tracking policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyInfo {
+    pub resource_id: String,
+    pub dimension: String,
+    pub name: String,
+    pub target_pct: Option<f64>,
+}
+
+/// Every DynamoDB scalable target (paged).
+pub async fn scalable_targets(c: &Clients) -> Result<Vec<TargetInfo>, AwsError> {
+    let op = "application-autoscaling:DescribeScalableTargets";
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        c.record(op);
+        let page = c
+            .autoscaling
+            .describe_scalable_targets()
+            .service_namespace(ServiceNamespace::Dynamodb)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| AwsError::new(op, "dynamodb", e))?;
+        for t in page.scalable_targets() {
+            out.push(TargetInfo {
+                resource_id: t.resource_id().to_owned(),
+                dimension: t.scalable_dimension().as_str().to_owned(),
+                min_capacity: f64::from(t.min_capacity()),
+                max_capacity: f64::from(t.max_capacity()),
+            });
+        }
+        token = page.next_token().map(ToOwned::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Every DynamoDB scaling policy (paged).
+pub async fn scaling_policies(c: &Clients) -> Result<Vec<PolicyInfo>, AwsError> {
+    let op = "application-autoscaling:DescribeScalingPolicies";
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        c.record(op);
+        let page = c
+            .autoscaling
+            .describe_scaling_policies()
+            .service_namespace(ServiceNamespace::Dynamodb)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| AwsError::new(op, "dynamodb", e))?;
+        for p in page.scaling_policies() {
+            out.push(PolicyInfo {
+                resource_id: p.resource_id().to_owned(),
+                dimension: p.scalable_dimension().as_str().to_owned(),
+                name: p.policy_name().to_owned(),
+                target_pct: p
+                    .target_tracking_scaling_policy_configuration()
+                    .map(|t| t.target_value()),
+            });
+        }
+        token = page.next_token().map(ToOwned::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Registers (or updates) a scalable target.
+pub async fn register_target(
+    c: &Clients,
+    resource: &str,
+    dimension: &str,
+    min: f64,
+    max: f64,
+) -> Result<(), AwsError> {
+    let dimension = ScalableDimension::from(dimension);
+    let op = "application-autoscaling:RegisterScalableTarget";
+    c.record(op);
+    c.autoscaling
+        .register_scalable_target()
+        .service_namespace(ServiceNamespace::Dynamodb)
+        .resource_id(resource)
+        .scalable_dimension(dimension)
+        .min_capacity(min as i32)
+        .max_capacity(max as i32)
+        .send()
+        .await
+        .map_err(|e| AwsError::new(op, resource, e))?;
+    Ok(())
+}
+
+/// Puts (creates or replaces) the target-tracking policy of a scalable target.
+pub async fn put_policy(
+    c: &Clients,
+    resource: &str,
+    dimension: &str,
+    d: Dimension,
+    name: &str,
+    target_pct: f64,
+) -> Result<(), AwsError> {
+    let dimension = ScalableDimension::from(dimension);
+    let op = "application-autoscaling:PutScalingPolicy";
+    let build_err = |e: aws_sdk_applicationautoscaling::error::BuildError| AwsError {
+        operation: op,
+        resource: resource.to_owned(),
+        message: e.to_string(),
+    };
+    let config = TargetTrackingScalingPolicyConfiguration::builder()
+        .target_value(target_pct)
+        .predefined_metric_specification(
+            PredefinedMetricSpecification::builder()
+                .predefined_metric_type(metric_type(d))
+                .build()
+                .map_err(build_err)?,
+        )
+        .build()
+        .map_err(build_err)?;
+    c.record(op);
+    c.autoscaling
+        .put_scaling_policy()
+        .policy_name(name)
+        .service_namespace(ServiceNamespace::Dynamodb)
+        .resource_id(resource)
+        .scalable_dimension(dimension)
+        .policy_type(PolicyType::TargetTrackingScaling)
+        .target_tracking_scaling_policy_configuration(config)
+        .send()
+        .await
+        .map_err(|e| AwsError::new(op, resource, e))?;
+    Ok(())
+}
+
+/// Puts a scheduled action that sets the range at `schedule` (`cron(...)`, UTC).
+pub async fn put_scheduled_action(
+    c: &Clients,
+    resource: &str,
+    dimension: &str,
+    name: &str,
+    schedule: &str,
+    min: f64,
+    max: f64,
+) -> Result<(), AwsError> {
+    let op = "application-autoscaling:PutScheduledAction";
+    let dimension = ScalableDimension::from(dimension);
+    c.record(op);
+    c.autoscaling
+        .put_scheduled_action()
+        .service_namespace(ServiceNamespace::Dynamodb)
+        .scheduled_action_name(name)
+        .resource_id(resource)
+        .scalable_dimension(dimension)
+        .schedule(schedule)
+        .scalable_target_action(
+            ScalableTargetAction::builder()
+                .min_capacity(min as i32)
+                .max_capacity(max as i32)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::new(op, resource, e))?;
+    Ok(())
+}
+
+/// Per-minute consumed-units queries for a table (`index` None) or an index: ids `{prefix}r`,
+/// `{prefix}w`.
+pub fn consumed_queries(prefix: &str, table: &str, index: Option<&str>) -> Vec<Query> {
+    let mut dims = vec![("TableName", table.to_owned())];
+    if let Some(i) = index {
+        dims.push(("GlobalSecondaryIndexName", i.to_owned()));
+    }
+    vec![
+        Query {
+            id: format!("{prefix}r"),
+            namespace: "AWS/DynamoDB",
+            metric_name: "ConsumedReadCapacityUnits",
+            dimensions: dims.clone(),
+            stat: "Sum",
+        },
+        Query {
+            id: format!("{prefix}w"),
+            namespace: "AWS/DynamoDB",
+            metric_name: "ConsumedWriteCapacityUnits",
+            dimensions: dims,
+            stat: "Sum",
+        },
+    ]
+}
+
+/// Lays datapoints `(epoch s, value)` on a per-minute grid from `start_epoch_s`; a datapoint of
+/// a longer period (5-minute data older than 15 days) is spread evenly over its minutes. Missing
+/// minutes are zero (DynamoDB publishes nothing for an idle minute).
+pub fn per_minute(
+    points: &[(i64, f64)],
+    start_epoch_s: i64,
+    minutes: usize,
+    period_s: i64,
+) -> Vec<f64> {
+    let mut grid = vec![0.0; minutes];
+    let span = (period_s / 60).max(1) as usize;
+    for &(t, v) in points {
+        let first = (t - start_epoch_s).div_euclid(60);
+        if first < 0 {
+            continue;
+        }
+        for k in 0..span {
+            if let Some(slot) = grid.get_mut(first as usize + k) {
+                *slot += v / span as f64;
+            }
+        }
+    }
+    grid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_dimensions() {
+        assert_eq!(resource_id("orders", None), "table/orders");
+        assert_eq!(
+            resource_id("orders", Some("by-user")),
+            "table/orders/index/by-user"
+        );
+        assert_eq!(
+            scalable_dimension(true, Dimension::Write),
+            "dynamodb:index:WriteCapacityUnits"
+        );
+        assert_eq!(
+            ScalableDimension::from(scalable_dimension(false, Dimension::Read)),
+            ScalableDimension::DynamoDbTableReadCapacityUnits
+        );
+    }
+
+    #[test]
+    fn datapoints_land_on_their_minutes_and_five_minute_ones_spread() {
+        let grid = per_minute(&[(60, 6.0), (180, 3.0), (600, 50.0)], 0, 20, 60);
+        assert_eq!(grid[1], 6.0);
+        assert_eq!(grid[3], 3.0);
+        assert_eq!(grid[10], 50.0);
+        let grid = per_minute(&[(0, 50.0)], 0, 10, 300);
+        assert_eq!(&grid[..6], &[10.0, 10.0, 10.0, 10.0, 10.0, 0.0]);
+    }
+}

@@ -1,0 +1,223 @@
+//! DynamoDB scaling against moto: target tracking configured exactly where it belongs, a second
+//! run that writes nothing, recommend mode that only prints the diff.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_applicationautoscaling::types::ServiceNamespace;
+use serde_json::{Value, json};
+use trimtab_aws::Clients;
+use trimtab_tests::moto::Moto;
+use trimtab_tests::seed::create_table;
+
+async fn run(moto: &Moto, event: Value) -> Value {
+    let clients = Clients::new(&moto.sdk_config().await);
+    let config = dynamodb_scaling::JobConfig {
+        configured_mode: trimtab_lambda::Mode::Recommend,
+        prices: trimtab_core::capacity::CapacityPrices::us_east_1(),
+        environment: "prod".into(),
+    };
+    dynamodb_scaling::handle(&clients, &config, event)
+        .await
+        .expect("report")
+}
+
+/// (resource id, dimension) -> (min, max, policy targets)
+async fn scaling(moto: &Moto) -> BTreeMap<(String, String), (i32, i32, Vec<f64>)> {
+    let aas = aws_sdk_applicationautoscaling::Client::new(&moto.sdk_config().await);
+    let targets = aas
+        .describe_scalable_targets()
+        .service_namespace(ServiceNamespace::Dynamodb)
+        .send()
+        .await
+        .expect("targets");
+    let policies = aas
+        .describe_scaling_policies()
+        .service_namespace(ServiceNamespace::Dynamodb)
+        .send()
+        .await
+        .expect("policies");
+    let mut out = BTreeMap::new();
+    for t in targets.scalable_targets() {
+        out.insert(
+            (
+                t.resource_id().to_owned(),
+                t.scalable_dimension().as_str().to_owned(),
+            ),
+            (t.min_capacity(), t.max_capacity(), Vec::new()),
+        );
+    }
+    for p in policies.scaling_policies() {
+        let key = (
+            p.resource_id().to_owned(),
+            p.scalable_dimension().as_str().to_owned(),
+        );
+        if let (Some(e), Some(t)) = (
+            out.get_mut(&key),
+            p.target_tracking_scaling_policy_configuration(),
+        ) {
+            e.2.push(t.target_value());
+        }
+    }
+    out
+}
+
+fn writes(report: &Value) -> u64 {
+    [
+        "application-autoscaling:RegisterScalableTarget",
+        "application-autoscaling:PutScalingPolicy",
+    ]
+    .iter()
+    .map(|op| report["api_calls"][op].as_u64().unwrap_or(0))
+    .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configures_exactly_the_expected_targets_and_a_second_run_is_a_no_op() {
+    let moto = Moto::start().expect("moto");
+    let sdk = moto.sdk_config().await;
+    create_table(
+        &sdk,
+        "orders",
+        Some((10, 5)),
+        &["by-customer"],
+        &[("trimtab:target", "60")],
+    )
+    .await
+    .expect("orders");
+    create_table(
+        &sdk,
+        "sessions",
+        Some((20, 20)),
+        &[],
+        &[("environment", "dev")],
+    )
+    .await
+    .expect("sessions");
+    create_table(&sdk, "audit", None, &[], &[])
+        .await
+        .expect("audit");
+    // sessions already scales reads, by hand, at 50%: drift from the dev default of 85%.
+    let aas = aws_sdk_applicationautoscaling::Client::new(&sdk);
+    let clients = Clients::new(&sdk);
+    trimtab_aws::dynamodb::register_target(
+        &clients,
+        "table/sessions",
+        "dynamodb:table:ReadCapacityUnits",
+        1.0,
+        200.0,
+    )
+    .await
+    .expect("register");
+    trimtab_aws::dynamodb::put_policy(
+        &clients,
+        "table/sessions",
+        "dynamodb:table:ReadCapacityUnits",
+        trimtab_core::capacity::Dimension::Read,
+        "legacy-read",
+        50.0,
+    )
+    .await
+    .expect("policy");
+    drop(aas);
+
+    // Recommend mode: the plan as a diff, nothing written.
+    let report = run(&moto, json!({"lookback_days": 1})).await;
+    assert_eq!(writes(&report), 0);
+    let plan: Vec<&str> = report["plan"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        plan.contains(
+            &"+ table/orders dynamodb:table:ReadCapacityUnits: scalable target min 5, max 4000"
+        ),
+        "{plan:#?}"
+    );
+    assert!(
+        plan.contains(
+            &"~ table/sessions dynamodb:table:ReadCapacityUnits: legacy-read target 50% -> 85%"
+        ),
+        "{plan:#?}"
+    );
+    assert_eq!(scaling(&moto).await.len(), 1);
+
+    // Apply mode: exactly the expected targets and policies.
+    let report = run(&moto, json!({"lookback_days": 1, "mode": "apply"})).await;
+    assert_eq!(
+        report["applied"].as_array().map(Vec::len),
+        report["plan"].as_array().map(Vec::len)
+    );
+    let s = scaling(&moto).await;
+    let key = |r: &str, d: &str| (r.to_owned(), format!("dynamodb:{d}CapacityUnits"));
+    let expected = BTreeMap::from([
+        (key("table/orders", "table:Read"), (5, 4000, vec![60.0])),
+        (key("table/orders", "table:Write"), (5, 4000, vec![60.0])),
+        (
+            key("table/orders/index/by-customer", "index:Read"),
+            (5, 4000, vec![60.0]),
+        ),
+        (
+            key("table/orders/index/by-customer", "index:Write"),
+            (5, 4000, vec![60.0]),
+        ),
+        (key("table/sessions", "table:Read"), (1, 200, vec![85.0])),
+        (key("table/sessions", "table:Write"), (1, 200, vec![85.0])),
+    ]);
+    assert_eq!(s, expected);
+    // The on-demand table has no targets; its rows say so.
+    let audit: Vec<&Value> = report["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["table_name"] == "audit")
+        .collect();
+    assert_eq!(audit.len(), 2);
+    assert_eq!(audit[0]["current_billing_mode"], "PAY_PER_REQUEST");
+    assert!(audit[0]["configured"].is_null());
+
+    // Second run, nothing changed: zero writes.
+    let report = run(&moto, json!({"lookback_days": 1, "mode": "apply"})).await;
+    assert_eq!(writes(&report), 0, "{:#}", report["plan"]);
+    assert_eq!(report["plan"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_events_and_bad_tags_are_named() {
+    let moto = Moto::start().expect("moto");
+    let clients = Clients::new(&moto.sdk_config().await);
+    let config = dynamodb_scaling::JobConfig {
+        configured_mode: trimtab_lambda::Mode::Recommend,
+        prices: trimtab_core::capacity::CapacityPrices::us_east_1(),
+        environment: "prod".into(),
+    };
+    for (event, field) in [
+        (json!({"lookback_days": 0}), "lookback_days"),
+        (json!({"throttle_budget_pct": 50}), "throttle_budget_pct"),
+        (json!({"environment": "qa"}), "environment"),
+        (json!({"table_prefix": "x"}), "table_prefix"),
+    ] {
+        let err = dynamodb_scaling::handle(&clients, &config, event.clone())
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains(field), "{event}: {err}");
+    }
+    create_table(
+        &moto.sdk_config().await,
+        "bad-tags",
+        Some((5, 5)),
+        &[],
+        &[("trimtab:target", "95")],
+    )
+    .await
+    .expect("table");
+    let report = run(&moto, json!({"lookback_days": 1})).await;
+    assert!(
+        report["errors"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("trimtab:target=95"),
+        "{report:#}"
+    );
+}

@@ -1,0 +1,126 @@
+//! The demo account: a fleet of functions with 14 days of metrics, three tables with a day of
+//! per-minute traffic, and the decision table. Used by `seed-demo` and the CLI tests.
+
+use std::time::SystemTime;
+
+use crate::fleet::demo_fleet;
+use crate::seed::{
+    Layout, Seeder, bursty, business_day, create_decision_table, create_table, put_consumed,
+};
+
+/// Seeds everything; returns a one-line summary.
+pub async fn seed(
+    sdk: &aws_config::SdkConfig,
+    functions: usize,
+    decision_table: &str,
+    now: SystemTime,
+) -> anyhow::Result<String> {
+    let seeder = Seeder::new(sdk).await?;
+    create_decision_table(sdk, decision_table).await?;
+    let layout = Layout {
+        interval_hours: 6,
+        report_lines: 200,
+        ..Layout::fourteen_days(now)
+    };
+    let fleet = demo_fleet(functions);
+    for w in &fleet {
+        seeder.seed(w, layout).await?;
+    }
+
+    let end = now.duration_since(SystemTime::UNIX_EPOCH)?.as_secs() as i64 / 60 * 60;
+    let day = 1440;
+    let cw = &seeder.cloudwatch;
+    let (read, write) = ("ConsumedReadCapacityUnits", "ConsumedWriteCapacityUnits");
+    let prod = [("environment", "prod")];
+    // A busy business-hours table with a GSI, over-provisioned and without autoscaling.
+    create_table(
+        sdk,
+        "shop-orders",
+        Some((400, 100)),
+        &["by-customer"],
+        &prod,
+    )
+    .await?;
+    put_consumed(
+        cw,
+        "shop-orders",
+        None,
+        read,
+        &business_day(day, end, 20.0, 260.0, "or"),
+        end,
+    )
+    .await?;
+    put_consumed(
+        cw,
+        "shop-orders",
+        None,
+        write,
+        &business_day(day, end, 5.0, 60.0, "ow"),
+        end,
+    )
+    .await?;
+    let gsi = Some("by-customer");
+    put_consumed(
+        cw,
+        "shop-orders",
+        gsi,
+        read,
+        &business_day(day, end, 4.0, 50.0, "gr"),
+        end,
+    )
+    .await?;
+    put_consumed(
+        cw,
+        "shop-orders",
+        gsi,
+        write,
+        &business_day(day, end, 5.0, 60.0, "gw"),
+        end,
+    )
+    .await?;
+    // Mostly idle with bursts: on-demand's table.
+    create_table(sdk, "shop-sessions", Some((200, 200)), &[], &prod).await?;
+    put_consumed(
+        cw,
+        "shop-sessions",
+        None,
+        read,
+        &bursty(day, 400.0, "sr"),
+        end,
+    )
+    .await?;
+    put_consumed(
+        cw,
+        "shop-sessions",
+        None,
+        write,
+        &bursty(day, 150.0, "sw"),
+        end,
+    )
+    .await?;
+    // Steady and busy, but on-demand: provisioning's table.
+    create_table(sdk, "billing-ledger", None, &[], &prod).await?;
+    put_consumed(
+        cw,
+        "billing-ledger",
+        None,
+        read,
+        &business_day(day, end, 150.0, 300.0, "lr"),
+        end,
+    )
+    .await?;
+    put_consumed(
+        cw,
+        "billing-ledger",
+        None,
+        write,
+        &business_day(day, end, 80.0, 160.0, "lw"),
+        end,
+    )
+    .await?;
+    Ok(format!(
+        "seeded {} functions ({} days of metrics) and 3 tables (a day of per-minute traffic)",
+        fleet.len(),
+        layout.days
+    ))
+}
