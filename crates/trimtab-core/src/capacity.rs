@@ -507,6 +507,8 @@ struct Candidate {
     policy: Policy,
     result: SimResult,
     usd: f64,
+    /// Throttled units of the same policy without its schedule.
+    unscheduled_throttled_units: Option<f64>,
 }
 
 /// One dimension priced every way: (cost, throttled units) over the trace.
@@ -721,6 +723,7 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
             policy: policy.clone(),
             result,
             usd,
+            unscheduled_throttled_units: None,
         }
     };
     let current = match &t.setup {
@@ -771,10 +774,12 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
                 if schedule.is_empty() {
                     continue;
                 }
+                let without = c.result.throttled_units;
                 c = run(&Policy { schedule, ..policy }, initial);
                 if c.result.throttled_units > budget {
                     continue;
                 }
+                c.unscheduled_throttled_units = Some(without);
             }
             if best.as_ref().is_none_or(|b| c.usd < b.usd) {
                 best = Some(c);
@@ -793,11 +798,13 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
             b.result.scale_outs,
             b.result.scale_ins
         ));
-        if !b.policy.schedule.is_empty() {
-            reasons.push(
-                "daily shape: a scheduled minimum before the busy hours keeps throttling in budget"
-                    .to_owned(),
-            );
+        if let Some(without) = b.unscheduled_throttled_units {
+            reasons.push(format!(
+                "daily shape: a scheduled minimum of {:.0} from 30 minutes before the busy hours cuts throttling from {:.4}% to {:.4}% of demand",
+                b.policy.schedule.first().map_or(0.0, |s| s.min_capacity),
+                100.0 * without / total.max(1.0),
+                100.0 * b.result.throttled_fraction()
+            ));
         }
     }
     JudgedDim {

@@ -192,4 +192,9 @@ fn a_sharp_morning_ramp_gets_a_scheduled_minimum() {
     );
     assert_eq!(a.recommended_schedule.len(), 2, "{a:#?}");
     assert_eq!(a.recommended_schedule[0].minute_of_day, 8 * 60 + 30);
+    assert!(
+        a.reasons.iter().any(|r| r.contains("cuts throttling")),
+        "{:?}",
+        a.reasons
+    );
 }
