@@ -15,6 +15,7 @@ async fn run(moto: &Moto, event: Value) -> Value {
         configured_mode: trimtab_lambda::Mode::Recommend,
         prices: trimtab_core::capacity::CapacityPrices::us_east_1(),
         environment: "prod".into(),
+        table_name: None,
     };
     dynamodb_scaling::handle(&clients, &config, event)
         .await
@@ -191,6 +192,7 @@ async fn bad_events_and_bad_tags_are_named() {
         configured_mode: trimtab_lambda::Mode::Recommend,
         prices: trimtab_core::capacity::CapacityPrices::us_east_1(),
         environment: "prod".into(),
+        table_name: None,
     };
     for (event, field) in [
         (json!({"lookback_days": 0}), "lookback_days"),

@@ -2,6 +2,7 @@
 //! like production. One test binary, so the SDK is linked once.
 
 mod apply;
+mod cost_analysis;
 mod dynamodb_scaling;
 mod emulator_contract;
 mod metrics_batching;

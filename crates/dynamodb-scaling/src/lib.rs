@@ -46,6 +46,8 @@ pub struct JobConfig {
     pub prices: CapacityPrices,
     /// Default environment (`TRIMTAB_ENVIRONMENT`), `prod` when unset.
     pub environment: String,
+    /// The decision table (`TRIMTAB_TABLE`), where the run's headline is left for other jobs.
+    pub table_name: Option<String>,
 }
 
 impl JobConfig {
@@ -56,6 +58,9 @@ impl JobConfig {
             ),
             prices: CapacityPrices::us_east_1(),
             environment: std::env::var("TRIMTAB_ENVIRONMENT").unwrap_or_else(|_| "prod".to_owned()),
+            table_name: std::env::var("TRIMTAB_TABLE")
+                .ok()
+                .filter(|t| !t.is_empty()),
         }
     }
 }
@@ -356,6 +361,22 @@ pub async fn run_job(
         .iter()
         .map(|r| r.advice.current_monthly_cost_usd - r.advice.projected_monthly_cost_usd)
         .sum::<f64>();
+    let monthly_savings_usd = (monthly_savings_usd * 100.0).round() / 100.0;
+    if let Some(table) = &config.table_name {
+        let summary = serde_json::json!({
+            "generated_at_epoch_s": now_s,
+            "generated_at": trimtab_core::cost::format_date(now_s / 86_400),
+            "mode": run.mode,
+            "monthly_savings_usd": monthly_savings_usd,
+            "resources": resources.len(),
+            "detail": format!("{} table and index dimensions", resources.len()),
+        });
+        if let Err(e) =
+            trimtab_aws::costs::store_result(clients, table, "dynamodb-scaling", &summary).await
+        {
+            notes.push(format!("result not stored for other jobs: {e}"));
+        }
+    }
     Ok(Report {
         job: "dynamodb-scaling",
         mode: run.mode,
@@ -364,7 +385,7 @@ pub async fn run_job(
         plan: steps.iter().map(Step::describe).collect(),
         applied,
         errors,
-        monthly_savings_usd: (monthly_savings_usd * 100.0).round() / 100.0,
+        monthly_savings_usd,
         api_calls: clients.calls(),
         metric_queries: fetched.queries,
         notes,

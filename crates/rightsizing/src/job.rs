@@ -77,6 +77,25 @@ pub async fn run(
             r
         }
     };
+    if let (Some(table), None) = (&config.table_name, &report.skipped) {
+        // Leave the headline for the cost job and the API; a failure here costs only that.
+        let summary = serde_json::json!({
+            "generated_at_epoch_s": now_s,
+            "generated_at": trimtab_core::cost::format_date(now_s / 86_400),
+            "mode": report.mode,
+            "run_id": report.run_id,
+            "monthly_savings_usd": report.totals.monthly_savings_usd,
+            "resources": report.totals.functions,
+            "detail": format!("{} functions to change", report.totals.recommended),
+        });
+        if let Err(e) =
+            trimtab_aws::costs::store_result(clients, table, "rightsizing", &summary).await
+        {
+            report
+                .notes
+                .push(format!("result not stored for other jobs: {e}"));
+        }
+    }
     report.api_calls = clients.calls();
     Ok(report)
 }

@@ -6,6 +6,7 @@
 //! nothing about any endpoint is hard-coded.
 
 pub mod changes;
+pub mod costs;
 pub mod decisions;
 pub mod dynamodb;
 pub mod inventory;
@@ -78,6 +79,8 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub autoscaling: aws_sdk_applicationautoscaling::Client,
+    pub costexplorer: aws_sdk_costexplorer::Client,
+    pub sns: aws_sdk_sns::Client,
     pub region: Option<String>,
     calls: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -90,6 +93,8 @@ impl Clients {
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             autoscaling: aws_sdk_applicationautoscaling::Client::new(config),
+            costexplorer: aws_sdk_costexplorer::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
             region: config.region().map(ToString::to_string),
             calls: Mutex::new(BTreeMap::new()),
         }

@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod capacity;
 pub mod concurrency;
+pub mod cost;
 pub mod model;
 pub mod pricing;
 pub mod rightsizing;

@@ -187,3 +187,64 @@ mod tests {
         assert_eq!(Mode::from_configuration(None), Mode::Recommend);
     }
 }
+
+/// CloudWatch Embedded Metric Format: one JSON log line that CloudWatch Logs turns into metrics,
+/// for the price of the log line (no `PutMetricData` calls). Written to stderr, which Lambda
+/// ships to the same log stream as stdout, so the CLI's stdout stays the handler's JSON.
+/// Dimensions are low-cardinality (the job); everything else goes in as properties.
+pub fn emf_line(
+    namespace: &str,
+    job: &str,
+    timestamp_ms: u128,
+    metrics: &[(&str, f64, &str)],
+) -> String {
+    let definitions: Vec<Value> = metrics
+        .iter()
+        .map(|(name, _, unit)| serde_json::json!({"Name": name, "Unit": unit}))
+        .collect();
+    let mut line = serde_json::json!({
+        "_aws": {
+            "Timestamp": timestamp_ms as u64,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [["Job"]],
+                "Metrics": definitions,
+            }],
+        },
+        "Job": job,
+    });
+    for (name, value, _) in metrics {
+        line[*name] = serde_json::json!(value);
+    }
+    line.to_string()
+}
+
+/// Writes an EMF line (see [`emf_line`]) to stderr.
+pub fn emit_metrics(namespace: &str, job: &str, metrics: &[(&str, f64, &str)]) {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    eprintln!("{}", emf_line(namespace, job, ms, metrics));
+}
+
+#[cfg(test)]
+mod emf_tests {
+    #[test]
+    fn an_emf_line_declares_its_metrics_and_carries_their_values() {
+        let line = super::emf_line(
+            "Trimtab",
+            "cost",
+            1_700_000_000_000,
+            &[("SpendToDateUsd", 12.5, "None")],
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Trimtab");
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            "SpendToDateUsd"
+        );
+        assert_eq!(v["SpendToDateUsd"], 12.5);
+        assert_eq!(v["Job"], "cost");
+    }
+}

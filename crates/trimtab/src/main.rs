@@ -24,10 +24,10 @@ const USAGE: &str = "usage:
   trimtab history <function>
   trimtab summary <report.json>
 
-functions: RightSizingFunction, DynamoDBScalingFunction";
+functions: RightSizingFunction, DynamoDBScalingFunction, CostAnalysisFunction";
 
 /// The functions of template.yaml that `invoke` can run.
-const FUNCTIONS: &str = "RightSizingFunction, DynamoDBScalingFunction";
+const FUNCTIONS: &str = "RightSizingFunction, DynamoDBScalingFunction, CostAnalysisFunction";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -132,6 +132,13 @@ async fn dispatch(logical_id: &str, payload: Value) -> Result<Value, (String, St
         "DynamoDBScalingFunction" => {
             let config = dynamodb_scaling::JobConfig::from_env();
             dynamodb_scaling::handle(&clients, &config, payload)
+                .await
+                .map_err(|e| (e.error_type().to_owned(), e.to_string()))
+        }
+        "CostAnalysisFunction" => {
+            let config = cost_analysis::JobConfig::from_env()
+                .map_err(|e| ("Configuration".to_owned(), e))?;
+            cost_analysis::handle(&clients, &config, payload)
                 .await
                 .map_err(|e| (e.error_type().to_owned(), e.to_string()))
         }

@@ -1,0 +1,468 @@
+//! The cost analysis job: Cost Explorer history (closed days cached, so a daily run fetches only
+//! new days), totals, changes, trends, anomalies, the month-end forecast against budgets, savings
+//! measured by the other jobs, EMF headline metrics and SNS alerts (each at most once).
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use trimtab_aws::costs::{self, CostRow, Grouping};
+use trimtab_aws::{AwsError, Clients};
+use trimtab_core::cost::{
+    Anomaly, Budget, BudgetStatus, DailyCosts, Forecast, Params, Trend, anomalies, budget_status,
+    changes, forecast, format_date, round2, trends,
+};
+use trimtab_lambda::{EventError, Mode, Trigger, parse_trigger};
+
+/// The cost analysis event. Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub mode: Option<Mode>,
+    /// Days of history (7..=365; default 90).
+    pub lookback_days: Option<i64>,
+    /// `UnblendedCost` (default) or `AmortizedCost`.
+    pub metric: Option<String>,
+    /// A second breakdown: `USAGE_TYPE` or `TAG:<key>` (per environment, per tenant).
+    pub group_by: Option<String>,
+    /// Budgets by name: `total` for the account, or a value of `budget_tag`.
+    pub budgets: Option<BTreeMap<String, Budget>>,
+    /// Cost-allocation tag whose values the budgets are named after (e.g. `environment`).
+    pub budget_tag: Option<String>,
+}
+
+/// Per-process configuration.
+#[derive(Debug, Clone, Default)]
+pub struct JobConfig {
+    /// Budgets when the event has none (`TRIMTAB_BUDGETS`, JSON).
+    pub budgets: BTreeMap<String, Budget>,
+    pub budget_tag: Option<String>,
+    /// The decision table (`TRIMTAB_TABLE`): the cache of closed days, other jobs' results,
+    /// alert de-duplication.
+    pub table_name: Option<String>,
+    /// Where alerts go (`TRIMTAB_ALERT_TOPIC_ARN`).
+    pub alert_topic_arn: Option<String>,
+}
+
+impl JobConfig {
+    pub fn from_env() -> Result<Self, String> {
+        let budgets = match std::env::var("TRIMTAB_BUDGETS") {
+            Ok(json) => serde_json::from_str(&json)
+                .map_err(|e| format!("TRIMTAB_BUDGETS is not a budget map: {e}"))?,
+            Err(_) => BTreeMap::new(),
+        };
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Ok(Self {
+            budgets,
+            budget_tag: var("TRIMTAB_BUDGET_TAG"),
+            table_name: var("TRIMTAB_TABLE"),
+            alert_topic_arn: var("TRIMTAB_ALERT_TOPIC_ARN"),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    InvalidEvent(#[from] EventError),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+impl JobError {
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::InvalidEvent(_) => "InvalidEvent",
+            Self::Aws(_) => "AwsError",
+        }
+    }
+}
+
+/// A saving, with where its number comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recommendation {
+    pub source: String,
+    pub estimated_monthly_savings_usd: f64,
+    pub basis: String,
+}
+
+/// The report (field names per PRODUCT.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub job: &'static str,
+    pub metric: String,
+    pub window_start: String,
+    pub window_end: String,
+    pub total_usd: f64,
+    pub by_service: BTreeMap<String, f64>,
+    /// The second breakdown, when asked for.
+    pub by_group: Option<BTreeMap<String, f64>>,
+    pub week_over_week_pct: Option<f64>,
+    pub month_over_month_pct: Option<f64>,
+    pub trends: Vec<Trend>,
+    pub anomalies: Vec<Anomaly>,
+    pub forecast: Forecast,
+    pub budgets: Vec<BudgetStatus>,
+    pub recommendations: Vec<Recommendation>,
+    /// Days Cost Explorer still marks as estimated (provisional, never cached).
+    pub estimated_days: Vec<String>,
+    pub cost_explorer_requests: u64,
+    pub alerts_sent: Vec<String>,
+    pub api_calls: BTreeMap<&'static str, u64>,
+    pub notes: Vec<String>,
+}
+
+/// A validated run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub lookback_days: u32,
+    pub metric: String,
+    pub group_by: Option<Grouping>,
+    pub budgets: BTreeMap<String, Budget>,
+    pub budget_tag: Option<String>,
+}
+
+pub async fn handle(
+    clients: &Clients,
+    config: &JobConfig,
+    payload: Value,
+) -> Result<Value, JobError> {
+    let trigger: Trigger<Request> = parse_trigger(payload)?;
+    let r = trigger.request();
+    let lookback = r.lookback_days.unwrap_or(90);
+    if !(7..=365).contains(&lookback) {
+        return Err(
+            EventError::new("lookback_days", format!("must be 7..=365, got {lookback}")).into(),
+        );
+    }
+    let metric = r
+        .metric
+        .clone()
+        .unwrap_or_else(|| "UnblendedCost".to_owned());
+    if !["UnblendedCost", "AmortizedCost"].contains(&metric.as_str()) {
+        return Err(EventError::new(
+            "metric",
+            format!("must be UnblendedCost or AmortizedCost, got {metric:?}"),
+        )
+        .into());
+    }
+    let group_by = match r.group_by.as_deref() {
+        None => None,
+        Some("USAGE_TYPE") => Some(Grouping::UsageType),
+        Some(g) => match g.strip_prefix("TAG:").filter(|k| !k.is_empty()) {
+            Some(k) => Some(Grouping::Tag(k.to_owned())),
+            None => {
+                return Err(EventError::new(
+                    "group_by",
+                    format!("must be USAGE_TYPE or TAG:<key>, got {g:?}"),
+                )
+                .into());
+            }
+        },
+    };
+    let budgets = r.budgets.clone().unwrap_or_else(|| config.budgets.clone());
+    for (name, b) in &budgets {
+        if !(b.monthly_usd.is_finite() && b.monthly_usd > 0.0) {
+            return Err(EventError::new(
+                format!("budgets.{name}.monthly_usd"),
+                "must be a positive number",
+            )
+            .into());
+        }
+    }
+    let run = Run {
+        lookback_days: lookback as u32,
+        metric,
+        group_by,
+        budgets,
+        budget_tag: r.budget_tag.clone().or_else(|| config.budget_tag.clone()),
+    };
+    let report = run_job(clients, config, &run, SystemTime::now()).await?;
+    Ok(serde_json::to_value(report).unwrap_or(Value::Null))
+}
+
+/// Daily costs for the window: cached closed days from the table, the rest (new days and the
+/// still-estimated ones) from Cost Explorer in one ranged request per page; newly closed days
+/// are cached.
+async fn fetch(
+    clients: &Clients,
+    config: &JobConfig,
+    metric: &str,
+    grouping: &Grouping,
+    first_day: i64,
+    today: i64,
+) -> Result<DailyCosts, JobError> {
+    let days = usize::try_from(today - first_day).unwrap_or(0);
+    let mut costs = DailyCosts::new(first_day, days);
+    let cached = match &config.table_name {
+        Some(t) => costs::cached_days(clients, t, metric, grouping, first_day, today - 1).await?,
+        None => BTreeMap::new(),
+    };
+    let first_missing = (first_day..today).find(|d| !cached.contains_key(d));
+    for (day, groups) in &cached {
+        for (k, usd) in groups {
+            costs.add(k, *day, *usd);
+        }
+    }
+    let Some(from) = first_missing else {
+        return Ok(costs);
+    };
+    let rows: Vec<CostRow> = costs::daily_costs(clients, from, today, metric, grouping).await?;
+    let mut closed: BTreeMap<i64, BTreeMap<String, f64>> = BTreeMap::new();
+    for r in &rows {
+        if cached.contains_key(&r.day) {
+            continue;
+        }
+        costs.add(&r.key, r.day, r.usd);
+        if r.estimated {
+            if !costs.estimated_days.contains(&r.day) {
+                costs.estimated_days.push(r.day);
+            }
+        } else {
+            *closed
+                .entry(r.day)
+                .or_default()
+                .entry(r.key.clone())
+                .or_default() += r.usd;
+        }
+    }
+    // A day with no rows at all (no spend) is closed too once it is not estimated.
+    for d in from..today {
+        if !costs.estimated_days.contains(&d) && !closed.contains_key(&d) && d < today - 2 {
+            closed.insert(d, BTreeMap::new());
+        }
+    }
+    if let Some(t) = &config.table_name {
+        costs::store_days(clients, t, metric, grouping, &closed).await?;
+    }
+    Ok(costs)
+}
+
+pub async fn run_job(
+    clients: &Clients,
+    config: &JobConfig,
+    run: &Run,
+    now: SystemTime,
+) -> Result<Report, JobError> {
+    let today = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+        / 86_400;
+    let first_day = today - i64::from(run.lookback_days);
+    let mut notes = Vec::new();
+    let services = fetch(
+        clients,
+        config,
+        &run.metric,
+        &Grouping::Service,
+        first_day,
+        today,
+    )
+    .await?;
+    let by_group = match &run.group_by {
+        Some(g) => Some(fetch(clients, config, &run.metric, g, first_day, today).await?),
+        None => None,
+    };
+    let total_series = services.total();
+    let params = Params::default();
+    let f = forecast(&total_series, first_day, today, &params);
+    let (wow, mom) = changes(&total_series, first_day, today);
+
+    // Budgets: `total` against the account; others against the values of the budget tag.
+    let tagged = match (&run.budget_tag, run.budgets.keys().any(|k| k != "total")) {
+        (Some(tag), true) => {
+            let g = Grouping::Tag(tag.clone());
+            if run.group_by.as_ref() == Some(&g) {
+                by_group.clone()
+            } else {
+                Some(fetch(clients, config, &run.metric, &g, first_day, today).await?)
+            }
+        }
+        (None, true) => {
+            notes.push(
+                "budgets other than `total` need budget_tag (the cost-allocation tag naming them)"
+                    .to_owned(),
+            );
+            None
+        }
+        _ => None,
+    };
+    let mut budgets = Vec::new();
+    for (name, b) in &run.budgets {
+        let series = if name == "total" {
+            Some(total_series.clone())
+        } else {
+            tagged.as_ref().and_then(|t| {
+                let key = format!("{}${name}", run.budget_tag.as_deref().unwrap_or_default());
+                t.by_key.get(&key).or_else(|| t.by_key.get(name)).cloned()
+            })
+        };
+        match series {
+            Some(s) => {
+                let fs = forecast(&s, first_day, today, &params);
+                budgets.push(budget_status(name, b, &s, first_day, today, &fs));
+            }
+            None => notes.push(format!(
+                "budget {name}: no cost under that tag value in the window"
+            )),
+        }
+    }
+
+    let found = anomalies(&services, &params);
+    let recommendations = measured_savings(clients, config, &mut notes).await;
+    let sum = |v: &[f64]| round2(v.iter().sum::<f64>());
+    let by_service: BTreeMap<String, f64> = services
+        .by_key
+        .iter()
+        .map(|(k, v)| (k.clone(), sum(v)))
+        .collect();
+    let alerts_sent = alert(clients, config, &found, &budgets, &f.month, &mut notes).await?;
+
+    let worst_budget = budgets.iter().map(|b| b.used_pct).fold(0.0, f64::max);
+    trimtab_lambda::emit_metrics(
+        "Trimtab",
+        "cost",
+        &[
+            ("SpendToDateUsd", f.month_to_date_usd, "None"),
+            ("ForecastMonthEndUsd", f.month_end_usd, "None"),
+            ("BudgetUsedPct", worst_budget, "Percent"),
+            ("AnomalyCount", found.len() as f64, "Count"),
+        ],
+    );
+    let calls = clients.calls();
+    Ok(Report {
+        job: "cost",
+        metric: run.metric.clone(),
+        window_start: format_date(first_day),
+        window_end: format_date(today),
+        total_usd: sum(&total_series),
+        by_service,
+        by_group: by_group.map(|g| g.by_key.iter().map(|(k, v)| (k.clone(), sum(v))).collect()),
+        week_over_week_pct: wow,
+        month_over_month_pct: mom,
+        trends: trends(&services),
+        anomalies: found,
+        forecast: f,
+        budgets,
+        recommendations,
+        estimated_days: services
+            .estimated_days
+            .iter()
+            .map(|d| format_date(*d))
+            .collect(),
+        cost_explorer_requests: calls.get("ce:GetCostAndUsage").copied().unwrap_or(0),
+        alerts_sent,
+        api_calls: calls,
+        notes,
+    })
+}
+
+/// Savings the other jobs measured, from their latest results in the decision table.
+async fn measured_savings(
+    clients: &Clients,
+    config: &JobConfig,
+    notes: &mut Vec<String>,
+) -> Vec<Recommendation> {
+    let Some(table) = &config.table_name else {
+        notes.push(
+            "no decision table: savings from right-sizing and DynamoDB runs unavailable".to_owned(),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (job, what) in [
+        ("rightsizing", "Lambda right-sizing"),
+        ("dynamodb-scaling", "DynamoDB capacity"),
+    ] {
+        match costs::latest_result(clients, table, job).await {
+            Ok(Some(summary)) => {
+                let usd = summary["monthly_savings_usd"].as_f64().unwrap_or(0.0);
+                if usd > 0.0 {
+                    out.push(Recommendation {
+                        source: job.to_owned(),
+                        estimated_monthly_savings_usd: round2(usd),
+                        basis: format!(
+                            "{what}: {} from the {} run of {} ({} resources judged on measured metrics)",
+                            summary["detail"].as_str().unwrap_or("measured savings"),
+                            summary["mode"].as_str().unwrap_or("latest"),
+                            summary["generated_at"].as_str().unwrap_or("?"),
+                            summary["resources"].as_u64().unwrap_or(0)
+                        ),
+                    });
+                }
+            }
+            Ok(None) => notes.push(format!("no {job} result yet: run it for measured savings")),
+            Err(e) => notes.push(format!("{job} result unreadable: {e}")),
+        }
+    }
+    out.sort_by(|a, b| {
+        b.estimated_monthly_savings_usd
+            .total_cmp(&a.estimated_monthly_savings_usd)
+    });
+    out
+}
+
+/// Sends each new anomaly and each newly crossed threshold to SNS, once (claimed in the table).
+async fn alert(
+    clients: &Clients,
+    config: &JobConfig,
+    found: &[Anomaly],
+    budgets: &[BudgetStatus],
+    month: &str,
+    notes: &mut Vec<String>,
+) -> Result<Vec<String>, JobError> {
+    let Some(topic) = &config.alert_topic_arn else {
+        return Ok(Vec::new());
+    };
+    let Some(table) = &config.table_name else {
+        notes.push("alerts need the decision table to go out once: none sent".to_owned());
+        return Ok(Vec::new());
+    };
+    let mut messages: Vec<(String, String, String)> = Vec::new();
+    for a in found {
+        messages.push((
+            format!("anomaly#{}#{}", a.date, a.service),
+            format!("Cost anomaly: {} on {}", a.service, a.date),
+            format!(
+                "{} spent ${:.2} on {} against ${:.2} expected (impact ${:.2}, score {:.1}).",
+                a.service, a.actual_usd, a.date, a.expected_usd, a.impact_usd, a.score
+            ),
+        ));
+    }
+    for b in budgets {
+        for t in &b.crossed_pct {
+            messages.push((
+                format!("budget#{month}#{}#{t}", b.budget),
+                format!("Budget {} passed {t}%", b.budget),
+                format!(
+                    "Budget {}: ${:.2} spent this month, {:.1}% of ${:.2}; forecast ${:.2}.",
+                    b.budget,
+                    b.month_to_date_usd,
+                    b.used_pct,
+                    b.monthly_usd,
+                    b.forecast_month_end_usd
+                ),
+            ));
+        }
+        for p in &b.predicted {
+            messages.push((
+                format!("forecast#{month}#{}#{}", b.budget, p.threshold_pct),
+                format!("Budget {} forecast to pass {}%", b.budget, p.threshold_pct),
+                format!(
+                    "Budget {}: the forecast passes {}% on {}.",
+                    b.budget, p.threshold_pct, p.date
+                ),
+            ));
+        }
+    }
+    let mut sent = Vec::new();
+    for (key, subject, body) in messages {
+        if costs::claim_alert(clients, table, &key).await? {
+            costs::publish(clients, topic, &subject, &body).await?;
+            sent.push(key);
+        }
+    }
+    Ok(sent)
+}
