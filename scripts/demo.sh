@@ -24,6 +24,7 @@ for event in events/rightsizing-direct.json $(ls events/*.json | grep -v rightsi
   case "$name" in
     rightsizing-*) function=RightSizingFunction ;;
     dynamodb-*) function=DynamoDBScalingFunction ;;
+    cost-*) function=CostAnalysisFunction ;;
     *) echo "demo: no function for $event" >&2; exit 1 ;;
   esac
   "$bin/trimtab" invoke "$function" --event "$event" > "$out/$name.json"
@@ -37,6 +38,9 @@ echo "Apply mode on shop-* (guarded, recorded in the decision table, at most 2x 
 echo
 echo "DynamoDB: billing mode and target tracking chosen by replaying each table's traffic:"
 "$bin/trimtab" summary "$out/dynamodb-direct.json"
+echo
+echo "Costs: 90 days from Cost Explorer, anomalies, month-end forecast against the budget:"
+"$bin/trimtab" summary "$out/cost-direct.json"
 echo
 echo "Audit trail: $bin/trimtab history <function>; undo: $bin/trimtab rollback <function>"
 

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use trimtab_aws::Clients;
 use trimtab_core::cost::format_date;
-use trimtab_tests::costs::{answer, dataset, queue};
+use trimtab_tests::costs::{dataset, demo_answers, queue};
 use trimtab_tests::moto::Moto;
 use trimtab_tests::seed::create_decision_table;
 
@@ -33,17 +33,8 @@ async fn totals_anomalies_forecast_budgets_and_a_cheap_second_run() {
         .unwrap_or_default()
         / 86_400;
     let d = dataset(today, 90);
-    let metric = "UnblendedCost";
     // Run 1 reads the window in two pages; run 2 only the two estimated days.
-    queue(
-        &moto,
-        vec![
-            answer(&d, metric, today - 90, today - 45, Some("page-2")),
-            answer(&d, metric, today - 45, today, None),
-            answer(&d, metric, today - 2, today, None),
-        ],
-    )
-    .expect("canned");
+    queue(&moto.endpoint, demo_answers(&d, today)).expect("canned");
 
     let clients = Clients::new(&sdk);
     let config = cost_analysis::JobConfig {

@@ -70,10 +70,22 @@ pub fn answer(d: &Dataset, metric: &str, from: i64, to: i64, next_page: Option<&
 }
 
 /// Queues answers in moto; each new request body takes the next one.
-pub fn queue(moto: &crate::moto::Moto, answers: Vec<Value>) -> anyhow::Result<()> {
-    moto.control(
+pub fn queue(endpoint: &str, answers: Vec<Value>) -> anyhow::Result<()> {
+    let body = json!({"results": answers}).to_string();
+    crate::moto::post(
+        endpoint,
         "/moto-api/static/ce/cost-and-usage-results",
-        &json!({"results": answers}).to_string(),
+        &body,
     )?;
     Ok(())
+}
+
+/// Answers for a 90-day run (two pages) and a repeat run the same day (the estimated days).
+pub fn demo_answers(d: &Dataset, today: i64) -> Vec<Value> {
+    let metric = "UnblendedCost";
+    vec![
+        answer(d, metric, today - 90, today - 45, Some("page-2")),
+        answer(d, metric, today - 45, today, None),
+        answer(d, metric, today - 2, today, None),
+    ]
 }

@@ -11,6 +11,7 @@ use crate::seed::{
 /// Seeds everything; returns a one-line summary.
 pub async fn seed(
     sdk: &aws_config::SdkConfig,
+    endpoint: &str,
     functions: usize,
     decision_table: &str,
     now: SystemTime,
@@ -118,8 +119,14 @@ pub async fn seed(
         end,
     )
     .await?;
+    // Cost Explorer: 90 days of five services, canned for a first and a repeat run.
+    let today = now.duration_since(SystemTime::UNIX_EPOCH)?.as_secs() as i64 / 86_400;
+    crate::costs::queue(
+        endpoint,
+        crate::costs::demo_answers(&crate::costs::dataset(today, 90), today),
+    )?;
     Ok(format!(
-        "seeded {} functions ({} days of metrics) and 3 tables (a day of per-minute traffic)",
+        "seeded {} functions ({} days of metrics), 3 tables (a day of per-minute traffic) and 90 days of costs",
         fleet.len(),
         layout.days
     ))

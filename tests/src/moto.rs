@@ -145,6 +145,15 @@ pub fn is_loopback(endpoint: &str) -> bool {
     host.starts_with("127.") || host == "localhost" || endpoint.starts_with("http://[::1]")
 }
 
+/// POSTs to a control endpoint of the moto server at `endpoint` (loopback only).
+pub fn post(endpoint: &str, path: &str, body: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        is_loopback(endpoint),
+        "refusing a non-loopback endpoint: {endpoint}"
+    );
+    http(endpoint, "POST", path, body)
+}
+
 /// A minimal HTTP/1.1 exchange with moto's control plane (no client library needed for it).
 fn http(endpoint: &str, method: &str, path: &str, body: &str) -> anyhow::Result<String> {
     use std::io::{Read, Write};

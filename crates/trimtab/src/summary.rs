@@ -15,6 +15,9 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
 
 /// Renders a report as a table: right-sizing (`functions`) or DynamoDB scaling (`resources`).
 pub fn render(report: &Value) -> anyhow::Result<String> {
+    if report.get("job").and_then(Value::as_str) == Some("cost") {
+        return render_costs(report);
+    }
     if let Some(resources) = report.get("resources").and_then(Value::as_array) {
         return render_tables(report, resources);
     }
@@ -109,6 +112,123 @@ pub fn render(report: &Value) -> anyhow::Result<String> {
         .flatten()
     {
         writeln!(out, "note: {}", note.as_str().unwrap_or_default())?;
+    }
+    Ok(out)
+}
+
+/// A cost report: spend by service, forecast, budgets, anomalies, savings.
+fn render_costs(r: &Value) -> anyhow::Result<String> {
+    let mut out = String::new();
+    writeln!(
+        out,
+        "{} to {} ({}): ${:.2}",
+        text(r, "window_start"),
+        text(r, "window_end"),
+        text(r, "metric"),
+        num(r, "total_usd").unwrap_or(0.0)
+    )?;
+    let mut services: Vec<(&String, f64)> = r
+        .get("by_service")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k, v.as_f64().unwrap_or(0.0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    services.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (name, usd) in services {
+        writeln!(out, "  {name:<34} {usd:>12.2}")?;
+    }
+    let pct = |k: &str| num(r, k).map_or("n/a".to_owned(), |p| format!("{p:+.1}%"));
+    writeln!(
+        out,
+        "Week over week {}, month over month {}.",
+        pct("week_over_week_pct"),
+        pct("month_over_month_pct")
+    )?;
+    if let Some(f) = r.get("forecast") {
+        writeln!(
+            out,
+            "{}: ${:.2} so far; month end ${:.2} (90%: ${:.2} to ${:.2}; backtest error {}).",
+            text(f, "month"),
+            num(f, "month_to_date_usd").unwrap_or(0.0),
+            num(f, "month_end_usd").unwrap_or(0.0),
+            num(f, "low_usd").unwrap_or(0.0),
+            num(f, "high_usd").unwrap_or(0.0),
+            num(f, "backtest_mape_pct").map_or("n/a".to_owned(), |m| format!("{m:.1}%"))
+        )?;
+    }
+    for b in r
+        .get("budgets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let crossed: Vec<String> = b["crossed_pct"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| format!("{v}%"))
+            .collect();
+        let predicted: Vec<String> = b["predicted"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{}% on {}", p["threshold_pct"], text(p, "date")))
+            .collect();
+        writeln!(
+            out,
+            "Budget {}: {:.1}% of ${:.2} used; crossed [{}]; forecast crosses [{}].",
+            text(b, "budget"),
+            num(b, "used_pct").unwrap_or(0.0),
+            num(b, "monthly_usd").unwrap_or(0.0),
+            crossed.join(", "),
+            predicted.join(", ")
+        )?;
+    }
+    for a in r
+        .get("anomalies")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        writeln!(
+            out,
+            "Anomaly {} {}: ${:.2} vs ${:.2} expected ({:+.2}).",
+            text(a, "date"),
+            text(a, "service"),
+            num(a, "actual_usd").unwrap_or(0.0),
+            num(a, "expected_usd").unwrap_or(0.0),
+            num(a, "impact_usd").unwrap_or(0.0)
+        )?;
+    }
+    for s in r
+        .get("recommendations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        writeln!(
+            out,
+            "Saving ${:.2}/month: {}",
+            num(s, "estimated_monthly_savings_usd").unwrap_or(0.0),
+            text(s, "basis")
+        )?;
+    }
+    writeln!(
+        out,
+        "Cost Explorer requests: {} (${:.2}).",
+        num(r, "cost_explorer_requests").unwrap_or(0.0),
+        0.01 * num(r, "cost_explorer_requests").unwrap_or(0.0)
+    )?;
+    for n in r
+        .get("notes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        writeln!(out, "note: {}", n.as_str().unwrap_or_default())?;
     }
     Ok(out)
 }
@@ -268,6 +388,33 @@ mod tests {
         });
         let out = render(&report).expect("renders");
         assert!(out.contains("1536 -> 768 (439)"), "{out}");
+    }
+
+    #[test]
+    fn renders_a_cost_report() {
+        let report = serde_json::json!({
+            "job": "cost", "total_usd": 5000.0, "window_start": "2026-08-26", "window_end": "2026-11-24",
+            "metric": "UnblendedCost", "by_service": {"AWS Lambda": 3000.0, "Amazon DynamoDB": 2000.0},
+            "forecast": {"month": "2026-11", "month_to_date_usd": 1500.0, "month_end_usd": 2000.0,
+                         "low_usd": 1900.0, "high_usd": 2100.0, "backtest_mape_pct": 3.2},
+            "budgets": [{"budget": "total", "used_pct": 60.0, "monthly_usd": 2500.0, "crossed_pct": [50.0],
+                         "predicted": [{"threshold_pct": 80.0, "date": "2026-11-27"}]}],
+            "anomalies": [{"date": "2026-11-14", "service": "AWS Lambda", "actual_usd": 190.0,
+                           "expected_usd": 40.0, "impact_usd": 150.0}],
+            "recommendations": [{"estimated_monthly_savings_usd": 455.57, "basis": "Lambda right-sizing"}],
+            "cost_explorer_requests": 2
+        });
+        let out = render(&report).expect("renders");
+        assert!(
+            out.contains("month end $2000.00 (90%: $1900.00 to $2100.00"),
+            "{out}"
+        );
+        assert!(
+            out.contains("crossed [50.0%]; forecast crosses [80.0% on 2026-11-27]"),
+            "{out}"
+        );
+        assert!(out.contains("Anomaly 2026-11-14 AWS Lambda"), "{out}");
+        assert!(out.contains("Saving $455.57/month"), "{out}");
     }
 
     #[test]

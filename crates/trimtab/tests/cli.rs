@@ -23,7 +23,7 @@ fn invoke(moto: &Moto, logical_id: &str, event: &Path) -> Output {
 async fn demo_account() -> Moto {
     let moto = Moto::start().expect("moto");
     let sdk = moto.sdk_config().await;
-    trimtab_tests::demo::seed(&sdk, 14, TABLE, SystemTime::now())
+    trimtab_tests::demo::seed(&sdk, &moto.endpoint, 14, TABLE, SystemTime::now())
         .await
         .expect("demo account");
     moto
@@ -49,6 +49,8 @@ async fn every_event_file_runs_and_returns_a_report() {
             "RightSizingFunction"
         } else if name.starts_with("dynamodb-") {
             "DynamoDBScalingFunction"
+        } else if name.starts_with("cost-") {
+            "CostAnalysisFunction"
         } else {
             panic!("events/{name}: no function for this event; name it after its function")
         };
@@ -64,6 +66,14 @@ async fn every_event_file_runs_and_returns_a_report() {
         // Sorted, the apply sample runs before these two, so there is a change to show and undo.
         if report["action"] == "history" {
             assert_eq!(report["records"][0]["state"], "applied", "{name}: {report}");
+            ran += 1;
+            continue;
+        }
+        if report["job"] == "cost" {
+            assert!(
+                report["total_usd"].as_f64().unwrap_or(0.0) > 0.0,
+                "{name}: {report}"
+            );
             ran += 1;
             continue;
         }

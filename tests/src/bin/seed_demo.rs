@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(36);
     let sdk = sdk_config_for(&endpoint).await;
     let table = std::env::var("TRIMTAB_TABLE").unwrap_or_else(|_| "trimtab-decisions-demo".into());
-    let summary = demo::seed(&sdk, n, &table, SystemTime::now()).await?;
+    let summary = demo::seed(&sdk, &endpoint, n, &table, SystemTime::now()).await?;
     eprintln!("{summary} into {endpoint}");
     Ok(())
 }
