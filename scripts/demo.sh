@@ -18,8 +18,10 @@ bin="${CARGO_TARGET_DIR:-target}/debug"
 
 out="${CARGO_TARGET_DIR:-target}/demo"
 mkdir -p "$out"
-# The read-only analysis first, then the rest (the apply sample changes the shop-* functions).
-for event in events/rightsizing-direct.json $(ls events/*.json | grep -v rightsizing-direct.json); do
+# The read-only analyses first, then the apply sample (it changes the shop-* functions), the
+# rest, and the cost analysis last (it reads the other jobs' results).
+ordered="events/rightsizing-direct.json $(ls events/dynamodb-*.json) $(ls events/rightsizing-*.json | grep -v rightsizing-direct.json) $(ls events/cost-*.json)"
+for event in $ordered; do
   name="$(basename "$event" .json)"
   case "$name" in
     rightsizing-*) function=RightSizingFunction ;;
