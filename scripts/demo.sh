@@ -20,13 +20,14 @@ out="${CARGO_TARGET_DIR:-target}/demo"
 mkdir -p "$out"
 # The read-only analyses first, then the apply sample (it changes the shop-* functions), the
 # rest, and the cost analysis last (it reads the other jobs' results).
-ordered="events/rightsizing-direct.json $(ls events/dynamodb-*.json) $(ls events/rightsizing-*.json | grep -v rightsizing-direct.json) $(ls events/cost-*.json)"
+ordered="events/rightsizing-direct.json $(ls events/dynamodb-*.json) $(ls events/rightsizing-*.json | grep -v rightsizing-direct.json) $(ls events/performance-*.json) $(ls events/cost-*.json)"
 for event in $ordered; do
   name="$(basename "$event" .json)"
   case "$name" in
     rightsizing-*) function=RightSizingFunction ;;
     dynamodb-*) function=DynamoDBScalingFunction ;;
     cost-*) function=CostAnalysisFunction ;;
+    performance-*) function=PerformanceMonitorFunction ;;
     *) echo "demo: no function for $event" >&2; exit 1 ;;
   esac
   "$bin/trimtab" invoke "$function" --event "$event" > "$out/$name.json"
@@ -40,6 +41,9 @@ echo "Apply mode on shop-* (guarded, recorded in the decision table, at most 2x 
 echo
 echo "DynamoDB: billing mode and target tracking chosen by replaying each table's traffic:"
 "$bin/trimtab" summary "$out/dynamodb-direct.json"
+echo
+echo "Performance: SLOs, error budgets, burn-rate alerts; dashboard and alarms kept in step:"
+"$bin/trimtab" summary "$out/performance-direct.json" | tail -8
 echo
 echo "Costs: 90 days from Cost Explorer, anomalies, month-end forecast against the budget:"
 "$bin/trimtab" summary "$out/cost-direct.json"

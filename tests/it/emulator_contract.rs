@@ -38,7 +38,7 @@ async fn cloudwatch_put_and_get_metric_data_round_trip_through_moto() {
         id: "q".into(),
         namespace: "AWS/Lambda",
         metric_name: "Invocations",
-        dimensions: vec![("FunctionName", "contract".into())],
+        dimensions: vec![("FunctionName".into(), "contract".into())],
         stat: "Sum",
     };
     let (series, report) = fetch(&clients, vec![query], window)

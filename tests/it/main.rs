@@ -6,6 +6,7 @@ mod cost_analysis;
 mod dynamodb_scaling;
 mod emulator_contract;
 mod metrics_batching;
+mod performance;
 mod rightsizing_job;
 mod template;
 

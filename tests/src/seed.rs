@@ -713,3 +713,45 @@ pub fn bursty(minutes: usize, burst_per_s: f64, seed: &str) -> Vec<f64> {
     }
     out
 }
+
+/// Writes `(epoch s, value)` datapoints of one metric (as sums of one sample each).
+pub async fn put_series(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    namespace: &str,
+    metric: &str,
+    dimensions: &[(&str, &str)],
+    points: &[(i64, f64)],
+) -> anyhow::Result<()> {
+    let dims: Vec<Dimension> = dimensions
+        .iter()
+        .map(|(k, v)| Dimension::builder().name(*k).value(*v).build())
+        .collect();
+    let data: Vec<MetricDatum> = points
+        .iter()
+        .map(|(t, v)| {
+            MetricDatum::builder()
+                .metric_name(metric)
+                .set_dimensions(Some(dims.clone()))
+                .timestamp(DateTime::from_secs(*t))
+                .statistic_values(
+                    StatisticSet::builder()
+                        .sample_count(1.0)
+                        .sum(*v)
+                        .minimum(*v)
+                        .maximum(*v)
+                        .build(),
+                )
+                .build()
+        })
+        .collect();
+    for chunk in data.chunks(1000) {
+        cloudwatch
+            .put_metric_data()
+            .namespace(namespace)
+            .set_metric_data(Some(chunk.to_vec()))
+            .send()
+            .await
+            .with_context(|| format!("putting {namespace}/{metric}"))?;
+    }
+    Ok(())
+}

@@ -343,9 +343,9 @@ pub async fn put_scheduled_action(
 /// Per-minute consumed-units queries for a table (`index` None) or an index: ids `{prefix}r`,
 /// `{prefix}w`.
 pub fn consumed_queries(prefix: &str, table: &str, index: Option<&str>) -> Vec<Query> {
-    let mut dims = vec![("TableName", table.to_owned())];
+    let mut dims = vec![("TableName".to_owned(), table.to_owned())];
     if let Some(i) = index {
-        dims.push(("GlobalSecondaryIndexName", i.to_owned()));
+        dims.push(("GlobalSecondaryIndexName".to_owned(), i.to_owned()));
     }
     vec![
         Query {

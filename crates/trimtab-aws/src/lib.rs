@@ -12,6 +12,7 @@ pub mod dynamodb;
 pub mod inventory;
 pub mod logs;
 pub mod metrics;
+pub mod monitoring;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -81,6 +82,8 @@ pub struct Clients {
     pub autoscaling: aws_sdk_applicationautoscaling::Client,
     pub costexplorer: aws_sdk_costexplorer::Client,
     pub sns: aws_sdk_sns::Client,
+    pub apigateway: aws_sdk_apigateway::Client,
+    pub apigatewayv2: aws_sdk_apigatewayv2::Client,
     pub region: Option<String>,
     calls: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -95,6 +98,8 @@ impl Clients {
             autoscaling: aws_sdk_applicationautoscaling::Client::new(config),
             costexplorer: aws_sdk_costexplorer::Client::new(config),
             sns: aws_sdk_sns::Client::new(config),
+            apigateway: aws_sdk_apigateway::Client::new(config),
+            apigatewayv2: aws_sdk_apigatewayv2::Client::new(config),
             region: config.region().map(ToString::to_string),
             calls: Mutex::new(BTreeMap::new()),
         }

@@ -62,7 +62,7 @@ pub struct Query {
     pub id: String,
     pub namespace: &'static str,
     pub metric_name: &'static str,
-    pub dimensions: Vec<(&'static str, String)>,
+    pub dimensions: Vec<(String, String)>,
     pub stat: &'static str,
 }
 
@@ -78,7 +78,7 @@ impl Query {
             .set_dimensions(Some(
                 self.dimensions
                     .iter()
-                    .map(|(n, v)| Dimension::builder().name(*n).value(v).build())
+                    .map(|(n, v)| Dimension::builder().name(n).value(v).build())
                     .collect(),
             ))
             .build();
@@ -259,7 +259,7 @@ pub fn health_queries(functions: &[&str], percentiles: bool) -> Vec<Query> {
                 id: format!("h{i}_{suffix}"),
                 namespace: "AWS/Lambda",
                 metric_name: metric,
-                dimensions: vec![("FunctionName", (*name).to_owned())],
+                dimensions: vec![("FunctionName".to_owned(), (*name).to_owned())],
                 stat,
             });
         }
@@ -288,7 +288,7 @@ pub fn concurrency_queries(functions: &[&str]) -> Vec<Query> {
             id: format!("c{i}"),
             namespace: "AWS/Lambda",
             metric_name: "ConcurrentExecutions",
-            dimensions: vec![("FunctionName", (*name).to_owned())],
+            dimensions: vec![("FunctionName".to_owned(), (*name).to_owned())],
             stat: "Maximum",
         })
         .collect()
@@ -326,7 +326,7 @@ pub fn lambda_queries(functions: &[FunctionConfig], percentiles: bool) -> Vec<Qu
                 id: format!("f{i}_{suffix}"),
                 namespace: ns,
                 metric_name: metric,
-                dimensions: vec![(dim, f.name.clone())],
+                dimensions: vec![(dim.to_owned(), f.name.clone())],
                 stat,
             });
         }
@@ -336,7 +336,7 @@ pub fn lambda_queries(functions: &[FunctionConfig], percentiles: bool) -> Vec<Qu
                     id: format!("f{i}_{suffix}"),
                     namespace: "AWS/Lambda",
                     metric_name: "Duration",
-                    dimensions: vec![("FunctionName", f.name.clone())],
+                    dimensions: vec![("FunctionName".to_owned(), f.name.clone())],
                     stat,
                 });
             }

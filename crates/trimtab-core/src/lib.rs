@@ -9,6 +9,8 @@ pub mod capacity;
 pub mod concurrency;
 pub mod cost;
 pub mod model;
+pub mod monitor;
 pub mod pricing;
 pub mod rightsizing;
 pub mod scaling_plan;
+pub mod slo;

@@ -24,10 +24,10 @@ const USAGE: &str = "usage:
   trimtab history <function>
   trimtab summary <report.json>
 
-functions: RightSizingFunction, DynamoDBScalingFunction, CostAnalysisFunction";
+functions: RightSizingFunction, DynamoDBScalingFunction, CostAnalysisFunction, PerformanceMonitorFunction";
 
 /// The functions of template.yaml that `invoke` can run.
-const FUNCTIONS: &str = "RightSizingFunction, DynamoDBScalingFunction, CostAnalysisFunction";
+const FUNCTIONS: &str = "RightSizingFunction, DynamoDBScalingFunction, CostAnalysisFunction, PerformanceMonitorFunction";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -139,6 +139,12 @@ async fn dispatch(logical_id: &str, payload: Value) -> Result<Value, (String, St
             let config = cost_analysis::JobConfig::from_env()
                 .map_err(|e| ("Configuration".to_owned(), e))?;
             cost_analysis::handle(&clients, &config, payload)
+                .await
+                .map_err(|e| (e.error_type().to_owned(), e.to_string()))
+        }
+        "PerformanceMonitorFunction" => {
+            let config = performance_monitor::JobConfig::from_env();
+            performance_monitor::handle(&clients, &config, payload)
                 .await
                 .map_err(|e| (e.error_type().to_owned(), e.to_string()))
         }

@@ -15,8 +15,10 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
 
 /// Renders a report as a table: right-sizing (`functions`) or DynamoDB scaling (`resources`).
 pub fn render(report: &Value) -> anyhow::Result<String> {
-    if report.get("job").and_then(Value::as_str) == Some("cost") {
-        return render_costs(report);
+    match report.get("job").and_then(Value::as_str) {
+        Some("cost") => return render_costs(report),
+        Some("performance") => return render_performance(report),
+        _ => {}
     }
     if let Some(resources) = report.get("resources").and_then(Value::as_array) {
         return render_tables(report, resources);
@@ -112,6 +114,96 @@ pub fn render(report: &Value) -> anyhow::Result<String> {
         .flatten()
     {
         writeln!(out, "note: {}", note.as_str().unwrap_or_default())?;
+    }
+    Ok(out)
+}
+
+/// A performance report: each subject against its objectives, then health, bottlenecks, upkeep.
+fn render_performance(r: &Value) -> anyhow::Result<String> {
+    let subjects = r
+        .get("subjects")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let width = subjects
+        .iter()
+        .map(|x| text(x, "id").len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let mut out = String::new();
+    writeln!(
+        out,
+        "{:<width$}  {:>12}  {:>8}  {:>12}  {:>12}  {:>10}  alerts",
+        "subject", "requests", "errors", "latency ms", "budget left", "burn 1h"
+    )?;
+    for x in &subjects {
+        let alerts: Vec<String> = x["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| format!("{} ({})", text(a, "severity"), text(a, "rule")))
+            .collect();
+        writeln!(
+            out,
+            "{:<width$}  {:>12.0}  {:>7.2}%  {:>12}  {:>11.1}%  {:>10.2}  {}",
+            text(x, "id"),
+            num(x, "requests").unwrap_or(0.0),
+            num(x, "error_rate_pct").unwrap_or(0.0),
+            num(x, "latency_p95_ms").map_or("-".to_owned(), |l| format!(
+                "{l:.0} {}",
+                text(x, "latency_statistic")
+            )),
+            num(&x["error_budget"], "remaining_pct").unwrap_or(0.0),
+            num(&x["burn_rates"], "1h").unwrap_or(0.0),
+            alerts.join(", ")
+        )?;
+    }
+    writeln!(
+        out,
+        "\nHealth {:.1}/100 ({} paging, {} ticketing).",
+        num(r, "health_score").unwrap_or(0.0),
+        num(r, "pages").unwrap_or(0.0),
+        num(r, "tickets").unwrap_or(0.0)
+    )?;
+    for b in r
+        .get("bottlenecks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        writeln!(
+            out,
+            "Bottleneck {} ({}): {:.1}% of the burn; {}. Action: {} [{}].",
+            text(b, "resource"),
+            text(b, "kind"),
+            num(b, "share_pct").unwrap_or(0.0),
+            text(b, "evidence"),
+            text(b, "action"),
+            text(b, "job")
+        )?;
+    }
+    let count = |k: &str| r.get(k).and_then(Value::as_array).map_or(0, Vec::len);
+    writeln!(
+        out,
+        "Dashboard {}{}; alarms: {} written, {} deleted, {} unchanged.",
+        text(r, "dashboard"),
+        if r["dashboard_changed"] == true {
+            " (updated)"
+        } else {
+            " (in step)"
+        },
+        count("alarms_put"),
+        count("alarms_deleted"),
+        num(r, "alarms_unchanged").unwrap_or(0.0)
+    )?;
+    for n in r
+        .get("notes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        writeln!(out, "note: {}", n.as_str().unwrap_or_default())?;
     }
     Ok(out)
 }
@@ -388,6 +480,29 @@ mod tests {
         });
         let out = render(&report).expect("renders");
         assert!(out.contains("1536 -> 768 (439)"), "{out}");
+    }
+
+    #[test]
+    fn renders_a_performance_report() {
+        let report = serde_json::json!({
+            "job": "performance", "health_score": 42.0, "pages": 1, "tickets": 0,
+            "subjects": [{"id": "fn-checkout", "requests": 864000.0, "error_rate_pct": 0.12,
+                "latency_p95_ms": 120.0, "latency_statistic": "p95",
+                "error_budget": {"remaining_pct": 42.0}, "burn_rates": {"1h": 30.0},
+                "alerts": [{"severity": "page", "rule": "60m/5m >= 14.4"}]}],
+            "bottlenecks": [{"resource": "orders", "kind": "DynamoDB throttling", "share_pct": 60.0,
+                "evidence": "900 throttle events", "action": "let the DynamoDB job choose", "job": "dynamodb-scaling"}],
+            "dashboard": "trimtab-prod", "dashboard_changed": false, "alarms_put": [], "alarms_deleted": [],
+            "alarms_unchanged": 5
+        });
+        let out = render(&report).expect("renders");
+        assert!(out.contains("page (60m/5m >= 14.4)"), "{out}");
+        assert!(out.contains("Health 42.0/100 (1 paging"), "{out}");
+        assert!(out.contains("[dynamodb-scaling]"), "{out}");
+        assert!(
+            out.contains("(in step); alarms: 0 written, 0 deleted, 5 unchanged"),
+            "{out}"
+        );
     }
 
     #[test]

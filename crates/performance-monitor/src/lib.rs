@@ -1,0 +1,569 @@
+//! The performance monitor: SLOs for every API stage and Lambda function in scope, their error
+//! budgets and burn-rate alerts, bottlenecks ranked by their share of the burn, a health score,
+//! and (apply mode) a dashboard and SLO alarms kept in step with the resources.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use trimtab_aws::dynamodb as ddb;
+use trimtab_aws::inventory::{FunctionFilter, list_functions};
+use trimtab_aws::metrics::{self, Fold, Query, Series, Window, fold};
+use trimtab_aws::monitoring::{self, list_api_stages};
+use trimtab_aws::{AwsError, Clients};
+use trimtab_core::monitor::{Subject, dashboard_body, desired_alarms, plan_alarms};
+use trimtab_core::slo::{
+    Bottleneck, BurnAlert, Counts, ErrorBudget, Objectives, Severity, burn_alerts, burn_rate,
+    default_objectives, error_budget, health_score, rank_bottlenecks,
+};
+use trimtab_lambda::{EventError, Mode, Trigger, parse_trigger};
+
+/// Prefix of every alarm the monitor owns.
+pub const ALARM_PREFIX: &str = "trimtab-slo-";
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub mode: Option<Mode>,
+    pub environment: Option<String>,
+    /// Override of the environment's objectives.
+    pub objectives: Option<Objectives>,
+    /// Error-budget window, days (1..=30; default 30).
+    pub window_days: Option<i64>,
+    pub api_name_prefix: Option<String>,
+    pub function_name_prefix: Option<String>,
+    pub table_name_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    pub configured_mode: Mode,
+    pub environment: String,
+    /// Where alarms notify (`TRIMTAB_ALERT_TOPIC_ARN`).
+    pub alarm_actions: Vec<String>,
+}
+
+impl JobConfig {
+    pub fn from_env() -> Self {
+        Self {
+            configured_mode: Mode::from_configuration(
+                std::env::var("TRIMTAB_MODE").ok().as_deref(),
+            ),
+            environment: std::env::var("TRIMTAB_ENVIRONMENT").unwrap_or_else(|_| "prod".into()),
+            alarm_actions: std::env::var("TRIMTAB_ALERT_TOPIC_ARN")
+                .ok()
+                .filter(|a| !a.is_empty())
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    InvalidEvent(#[from] EventError),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+impl JobError {
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::InvalidEvent(_) => "InvalidEvent",
+            Self::Aws(_) => "AwsError",
+        }
+    }
+}
+
+/// One SLO subject, judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubjectReport {
+    pub id: String,
+    pub requests: f64,
+    pub errors: f64,
+    pub error_rate_pct: f64,
+    pub availability_pct: f64,
+    pub latency_p95_ms: Option<f64>,
+    /// `p95`, or `mean` where the backend computes no percentiles.
+    pub latency_statistic: &'static str,
+    pub meets: BTreeMap<&'static str, bool>,
+    pub error_budget: ErrorBudget,
+    /// Burn rates of the alert windows: 5m, 30m, 1h, 6h, 3d.
+    pub burn_rates: BTreeMap<&'static str, f64>,
+    pub alerts: Vec<BurnAlert>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub job: &'static str,
+    pub mode: Mode,
+    pub environment: String,
+    pub objectives: Objectives,
+    pub window_days: u32,
+    pub subjects: Vec<SubjectReport>,
+    pub health_score: f64,
+    pub pages: usize,
+    pub tickets: usize,
+    pub bottlenecks: Vec<Bottleneck>,
+    pub dashboard: String,
+    pub dashboard_changed: bool,
+    pub alarms_put: Vec<String>,
+    pub alarms_deleted: Vec<String>,
+    pub alarms_unchanged: usize,
+    pub api_calls: BTreeMap<&'static str, u64>,
+    pub metric_queries: usize,
+    pub notes: Vec<String>,
+}
+
+pub async fn handle(
+    clients: &Clients,
+    config: &JobConfig,
+    payload: Value,
+) -> Result<Value, JobError> {
+    let trigger: Trigger<Request> = parse_trigger(payload)?;
+    let mode = match &trigger {
+        Trigger::Scheduled { .. } => config.configured_mode,
+        Trigger::Direct(r) => r.mode.unwrap_or_default(),
+    };
+    let r = trigger.request().clone();
+    let environment = r
+        .environment
+        .clone()
+        .unwrap_or_else(|| config.environment.clone());
+    if !["dev", "staging", "prod"].contains(&environment.as_str()) {
+        return Err(EventError::new(
+            "environment",
+            format!("must be dev, staging or prod, got {environment:?}"),
+        )
+        .into());
+    }
+    let window_days = r.window_days.unwrap_or(30);
+    if !(1..=30).contains(&window_days) {
+        return Err(
+            EventError::new("window_days", format!("must be 1..=30, got {window_days}")).into(),
+        );
+    }
+    let objectives = r
+        .objectives
+        .unwrap_or_else(|| default_objectives(&environment));
+    if !(objectives.availability_pct > 0.0 && objectives.availability_pct < 100.0) {
+        return Err(EventError::new(
+            "objectives.availability_pct",
+            "must be between 0 and 100 (exclusive)",
+        )
+        .into());
+    }
+    let report = run(
+        clients,
+        config,
+        mode,
+        &environment,
+        objectives,
+        window_days as u32,
+        &r,
+        SystemTime::now(),
+    )
+    .await?;
+    Ok(serde_json::to_value(report).unwrap_or(Value::Null))
+}
+
+fn q(
+    id: String,
+    namespace: &'static str,
+    metric: &'static str,
+    dims: &[(String, String)],
+    stat: &'static str,
+) -> Query {
+    Query {
+        id,
+        namespace,
+        metric_name: metric,
+        dimensions: dims.to_vec(),
+        stat,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    clients: &Clients,
+    config: &JobConfig,
+    mode: Mode,
+    environment: &str,
+    o: Objectives,
+    window_days: u32,
+    r: &Request,
+    now: SystemTime,
+) -> Result<Report, JobError> {
+    let now_s = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+        / 300
+        * 300;
+    let mut notes = Vec::new();
+
+    // Discover what is in scope: listing, not a hard-coded list.
+    let apis = list_api_stages(clients, r.api_name_prefix.as_deref()).await?;
+    let filter = FunctionFilter {
+        name_prefix: r.function_name_prefix.clone(),
+        ..FunctionFilter::default()
+    };
+    let functions = list_functions(clients, &filter).await?;
+    let tables = ddb::list_tables(clients, r.table_name_prefix.as_deref()).await?;
+    let mut subjects: Vec<Subject> = apis
+        .iter()
+        .map(|a| Subject::api(a.kind, &a.dimension_value, &a.name, &a.stage))
+        .collect();
+    subjects.extend(functions.iter().map(|f| Subject::function(&f.name)));
+
+    // (a) Window totals and evidence, one datapoint per query; (b) three days of 5-minute
+    // requests and errors for the burn-rate windows. Both batched 500 queries a call.
+    let window = Window {
+        start_epoch_s: now_s - i64::from(window_days) * 86_400,
+        end_epoch_s: now_s,
+    };
+    let mut totals_q = Vec::new();
+    let mut series_q = Vec::new();
+    for (i, s) in subjects.iter().enumerate() {
+        let d = &s.dimensions;
+        totals_q.push(q(
+            format!("s{i}_req"),
+            s.namespace,
+            s.requests_metric,
+            d,
+            "Sum",
+        ));
+        totals_q.push(q(
+            format!("s{i}_err"),
+            s.namespace,
+            s.errors_metric,
+            d,
+            "Sum",
+        ));
+        totals_q.push(q(
+            format!("s{i}_lat"),
+            s.namespace,
+            s.latency_metric,
+            d,
+            "p95",
+        ));
+        totals_q.push(q(
+            format!("s{i}_lavg"),
+            s.namespace,
+            s.latency_metric,
+            d,
+            "Average",
+        ));
+        series_q.push(q(
+            format!("s{i}_req"),
+            s.namespace,
+            s.requests_metric,
+            d,
+            "Sum",
+        ));
+        series_q.push(q(
+            format!("s{i}_err"),
+            s.namespace,
+            s.errors_metric,
+            d,
+            "Sum",
+        ));
+        if s.namespace == "AWS/Lambda" {
+            totals_q.push(q(format!("s{i}_thr"), "AWS/Lambda", "Throttles", d, "Sum"));
+            totals_q.push(q(
+                format!("s{i}_spill"),
+                "AWS/Lambda",
+                "ProvisionedConcurrencySpilloverInvocations",
+                d,
+                "Sum",
+            ));
+            series_q.push(q(format!("s{i}_thr"), "AWS/Lambda", "Throttles", d, "Sum"));
+            let fname = d[0].1.clone();
+            totals_q.push(Query {
+                id: format!("s{i}_cold"),
+                namespace: "LambdaInsights",
+                metric_name: "init_duration",
+                dimensions: vec![("function_name".to_owned(), fname.clone())],
+                stat: "SampleCount",
+            });
+            totals_q.push(Query {
+                id: format!("s{i}_init"),
+                namespace: "LambdaInsights",
+                metric_name: "init_duration",
+                dimensions: vec![("function_name".to_owned(), fname)],
+                stat: "Average",
+            });
+        } else {
+            totals_q.push(q(
+                format!("s{i}_int"),
+                "AWS/ApiGateway",
+                "IntegrationLatency",
+                d,
+                "Average",
+            ));
+        }
+    }
+    for (k, t) in tables.iter().enumerate() {
+        let d = vec![("TableName".to_owned(), t.clone())];
+        totals_q.push(q(
+            format!("t{k}_rthr"),
+            "AWS/DynamoDB",
+            "ReadThrottleEvents",
+            &d,
+            "Sum",
+        ));
+        totals_q.push(q(
+            format!("t{k}_wthr"),
+            "AWS/DynamoDB",
+            "WriteThrottleEvents",
+            &d,
+            "Sum",
+        ));
+    }
+    let (totals, fetched) = metrics::fetch(clients, totals_q, window).await?;
+    if let Some(why) = &fetched.percentiles_unavailable {
+        notes.push(format!(
+            "p95 unavailable from the backend ({why}): mean latency judged instead"
+        ));
+    }
+    let recent = Window {
+        start_epoch_s: now_s - 3 * 86_400,
+        end_epoch_s: now_s,
+    };
+    let (series, fetched_series) =
+        metrics::fetch_with_period(clients, series_q, recent, 300).await?;
+    let metric_queries = fetched.queries + fetched_series.queries;
+
+    let get = |id: String, how: Fold| fold(&totals, &id, how, None);
+    let mut reports = Vec::new();
+    let mut found = Vec::new();
+    let mut total_bad = 0.0;
+    for (i, s) in subjects.iter().enumerate() {
+        let is_fn = s.namespace == "AWS/Lambda";
+        let throttles = if is_fn {
+            get(format!("s{i}_thr"), Fold::Sum).unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        // A throttled invocation never ran: it is a request, and a failed one.
+        let window_counts = Counts {
+            requests: get(format!("s{i}_req"), Fold::Sum).unwrap_or(0.0) + throttles,
+            errors: get(format!("s{i}_err"), Fold::Sum).unwrap_or(0.0) + throttles,
+        };
+        let steps = counts_series(&series, i, is_fn, recent);
+        let rates: BTreeMap<&'static str, f64> = [
+            ("5m", 5),
+            ("30m", 30),
+            ("1h", 60),
+            ("6h", 360),
+            ("3d", 4320),
+        ]
+        .into_iter()
+        .map(|(k, m)| (k, round2(burn_rate(&steps, 5, m, o.availability_pct))))
+        .collect();
+        let budget = error_budget(
+            window_counts,
+            o.availability_pct,
+            rates["3d"],
+            f64::from(window_days),
+        );
+        let (latency, stat) = match get(format!("s{i}_lat"), Fold::Max) {
+            Some(p) => (Some(p), "p95"),
+            None => (get(format!("s{i}_lavg"), Fold::Max), "mean"),
+        };
+        let error_rate = 100.0 * window_counts.ratio();
+        let meets = BTreeMap::from([
+            ("latency", latency.is_none_or(|l| l <= o.latency_p95_ms)),
+            ("error_rate", error_rate <= o.error_rate_pct),
+            ("availability", 100.0 - error_rate >= o.availability_pct),
+        ]);
+        total_bad += window_counts.errors;
+        // Bottleneck evidence.
+        if is_fn {
+            let fname = &s.dimensions[0].1;
+            if throttles > 0.0 {
+                found.push(bottleneck(
+                    fname,
+                    "throttling",
+                    throttles,
+                    format!("{throttles:.0} throttled invocations in {window_days} days"),
+                    "raise or set reserved concurrency; consider provisioned concurrency",
+                    "rightsizing",
+                ));
+            }
+            let cold = get(format!("s{i}_cold"), Fold::Sum).unwrap_or(0.0)
+                + get(format!("s{i}_spill"), Fold::Sum).unwrap_or(0.0);
+            let init = get(format!("s{i}_init"), Fold::Mean).unwrap_or(0.0);
+            if cold > 0.0 && init + latency.unwrap_or(0.0) > o.latency_p95_ms {
+                found.push(bottleneck(fname, "cold starts", cold,
+                    format!("{cold:.0} cold starts adding {init:.0} ms each, past the {} ms objective", o.latency_p95_ms),
+                    "provisioned concurrency on the alias (trimtab:alias, trimtab:latency-objective-ms)", "rightsizing"));
+            }
+        } else if let (Some(lat), Some(int)) = (latency, get(format!("s{i}_int"), Fold::Max))
+            && lat > o.latency_p95_ms
+            && int > 0.8 * get(format!("s{i}_lavg"), Fold::Max).unwrap_or(lat)
+        {
+            // p95 over the objective: at least 5% of requests are slow.
+            let slow = 0.05 * window_counts.requests;
+            total_bad += slow;
+            let evidence = format!(
+                "{stat} latency {lat:.0} ms over {} ms; the integration takes {int:.0} ms of it",
+                o.latency_p95_ms
+            );
+            found.push(bottleneck(
+                &s.id,
+                "slow integration",
+                slow,
+                evidence,
+                "right-size the backing function",
+                "rightsizing",
+            ));
+        }
+        reports.push(SubjectReport {
+            id: s.id.clone(),
+            requests: window_counts.requests,
+            errors: window_counts.errors,
+            error_rate_pct: round2(error_rate),
+            availability_pct: round2(100.0 - error_rate),
+            latency_p95_ms: latency.map(round2),
+            latency_statistic: stat,
+            meets,
+            error_budget: budget,
+            alerts: burn_alerts(&steps, 5, o.availability_pct),
+            burn_rates: rates,
+        });
+    }
+    for (k, t) in tables.iter().enumerate() {
+        let thr = get(format!("t{k}_rthr"), Fold::Sum).unwrap_or(0.0)
+            + get(format!("t{k}_wthr"), Fold::Sum).unwrap_or(0.0);
+        if thr > 0.0 {
+            found.push(bottleneck(
+                t,
+                "DynamoDB throttling",
+                thr,
+                format!("{thr:.0} throttle events in {window_days} days"),
+                "let the DynamoDB job choose capacity or on-demand",
+                "dynamodb-scaling",
+            ));
+        }
+    }
+    let bottlenecks = rank_bottlenecks(found, total_bad);
+    let budgets: Vec<&ErrorBudget> = reports
+        .iter()
+        .filter(|r| r.requests > 0.0)
+        .map(|r| &r.error_budget)
+        .collect();
+    let health = health_score(&budgets);
+    let count = |sev: Severity| {
+        reports
+            .iter()
+            .filter(|r| r.alerts.iter().any(|a| a.severity == sev))
+            .count()
+    };
+    let (pages, tickets) = (count(Severity::Page), count(Severity::Ticket));
+
+    // Act: the dashboard and the alarms, in step with the subjects.
+    let dashboard = format!("trimtab-{environment}");
+    let body = dashboard_body(
+        &subjects,
+        &tables,
+        clients.region.as_deref().unwrap_or("us-east-1"),
+        &o,
+    );
+    let desired = desired_alarms(ALARM_PREFIX, &subjects, &o, &config.alarm_actions);
+    let existing = monitoring::alarms(clients, ALARM_PREFIX).await?;
+    let (to_put, to_delete) = plan_alarms(ALARM_PREFIX, &desired, &existing);
+    let current_body = monitoring::get_dashboard(clients, &dashboard).await?;
+    let dashboard_changed = current_body.as_deref() != Some(body.as_str());
+    let alarms_unchanged = desired.len() - to_put.len();
+    if mode == Mode::Apply {
+        if dashboard_changed {
+            monitoring::put_dashboard(clients, &dashboard, &body).await?;
+        }
+        for a in &to_put {
+            monitoring::put_alarm(clients, a).await?;
+        }
+        monitoring::delete_alarms(clients, &to_delete).await?;
+    } else if dashboard_changed || !to_put.is_empty() || !to_delete.is_empty() {
+        notes.push("recommend mode: dashboard and alarms reported, not written".into());
+    }
+    trimtab_lambda::emit_metrics(
+        "Trimtab",
+        "performance",
+        &[
+            ("HealthScore", health, "None"),
+            ("PageAlerts", pages as f64, "Count"),
+            ("TicketAlerts", tickets as f64, "Count"),
+        ],
+    );
+    Ok(Report {
+        job: "performance",
+        mode,
+        environment: environment.to_owned(),
+        objectives: o,
+        window_days,
+        subjects: reports,
+        health_score: round2(health),
+        pages,
+        tickets,
+        bottlenecks,
+        dashboard,
+        dashboard_changed,
+        alarms_put: to_put.iter().map(|a| a.name.clone()).collect(),
+        alarms_deleted: to_delete,
+        alarms_unchanged,
+        api_calls: clients.calls(),
+        metric_queries,
+        notes,
+    })
+}
+
+fn bottleneck(
+    resource: &str,
+    kind: &str,
+    bad: f64,
+    evidence: String,
+    action: &str,
+    job: &str,
+) -> Bottleneck {
+    Bottleneck {
+        resource: resource.to_owned(),
+        kind: kind.to_owned(),
+        bad_events: bad,
+        share_pct: 0.0,
+        evidence,
+        action: action.to_owned(),
+        job: job.to_owned(),
+    }
+}
+
+/// Five-minute request and error counts of subject `i` over `w`, oldest first.
+fn counts_series(series: &Series, i: usize, is_fn: bool, w: Window) -> Vec<Counts> {
+    let n = (w.seconds() / 300) as usize;
+    let mut out = vec![Counts::default(); n];
+    let mut lay = |id: String, f: &dyn Fn(&mut Counts, f64)| {
+        for &(t, v) in series.get(&id).map(Vec::as_slice).unwrap_or_default() {
+            if let Some(c) = usize::try_from((t - w.start_epoch_s) / 300)
+                .ok()
+                .and_then(|k| out.get_mut(k))
+            {
+                f(c, v);
+            }
+        }
+    };
+    lay(format!("s{i}_req"), &|c, v| c.requests += v);
+    lay(format!("s{i}_err"), &|c, v| c.errors += v);
+    if is_fn {
+        lay(format!("s{i}_thr"), &|c, v| {
+            c.requests += v;
+            c.errors += v;
+        });
+    }
+    out
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}

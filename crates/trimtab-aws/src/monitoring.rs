@@ -1,0 +1,285 @@
+//! API discovery (REST and HTTP APIs with their stages), and the CloudWatch dashboard and alarms
+//! the performance monitor keeps in step.
+
+use aws_sdk_cloudwatch::types::{
+    ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricStat,
+};
+use trimtab_core::monitor::{AlarmSource, AlarmSpec, ApiKind};
+
+use crate::{AwsError, Clients};
+
+/// An API stage, the unit API Gateway reports metrics for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiStage {
+    pub kind: ApiKind,
+    /// REST: the API's name (its metric dimension); HTTP: the API id.
+    pub dimension_value: String,
+    pub name: String,
+    pub stage: String,
+}
+
+/// Every REST and HTTP API stage whose API name starts with `prefix` (paged).
+pub async fn list_api_stages(c: &Clients, prefix: Option<&str>) -> Result<Vec<ApiStage>, AwsError> {
+    let admit = |name: &str| prefix.is_none_or(|p| name.starts_with(p));
+    let mut out = Vec::new();
+    let mut position: Option<String> = None;
+    loop {
+        c.record("apigateway:GetRestApis");
+        let page = c
+            .apigateway
+            .get_rest_apis()
+            .limit(500)
+            .set_position(position.take())
+            .send()
+            .await
+            .map_err(|e| AwsError::new("apigateway:GetRestApis", "apis", e))?;
+        for api in page.items() {
+            let (Some(id), Some(name)) = (api.id(), api.name()) else {
+                continue;
+            };
+            if !admit(name) {
+                continue;
+            }
+            c.record("apigateway:GetStages");
+            let stages = c
+                .apigateway
+                .get_stages()
+                .rest_api_id(id)
+                .send()
+                .await
+                .map_err(|e| AwsError::new("apigateway:GetStages", id, e))?;
+            for s in stages.item() {
+                if let Some(stage) = s.stage_name() {
+                    out.push(ApiStage {
+                        kind: ApiKind::Rest,
+                        dimension_value: name.to_owned(),
+                        name: name.to_owned(),
+                        stage: stage.to_owned(),
+                    });
+                }
+            }
+        }
+        position = page.position().map(ToOwned::to_owned);
+        if position.is_none() {
+            break;
+        }
+    }
+    let mut token: Option<String> = None;
+    loop {
+        c.record("apigatewayv2:GetApis");
+        let page = c
+            .apigatewayv2
+            .get_apis()
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| AwsError::new("apigatewayv2:GetApis", "apis", e))?;
+        for api in page.items() {
+            let (Some(id), Some(name)) = (api.api_id(), api.name()) else {
+                continue;
+            };
+            if !admit(name) {
+                continue;
+            }
+            c.record("apigatewayv2:GetStages");
+            let stages = c
+                .apigatewayv2
+                .get_stages()
+                .api_id(id)
+                .send()
+                .await
+                .map_err(|e| AwsError::new("apigatewayv2:GetStages", id, e))?;
+            for s in stages.items() {
+                if let Some(stage) = s.stage_name() {
+                    out.push(ApiStage {
+                        kind: ApiKind::Http,
+                        dimension_value: id.to_owned(),
+                        name: name.to_owned(),
+                        stage: stage.to_owned(),
+                    });
+                }
+            }
+        }
+        token = page.next_token().map(ToOwned::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    out.sort_by(|a, b| (&a.name, &a.stage).cmp(&(&b.name, &b.stage)));
+    Ok(out)
+}
+
+/// The body of a dashboard, `None` when it does not exist.
+pub async fn get_dashboard(c: &Clients, name: &str) -> Result<Option<String>, AwsError> {
+    c.record("cloudwatch:GetDashboard");
+    match c
+        .cloudwatch
+        .get_dashboard()
+        .dashboard_name(name)
+        .send()
+        .await
+    {
+        Ok(d) => Ok(d.dashboard_body().map(ToOwned::to_owned)),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_dashboard_not_found_error()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => {
+            // Some backends answer a missing dashboard with a generic error code.
+            let missing = e.raw_response().is_some_and(|r| r.status().as_u16() == 404)
+                || format!(
+                    "{}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                )
+                .contains("does not exist");
+            if missing {
+                Ok(None)
+            } else {
+                Err(AwsError::new("cloudwatch:GetDashboard", name, e))
+            }
+        }
+    }
+}
+
+pub async fn put_dashboard(c: &Clients, name: &str, body: &str) -> Result<(), AwsError> {
+    c.record("cloudwatch:PutDashboard");
+    c.cloudwatch
+        .put_dashboard()
+        .dashboard_name(name)
+        .dashboard_body(body)
+        .send()
+        .await
+        .map_err(|e| AwsError::new("cloudwatch:PutDashboard", name, e))?;
+    Ok(())
+}
+
+/// Alarms whose names start with `prefix`: (name, description), paged.
+pub async fn alarms(c: &Clients, prefix: &str) -> Result<Vec<(String, String)>, AwsError> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        c.record("cloudwatch:DescribeAlarms");
+        let page = c
+            .cloudwatch
+            .describe_alarms()
+            .alarm_name_prefix(prefix)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| AwsError::new("cloudwatch:DescribeAlarms", prefix, e))?;
+        for a in page.metric_alarms() {
+            out.push((
+                a.alarm_name().unwrap_or_default().to_owned(),
+                a.alarm_description().unwrap_or_default().to_owned(),
+            ));
+        }
+        token = page.next_token().map(ToOwned::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn metric(namespace: &str, name: &str, dims: &[(String, String)]) -> Metric {
+    Metric::builder()
+        .namespace(namespace)
+        .metric_name(name)
+        .set_dimensions(Some(
+            dims.iter()
+                .map(|(n, v)| Dimension::builder().name(n).value(v).build())
+                .collect(),
+        ))
+        .build()
+}
+
+/// Creates or replaces an alarm.
+pub async fn put_alarm(c: &Clients, spec: &AlarmSpec) -> Result<(), AwsError> {
+    let op = "cloudwatch:PutMetricAlarm";
+    c.record(op);
+    let mut req = c
+        .cloudwatch
+        .put_metric_alarm()
+        .alarm_name(&spec.name)
+        .alarm_description(spec.description_with_hash())
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .threshold(spec.threshold)
+        .evaluation_periods(spec.evaluation_periods)
+        .datapoints_to_alarm(spec.datapoints_to_alarm)
+        .treat_missing_data("notBreaching")
+        .set_alarm_actions((!spec.actions.is_empty()).then(|| spec.actions.clone()));
+    match &spec.source {
+        AlarmSource::Single {
+            namespace,
+            metric: name,
+            dimensions,
+            extended_statistic,
+            period_s,
+        } => {
+            req = req
+                .namespace(namespace)
+                .metric_name(name)
+                .set_dimensions(Some(
+                    dimensions
+                        .iter()
+                        .map(|(n, v)| Dimension::builder().name(n).value(v).build())
+                        .collect(),
+                ))
+                .extended_statistic(extended_statistic)
+                .period(*period_s);
+        }
+        AlarmSource::Ratio {
+            namespace,
+            numerator,
+            denominator,
+            dimensions,
+            scale,
+            period_s,
+            label,
+        } => {
+            let stat = |id: &str, name: &str| {
+                MetricDataQuery::builder()
+                    .id(id)
+                    .metric_stat(
+                        MetricStat::builder()
+                            .metric(metric(namespace, name, dimensions))
+                            .period(*period_s)
+                            .stat("Sum")
+                            .build(),
+                    )
+                    .return_data(false)
+                    .build()
+            };
+            req = req
+                .metrics(stat("bad", numerator))
+                .metrics(stat("total", denominator))
+                .metrics(
+                    MetricDataQuery::builder()
+                        .id("ratio")
+                        .expression(format!("{scale} * bad / total"))
+                        .label(label)
+                        .return_data(true)
+                        .build(),
+                );
+        }
+    }
+    req.send()
+        .await
+        .map_err(|e| AwsError::new(op, &spec.name, e))?;
+    Ok(())
+}
+
+pub async fn delete_alarms(c: &Clients, names: &[String]) -> Result<(), AwsError> {
+    for chunk in names.chunks(100) {
+        c.record("cloudwatch:DeleteAlarms");
+        c.cloudwatch
+            .delete_alarms()
+            .set_alarm_names(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| AwsError::new("cloudwatch:DeleteAlarms", "alarms", e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! The performance monitor against moto: an error burst pages and a quiet series does not; the
+//! dashboard and SLO alarms exist after one run, a second run writes nothing, and a removed
+//! function's alarms go.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use trimtab_aws::Clients;
+use trimtab_tests::fleet;
+use trimtab_tests::moto::Moto;
+use trimtab_tests::seed::{Seeder, put_series};
+
+async fn run(moto: &Moto, event: Value) -> Value {
+    let clients = Clients::new(&moto.sdk_config().await);
+    let config = performance_monitor::JobConfig {
+        configured_mode: trimtab_lambda::Mode::Recommend,
+        environment: "prod".into(),
+        alarm_actions: vec![],
+    };
+    performance_monitor::handle(&clients, &config, event)
+        .await
+        .expect("report")
+}
+
+fn subject<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["subjects"]
+        .as_array()
+        .and_then(|s| s.iter().find(|x| x["id"] == id))
+        .unwrap_or_else(|| panic!("no subject {id} in {report:#}"))
+}
+
+fn writes(report: &Value) -> u64 {
+    [
+        "cloudwatch:PutDashboard",
+        "cloudwatch:PutMetricAlarm",
+        "cloudwatch:DeleteAlarms",
+    ]
+    .iter()
+    .map(|k| report["api_calls"][k].as_u64().unwrap_or(0))
+    .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_pages_a_quiet_series_does_not_and_the_second_run_writes_nothing() {
+    let moto = Moto::start().expect("moto");
+    let sdk = moto.sdk_config().await;
+    let seeder = Seeder::new(&sdk).await.expect("seeder");
+    for name in ["checkout", "search"] {
+        seeder
+            .create_function(&fleet::io_bound_over_provisioned(name))
+            .await
+            .expect("function");
+    }
+    let api = aws_sdk_apigatewayv2::Client::new(&sdk)
+        .create_api()
+        .name("shop")
+        .protocol_type(aws_sdk_apigatewayv2::types::ProtocolType::Http)
+        .send()
+        .await
+        .expect("api");
+    let api_id = api.api_id().unwrap_or_default().to_owned();
+    aws_sdk_apigatewayv2::Client::new(&sdk)
+        .create_stage()
+        .api_id(&api_id)
+        .stage_name("prod")
+        .send()
+        .await
+        .expect("stage");
+
+    // Three days of 5-minute traffic: 1,000 requests each, 0.02% errors; checkout's last hour at 3%.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+        / 300
+        * 300;
+    let steps: Vec<i64> = (1..=864).map(|k| now - k * 300 + 60).collect();
+    let cw = &seeder.cloudwatch;
+    for name in ["checkout", "search"] {
+        let dims = [("FunctionName", name)];
+        let inv: Vec<(i64, f64)> = steps.iter().map(|t| (*t, 1000.0)).collect();
+        let errs: Vec<(i64, f64)> = steps
+            .iter()
+            .map(|t| {
+                (
+                    *t,
+                    if name == "checkout" && *t > now - 3600 {
+                        30.0
+                    } else {
+                        0.2
+                    },
+                )
+            })
+            .collect();
+        put_series(cw, "AWS/Lambda", "Invocations", &dims, &inv)
+            .await
+            .expect("inv");
+        put_series(cw, "AWS/Lambda", "Errors", &dims, &errs)
+            .await
+            .expect("err");
+    }
+    let dims = [("ApiId", api_id.as_str()), ("Stage", "prod")];
+    let count: Vec<(i64, f64)> = steps.iter().map(|t| (*t, 1000.0)).collect();
+    put_series(cw, "AWS/ApiGateway", "Count", &dims, &count)
+        .await
+        .expect("count");
+
+    let report = run(&moto, json!({"mode": "apply", "window_days": 3})).await;
+    let checkout = subject(&report, "fn-checkout");
+    let alerts = checkout["alerts"].as_array().cloned().unwrap_or_default();
+    assert!(alerts.iter().any(|a| a["severity"] == "page" && a["rule"].as_str().unwrap_or("").starts_with("60m")), "{checkout:#}");
+    assert!(
+        subject(&report, "fn-search")["alerts"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+    assert!(
+        subject(&report, "api-shop-prod")["alerts"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+    assert_eq!(report["pages"], 1);
+    // Health: checkout's budget (3 days at 99.9%) is the most spent.
+    let remaining = checkout["error_budget"]["remaining_pct"]
+        .as_f64()
+        .unwrap_or(100.0);
+    assert_eq!(report["health_score"].as_f64(), Some(remaining));
+
+    // Dashboard and 5 alarms a subject exist.
+    let cwc = aws_sdk_cloudwatch::Client::new(&sdk);
+    let board = cwc
+        .get_dashboard()
+        .dashboard_name("trimtab-prod")
+        .send()
+        .await
+        .expect("dashboard");
+    assert!(
+        board
+            .dashboard_body()
+            .unwrap_or_default()
+            .contains("fn-checkout")
+    );
+    let alarms = cwc
+        .describe_alarms()
+        .alarm_name_prefix("trimtab-slo-")
+        .send()
+        .await
+        .expect("alarms");
+    assert_eq!(alarms.metric_alarms().len(), 15);
+    assert!(
+        alarms
+            .metric_alarms()
+            .iter()
+            .any(|a| a.alarm_name() == Some("trimtab-slo-fn-checkout-burn-fast"))
+    );
+
+    // Nothing changed: nothing written.
+    let again = run(&moto, json!({"mode": "apply", "window_days": 3})).await;
+    assert_eq!(writes(&again), 0, "{:#}", again["api_calls"]);
+    assert_eq!(again["alarms_unchanged"], 15);
+
+    // A function goes: its alarms go, the dashboard follows.
+    aws_sdk_lambda::Client::new(&sdk)
+        .delete_function()
+        .function_name("search")
+        .send()
+        .await
+        .expect("delete");
+    let after = run(&moto, json!({"mode": "apply", "window_days": 3})).await;
+    assert_eq!(after["alarms_deleted"].as_array().map(Vec::len), Some(5));
+    assert_eq!(after["dashboard_changed"], true);
+    let alarms = cwc
+        .describe_alarms()
+        .alarm_name_prefix("trimtab-slo-")
+        .send()
+        .await
+        .expect("alarms");
+    assert_eq!(alarms.metric_alarms().len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recommend_mode_writes_nothing_and_bad_events_are_named() {
+    let moto = Moto::start().expect("moto");
+    let seeder = Seeder::new(&moto.sdk_config().await).await.expect("seeder");
+    seeder
+        .create_function(&fleet::io_bound_over_provisioned("quiet"))
+        .await
+        .expect("function");
+    let report = run(&moto, json!({"window_days": 1})).await;
+    assert_eq!(writes(&report), 0);
+    assert_eq!(report["alarms_put"].as_array().map(Vec::len), Some(5));
+    let clients = Clients::new(&moto.sdk_config().await);
+    let config = performance_monitor::JobConfig::from_env();
+    for (event, field) in [
+        (json!({"window_days": 0}), "window_days"),
+        (json!({"environment": "qa"}), "environment"),
+        (json!({"objectives": {"latency_p95_ms": 100}}), "objectives"),
+    ] {
+        let err = performance_monitor::handle(&clients, &config, event.clone())
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains(field), "{event}: {err}");
+    }
+}
