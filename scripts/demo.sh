@@ -20,7 +20,7 @@ out="${CARGO_TARGET_DIR:-target}/demo"
 mkdir -p "$out"
 # The read-only analyses first, then the apply sample (it changes the shop-* functions), the
 # rest, and the cost analysis last (it reads the other jobs' results).
-ordered="events/rightsizing-direct.json $(ls events/dynamodb-*.json) $(ls events/rightsizing-*.json | grep -v rightsizing-direct.json) $(ls events/performance-*.json) $(ls events/cost-*.json)"
+ordered="events/rightsizing-direct.json $(ls events/dynamodb-*.json) $(ls events/rightsizing-*.json | grep -v rightsizing-direct.json) $(ls events/performance-*.json) $(ls events/cost-*.json) $(ls events/api-*.json)"
 for event in $ordered; do
   name="$(basename "$event" .json)"
   case "$name" in
@@ -28,6 +28,7 @@ for event in $ordered; do
     dynamodb-*) function=DynamoDBScalingFunction ;;
     cost-*) function=CostAnalysisFunction ;;
     performance-*) function=PerformanceMonitorFunction ;;
+    api-*) function=ApiFunction ;;
     *) echo "demo: no function for $event" >&2; exit 1 ;;
   esac
   "$bin/trimtab" invoke "$function" --event "$event" > "$out/$name.json"
@@ -47,6 +48,11 @@ echo "Performance: SLOs, error budgets, burn-rate alerts; dashboard and alarms k
 echo
 echo "Costs: 90 days from Cost Explorer, anomalies, month-end forecast against the budget:"
 "$bin/trimtab" summary "$out/cost-direct.json"
+echo
+echo "The on-demand API (same job code; IAM-authorised; bad input refused with a JSON error):"
+for name in api-status api-apply-not-listed api-wrong-type api-wrong-method; do
+  printf '  %-28s %s\n' "$name" "$(tr -d '\n' < "$out/$name.json" | sed -E 's/.*"statusCode": ([0-9]+).*/\1/') $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); b=json.loads(r["body"]); print(b.get("error",{}).get("message","ok")[:90])' "$out/$name.json")"
+done
 echo
 echo "Audit trail: $bin/trimtab history <function>; undo: $bin/trimtab rollback <function>"
 

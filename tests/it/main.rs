@@ -1,6 +1,7 @@
 //! Integration tests: the real handlers against a moto server over HTTP, seeded with data shaped
 //! like production. One test binary, so the SDK is linked once.
 
+mod api;
 mod apply;
 mod cost_analysis;
 mod dynamodb_scaling;

@@ -16,6 +16,7 @@ async fn run(moto: &Moto, event: Value) -> Value {
         configured_mode: trimtab_lambda::Mode::Recommend,
         environment: "prod".into(),
         alarm_actions: vec![],
+        table_name: None,
     };
     performance_monitor::handle(&clients, &config, event)
         .await

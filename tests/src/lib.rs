@@ -5,6 +5,7 @@
 //! ([`moto::sdk_config_for`] refuses anything else): seeding needs write calls (create functions,
 //! put metrics and logs) that production code has no business making.
 
+pub mod api;
 pub mod costs;
 pub mod demo;
 pub mod fleet;

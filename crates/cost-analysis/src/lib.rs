@@ -331,6 +331,20 @@ pub async fn run_job(
             ("AnomalyCount", found.len() as f64, "Count"),
         ],
     );
+    if let Some(table) = &config.table_name {
+        let summary = serde_json::json!({
+            "generated_at": format_date(today),
+            "total_usd": sum(&total_series),
+            "month_to_date_usd": f.month_to_date_usd,
+            "forecast_month_end_usd": f.month_end_usd,
+            "anomalies": found.len(),
+            "budgets_crossed": budgets.iter().filter(|b| !b.crossed_pct.is_empty()).map(|b| b.budget.clone()).collect::<Vec<_>>(),
+            "alerts_sent": alerts_sent.len(),
+        });
+        if let Err(e) = costs::store_result(clients, table, "cost", &summary).await {
+            notes.push(format!("result not stored for other jobs: {e}"));
+        }
+    }
     let calls = clients.calls();
     Ok(Report {
         job: "cost",

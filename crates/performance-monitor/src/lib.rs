@@ -42,6 +42,8 @@ pub struct JobConfig {
     pub environment: String,
     /// Where alarms notify (`TRIMTAB_ALERT_TOPIC_ARN`).
     pub alarm_actions: Vec<String>,
+    /// The decision table (`TRIMTAB_TABLE`), where the run's headline is left for the API.
+    pub table_name: Option<String>,
 }
 
 impl JobConfig {
@@ -56,6 +58,9 @@ impl JobConfig {
                 .filter(|a| !a.is_empty())
                 .into_iter()
                 .collect(),
+            table_name: std::env::var("TRIMTAB_TABLE")
+                .ok()
+                .filter(|t| !t.is_empty()),
         }
     }
 }
@@ -488,6 +493,22 @@ pub async fn run(
         monitoring::delete_alarms(clients, &to_delete).await?;
     } else if dashboard_changed || !to_put.is_empty() || !to_delete.is_empty() {
         notes.push("recommend mode: dashboard and alarms reported, not written".into());
+    }
+    if let Some(table) = &config.table_name {
+        let summary = serde_json::json!({
+            "generated_at_epoch_s": now_s,
+            "mode": mode,
+            "health_score": round2(health),
+            "pages": pages,
+            "tickets": tickets,
+            "subjects": reports.len(),
+            "alarms_written": if mode == Mode::Apply { to_put.len() } else { 0 },
+        });
+        if let Err(e) =
+            trimtab_aws::costs::store_result(clients, table, "performance", &summary).await
+        {
+            notes.push(format!("result not stored: {e}"));
+        }
     }
     trimtab_lambda::emit_metrics(
         "Trimtab",

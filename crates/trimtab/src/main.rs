@@ -24,7 +24,8 @@ const USAGE: &str = "usage:
   trimtab history <function>
   trimtab summary <report.json>
 
-functions: RightSizingFunction, DynamoDBScalingFunction, CostAnalysisFunction, PerformanceMonitorFunction";
+functions: RightSizingFunction, DynamoDBScalingFunction, CostAnalysisFunction,
+           PerformanceMonitorFunction, ApiFunction, ApiApplyFunction";
 
 /// The functions of template.yaml that `invoke` can run.
 const FUNCTIONS: &str = "RightSizingFunction, DynamoDBScalingFunction, CostAnalysisFunction, PerformanceMonitorFunction";
@@ -147,6 +148,17 @@ async fn dispatch(logical_id: &str, payload: Value) -> Result<Value, (String, St
             performance_monitor::handle(&clients, &config, payload)
                 .await
                 .map_err(|e| (e.error_type().to_owned(), e.to_string()))
+        }
+        "ApiFunction" | "ApiApplyFunction" => {
+            let request = serde_json::from_value(payload).map_err(|e| {
+                (
+                    "InvalidEvent".to_owned(),
+                    format!("not an API Gateway v2 request: {e}"),
+                )
+            })?;
+            let config = analysis_api::ApiConfig::from_env();
+            let response = analysis_api::handle(&clients, &config, request).await;
+            serde_json::to_value(response).map_err(|e| ("Serialization".to_owned(), e.to_string()))
         }
         other => Err((
             "UnknownFunction".to_owned(),

@@ -53,6 +53,8 @@ async fn every_event_file_runs_and_returns_a_report() {
             "CostAnalysisFunction"
         } else if name.starts_with("performance-") {
             "PerformanceMonitorFunction"
+        } else if name.starts_with("api-") {
+            "ApiFunction"
         } else {
             panic!("events/{name}: no function for this event; name it after its function")
         };
@@ -68,6 +70,19 @@ async fn every_event_file_runs_and_returns_a_report() {
         // Sorted, the apply sample runs before these two, so there is a change to show and undo.
         if report["action"] == "history" {
             assert_eq!(report["records"][0]["state"], "applied", "{name}: {report}");
+            ran += 1;
+            continue;
+        }
+        // API samples: the function answers; bad requests get their 4xx with a JSON error.
+        if let Some(status) = report["statusCode"].as_i64() {
+            let body: serde_json::Value =
+                serde_json::from_str(report["body"].as_str().unwrap_or("{}")).expect("JSON body");
+            if status == 200 {
+                assert!(body.is_object(), "{name}: {body}");
+            } else {
+                assert!((400..500).contains(&status), "{name}: {status} {body}");
+                assert!(body["error"]["message"].is_string(), "{name}: {body}");
+            }
             ran += 1;
             continue;
         }

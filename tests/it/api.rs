@@ -1,0 +1,259 @@
+//! The analysis API through the real handler with API Gateway v2 events against moto: the happy
+//! paths answer with analyses, every malformed input class gets the right 4xx with a clear
+//! message and changes nothing in the account.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use trimtab_aws::Clients;
+use trimtab_aws::decisions::DecisionTable;
+use trimtab_tests::api::request;
+use trimtab_tests::fleet;
+use trimtab_tests::moto::Moto;
+use trimtab_tests::seed::{Layout, Seeder, create_decision_table};
+
+const TABLE: &str = "trimtab-decisions-api";
+const OPERATOR: &str = "arn:aws:iam::123456789012:role/platform-operator";
+
+struct Reply {
+    status: i64,
+    body: Value,
+    allow: Option<String>,
+}
+
+async fn call(moto: &Moto, req: Value) -> Reply {
+    let clients = Clients::new(&moto.sdk_config().await);
+    let config = analysis_api::ApiConfig {
+        apply_principals: vec![OPERATOR.into()],
+        table_name: Some(TABLE.into()),
+        budget: Duration::from_secs(25),
+        environment: "prod".into(),
+    };
+    let req = serde_json::from_value(req).expect("an API Gateway v2 request");
+    let r = analysis_api::handle(&clients, &config, req).await;
+    let body = match &r.body {
+        Some(aws_lambda_events::encodings::Body::Text(t)) => {
+            serde_json::from_str(t).expect("JSON body")
+        }
+        other => panic!("unexpected body {other:?}"),
+    };
+    Reply {
+        status: r.status_code,
+        body,
+        allow: r
+            .headers
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .map(Into::into),
+    }
+}
+
+async fn memory(moto: &Moto, name: &str) -> i32 {
+    let c = aws_sdk_lambda::Client::new(&moto.sdk_config().await);
+    c.get_function_configuration()
+        .function_name(name)
+        .send()
+        .await
+        .expect("config")
+        .memory_size()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_and_every_bad_input_is_refused_without_changes() {
+    let moto = Moto::start().expect("moto");
+    let sdk = moto.sdk_config().await;
+    create_decision_table(&sdk, TABLE).await.expect("table");
+    let seeder = Seeder::new(&sdk).await.expect("seeder");
+    let io = fleet::io_bound_over_provisioned("orders-api");
+    seeder
+        .seed(&io, Layout::fourteen_days(SystemTime::now()))
+        .await
+        .expect("seed");
+
+    // Happy paths.
+    let r = call(
+        &moto,
+        request(
+            "POST",
+            "/analyses/rightsizing",
+            "limit=10",
+            Some(r#"{"lookback_days": 14}"#),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["functions"][0]["function_name"], "orders-api");
+    assert_eq!(r.body["mode"], "recommend");
+    assert_eq!(r.body["page"]["total"], 1);
+    let r = call(&moto, request("GET", "/status", "", None, None)).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body["jobs"]["rightsizing"]["monthly_savings_usd"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0,
+        "{}",
+        r.body
+    );
+    let r = call(
+        &moto,
+        request("GET", "/recommendations", "kind=rightsizing", None, None),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body["jobs"].get("cost").is_none());
+    let r = call(
+        &moto,
+        request(
+            "POST",
+            "/analyses/performance",
+            "",
+            Some(r#"{"window_days": 1}"#),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Malformed input classes: status, code, and a message that says what is wrong.
+    let huge = format!(r#"{{"function_name_prefix": "{}"}}"#, "x".repeat(70_000));
+    for (req, status, code, says) in [
+        (
+            request("POST", "/analyses/rightsizing", "", Some("{not json"), None),
+            400,
+            "invalid_json",
+            "not JSON",
+        ),
+        (
+            request(
+                "POST",
+                "/analyses/rightsizing",
+                "",
+                Some(r#"{"lookback_days": "two weeks"}"#),
+                None,
+            ),
+            400,
+            "invalid_request",
+            "lookback_days",
+        ),
+        (
+            request(
+                "POST",
+                "/analyses/rightsizing",
+                "",
+                Some(r#"{"lookback_dayz": 14}"#),
+                None,
+            ),
+            400,
+            "invalid_request",
+            "lookback_dayz",
+        ),
+        (
+            request(
+                "POST",
+                "/analyses/rightsizing",
+                "",
+                Some(r#"{"mode": "apply"}"#),
+                None,
+            ),
+            400,
+            "invalid_request",
+            "mode",
+        ),
+        (
+            request("POST", "/analyses/rightsizing", "", Some(&huge), None),
+            413,
+            "payload_too_large",
+            "bytes",
+        ),
+        (
+            request("POST", "/analyses/gpu", "", None, None),
+            404,
+            "unknown_kind",
+            "gpu",
+        ),
+        (
+            request("GET", "/nowhere", "", None, None),
+            404,
+            "not_found",
+            "route",
+        ),
+        (
+            request("DELETE", "/analyses/rightsizing", "", None, None),
+            405,
+            "method_not_allowed",
+            "POST",
+        ),
+        (
+            request("GET", "/recommendations", "kind=gpu", None, None),
+            400,
+            "invalid_request",
+            "kind",
+        ),
+        (
+            request("POST", "/analyses/cost", "limit=0", None, None),
+            400,
+            "invalid_request",
+            "limit",
+        ),
+        (
+            request("POST", "/apply/rightsizing", "", None, None),
+            401,
+            "unauthenticated",
+            "IAM",
+        ),
+        (
+            request(
+                "POST",
+                "/apply/rightsizing",
+                "",
+                None,
+                Some("arn:aws:iam::123456789012:user/intern"),
+            ),
+            403,
+            "forbidden",
+            "may not",
+        ),
+        (
+            request("POST", "/apply/cost", "", None, Some(OPERATOR)),
+            404,
+            "unknown_kind",
+            "cost",
+        ),
+    ] {
+        let r = call(&moto, req).await;
+        assert_eq!(r.status, status, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], code, "{}", r.body);
+        let message = r.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{message}");
+        assert!(
+            !message.contains("arn:aws:lambda"),
+            "internal ARN leaked: {message}"
+        );
+        if status == 405 {
+            assert_eq!(r.allow.as_deref(), Some("POST"));
+        }
+    }
+    // Nothing changed: memory as seeded, no decision records.
+    assert_eq!(memory(&moto, "orders-api").await, 1536);
+    let clients = Clients::new(&sdk);
+    assert!(
+        DecisionTable::new(TABLE)
+            .history(&clients, "orders-api")
+            .await
+            .expect("history")
+            .is_empty()
+    );
+
+    // A listed identity applies.
+    let r = call(
+        &moto,
+        request("POST", "/apply/rightsizing", "", Some("{}"), Some(OPERATOR)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["functions"][0]["status"], "applied");
+    assert_eq!(memory(&moto, "orders-api").await, 768);
+}
