@@ -362,7 +362,8 @@ pub async fn run_job(
         .map(|r| r.advice.current_monthly_cost_usd - r.advice.projected_monthly_cost_usd)
         .sum::<f64>();
     let monthly_savings_usd = (monthly_savings_usd * 100.0).round() / 100.0;
-    if let Some(table) = &config.table_name {
+    // Only a run over every table speaks for the account.
+    if let (Some(table), None) = (&config.table_name, &run.prefix) {
         let summary = serde_json::json!({
             "generated_at_epoch_s": now_s,
             "generated_at": trimtab_core::cost::format_date(now_s / 86_400),

@@ -77,8 +77,10 @@ pub async fn run(
             r
         }
     };
-    if let (Some(table), None) = (&config.table_name, &report.skipped) {
-        // Leave the headline for the cost job and the API; a failure here costs only that.
+    let fleet_wide = plan.filter == trimtab_aws::inventory::FunctionFilter::default();
+    if let (Some(table), None, true) = (&config.table_name, &report.skipped, fleet_wide) {
+        // Leave the fleet's headline for the cost job and the API (a scoped run's savings are
+        // not the fleet's); a failure here costs only that.
         let summary = serde_json::json!({
             "generated_at_epoch_s": now_s,
             "generated_at": trimtab_core::cost::format_date(now_s / 86_400),
