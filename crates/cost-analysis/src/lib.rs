@@ -311,7 +311,29 @@ pub async fn run_job(
     }
 
     let found = anomalies(&services, &params);
-    let recommendations = measured_savings(clients, config, &mut notes).await;
+    let mut recommendations = measured_savings(clients, config, &mut notes).await;
+    // From the cost data itself: x86 Lambda duration that would be cheaper on arm64.
+    if let (Some(Grouping::UsageType), Some(usage)) = (&run.group_by, &by_group) {
+        let prices = trimtab_core::pricing::PriceTable::us_east_1();
+        if let Some((x86_monthly, saving)) =
+            trimtab_core::cost::arm64_saving_from_usage(usage, 30, &prices)
+        {
+            recommendations.push(Recommendation {
+                source: "cost-data".into(),
+                estimated_monthly_savings_usd: saving,
+                basis: format!(
+                    "x86_64 Lambda duration costs ${x86_monthly:.2}/month (usage types *Lambda-GB-Second, last 30 days); the same GB-seconds cost {:.1}% less on arm64 at list prices, if the code runs there",
+                    100.0 * (1.0 - prices.arm64.duration_tiers[0].usd_per_gb_s / prices.x86_64.duration_tiers[0].usd_per_gb_s)
+                ),
+            });
+        }
+    } else if run.group_by.is_none() {
+        notes.push("group_by USAGE_TYPE adds savings computed from the cost data itself (arm64 on x86 duration)".into());
+    }
+    recommendations.sort_by(|a, b| {
+        b.estimated_monthly_savings_usd
+            .total_cmp(&a.estimated_monthly_savings_usd)
+    });
     let sum = |v: &[f64]| round2(v.iter().sum::<f64>());
     let by_service: BTreeMap<String, f64> = services
         .by_key

@@ -523,3 +523,50 @@ mod tests {
         );
     }
 }
+
+/// Saving from moving x86_64 Lambda duration to arm64, computed from Cost Explorer usage types:
+/// the x86 duration spend (`*Lambda-GB-Second`, not `-ARM`) over the last `days` days, scaled to
+/// a month, times one minus the arm64/x86 first-tier price ratio. `None` without such spend.
+pub fn arm64_saving_from_usage(
+    by_usage_type: &DailyCosts,
+    days: usize,
+    prices: &crate::pricing::PriceTable,
+) -> Option<(f64, f64)> {
+    let x86_rate = prices.x86_64.duration_tiers.first()?.usd_per_gb_s;
+    let arm_rate = prices.arm64.duration_tiers.first()?.usd_per_gb_s;
+    let recent: f64 = by_usage_type
+        .by_key
+        .iter()
+        .filter(|(k, _)| k.ends_with("Lambda-GB-Second"))
+        .map(|(_, v)| v[v.len().saturating_sub(days)..].iter().sum::<f64>())
+        .sum();
+    if recent <= 0.0 || days == 0 {
+        return None;
+    }
+    let monthly = recent * 30.4167 / days as f64;
+    Some((
+        round2(monthly),
+        round2(monthly * (1.0 - arm_rate / x86_rate)),
+    ))
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    #[test]
+    fn arm64_saving_is_the_price_gap_on_measured_x86_duration_spend() {
+        let mut c = DailyCosts::new(0, 30);
+        for d in 0..30 {
+            c.add("USE1-Lambda-GB-Second", d, 10.0);
+            c.add("USE1-Lambda-GB-Second-ARM", d, 5.0);
+            c.add("USE1-Request", d, 1.0);
+        }
+        let (monthly, saving) =
+            arm64_saving_from_usage(&c, 30, &crate::pricing::PriceTable::us_east_1())
+                .expect("x86 spend");
+        assert_eq!(monthly, 304.17);
+        // 1 - 0.0000133334 / 0.0000166667 = 20.0%.
+        assert!((saving - 60.83).abs() < 0.01, "{saving}");
+    }
+}
