@@ -7,12 +7,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use trimtab_aws::Clients;
 use trimtab_aws::costs::{self, CostRow, Grouping};
-use trimtab_aws::{AwsError, Clients};
 use trimtab_core::cost::{
     Anomaly, Budget, BudgetStatus, DailyCosts, Forecast, Params, Trend, anomalies, budget_status,
     changes, forecast, format_date, round2, trends,
 };
+pub use trimtab_lambda::JobError;
 use trimtab_lambda::{EventError, Mode, Trigger, parse_trigger};
 
 /// The cost analysis event. Every field is optional.
@@ -59,23 +60,6 @@ impl JobConfig {
             table_name: var("TRIMTAB_TABLE"),
             alert_topic_arn: var("TRIMTAB_ALERT_TOPIC_ARN"),
         })
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    InvalidEvent(#[from] EventError),
-    #[error(transparent)]
-    Aws(#[from] AwsError),
-}
-
-impl JobError {
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            Self::InvalidEvent(_) => "InvalidEvent",
-            Self::Aws(_) => "AwsError",
-        }
     }
 }
 

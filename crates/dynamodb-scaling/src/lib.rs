@@ -8,9 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use trimtab_aws::Clients;
 use trimtab_aws::dynamodb::{self as ddb, TableInfo};
 use trimtab_aws::metrics::{self, Window};
-use trimtab_aws::{AwsError, Clients};
 use trimtab_core::capacity::{
     BillingMode, CapacityPrices, Dimension, DimensionAdvice, Options, Policy, Setup, Trace,
     recommend_table,
@@ -19,6 +19,7 @@ use trimtab_core::scaling_plan::{
     Desired, Existing, NamedPolicy, Overrides, ScalingSettings, Step, TargetKey,
     environment_defaults, plan,
 };
+pub use trimtab_lambda::JobError;
 use trimtab_lambda::{EventError, Mode, Trigger, parse_trigger};
 
 /// Tag on Trimtab's own resources (the decision table).
@@ -61,24 +62,6 @@ impl JobConfig {
             table_name: std::env::var("TRIMTAB_TABLE")
                 .ok()
                 .filter(|t| !t.is_empty()),
-        }
-    }
-}
-
-/// Why a run failed as a whole.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    InvalidEvent(#[from] EventError),
-    #[error(transparent)]
-    Aws(#[from] AwsError),
-}
-
-impl JobError {
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            Self::InvalidEvent(_) => "InvalidEvent",
-            Self::Aws(_) => "AwsError",
         }
     }
 }

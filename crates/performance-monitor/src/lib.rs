@@ -7,16 +7,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use trimtab_aws::Clients;
 use trimtab_aws::dynamodb as ddb;
 use trimtab_aws::inventory::{FunctionFilter, list_functions};
 use trimtab_aws::metrics::{self, Fold, Query, Series, Window, fold};
 use trimtab_aws::monitoring::{self, list_api_stages};
-use trimtab_aws::{AwsError, Clients};
 use trimtab_core::monitor::{Subject, dashboard_body, desired_alarms, plan_alarms};
 use trimtab_core::slo::{
     Bottleneck, BurnAlert, Counts, ErrorBudget, Objectives, Severity, burn_alerts, burn_rate,
     default_objectives, error_budget, health_score, rank_bottlenecks,
 };
+pub use trimtab_lambda::JobError;
 use trimtab_lambda::{EventError, Mode, Trigger, parse_trigger};
 
 /// Prefix of every alarm the monitor owns.
@@ -61,23 +62,6 @@ impl JobConfig {
             table_name: std::env::var("TRIMTAB_TABLE")
                 .ok()
                 .filter(|t| !t.is_empty()),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    InvalidEvent(#[from] EventError),
-    #[error(transparent)]
-    Aws(#[from] AwsError),
-}
-
-impl JobError {
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            Self::InvalidEvent(_) => "InvalidEvent",
-            Self::Aws(_) => "AwsError",
         }
     }
 }

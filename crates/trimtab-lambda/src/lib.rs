@@ -2,7 +2,7 @@
 //! error a bad event gets, and JSON logging.
 //!
 //! Architecture Invariant: only the Lambda crates (this one and the function crates) know event
-//! JSON. Nothing here talks to AWS.
+//! JSON. Nothing here talks to AWS (it only names the adapter's error type).
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::de::DeserializeOwned;
@@ -117,6 +117,27 @@ fn kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// Why a job failed as a whole: a bad event, or AWS refusing a call the run cannot do without
+/// (one resource failing is reported in its row instead). Jobs with more ways to fail have
+/// their own enum.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    InvalidEvent(#[from] EventError),
+    #[error(transparent)]
+    Aws(#[from] trimtab_aws::AwsError),
+}
+
+impl JobError {
+    /// The `errorType` of the Lambda error shape.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::InvalidEvent(_) => "InvalidEvent",
+            Self::Aws(_) => "AwsError",
+        }
     }
 }
 
