@@ -9,15 +9,20 @@ use trimtab_aws::Clients;
 use trimtab_tests::moto::Moto;
 use trimtab_tests::seed::create_table;
 
-async fn run(moto: &Moto, event: Value) -> Value {
-    let clients = Clients::new(&moto.sdk_config().await);
-    let config = dynamodb_scaling::JobConfig {
+const DECISIONS: &str = "trimtab-decisions-ddb";
+
+fn config(table: Option<&str>) -> dynamodb_scaling::JobConfig {
+    dynamodb_scaling::JobConfig {
         configured_mode: trimtab_lambda::Mode::Recommend,
         prices: trimtab_core::capacity::CapacityPrices::us_east_1(),
         environment: "prod".into(),
-        table_name: None,
-    };
-    dynamodb_scaling::handle(&clients, &config, event)
+        table_name: table.map(Into::into),
+    }
+}
+
+async fn run(moto: &Moto, event: Value) -> Value {
+    let clients = Clients::new(&moto.sdk_config().await);
+    dynamodb_scaling::handle(&clients, &config(Some(DECISIONS)), event)
         .await
         .expect("report")
 }
@@ -97,6 +102,9 @@ async fn configures_exactly_the_expected_targets_and_a_second_run_is_a_no_op() {
     create_table(&sdk, "audit", None, &[], &[])
         .await
         .expect("audit");
+    trimtab_tests::seed::create_decision_table(&sdk, DECISIONS)
+        .await
+        .expect("decisions");
     // sessions already scales reads, by hand, at 50%: drift from the dev default of 85%.
     let aas = aws_sdk_applicationautoscaling::Client::new(&sdk);
     let clients = Clients::new(&sdk);
@@ -178,6 +186,29 @@ async fn configures_exactly_the_expected_targets_and_a_second_run_is_a_no_op() {
     assert_eq!(audit[0]["current_billing_mode"], "PAY_PER_REQUEST");
     assert!(audit[0]["configured"].is_null());
 
+    // Each write was recorded first, with what it replaced.
+    let table = trimtab_aws::decisions::DecisionTable::new(DECISIONS);
+    let drift = table
+        .changes(&clients, "table/sessions dynamodb:table:ReadCapacityUnits")
+        .await
+        .expect("records");
+    assert_eq!(drift.len(), 1);
+    assert_eq!(drift[0].state, trimtab_core::apply::RecordState::Applied);
+    assert_eq!(
+        drift[0].before,
+        json!({"policy_name": "legacy-read", "target_pct": 50.0})
+    );
+    let orders = table
+        .changes(&clients, "table/orders dynamodb:table:ReadCapacityUnits")
+        .await
+        .expect("records");
+    assert_eq!(orders.len(), 2);
+    assert!(
+        orders
+            .iter()
+            .all(|r| r.state == trimtab_core::apply::RecordState::Applied)
+    );
+
     // Second run, nothing changed: zero writes.
     let report = run(&moto, json!({"lookback_days": 1, "mode": "apply"})).await;
     assert_eq!(writes(&report), 0, "{:#}", report["plan"]);
@@ -188,13 +219,9 @@ async fn configures_exactly_the_expected_targets_and_a_second_run_is_a_no_op() {
 async fn bad_events_and_bad_tags_are_named() {
     let moto = Moto::start().expect("moto");
     let clients = Clients::new(&moto.sdk_config().await);
-    let config = dynamodb_scaling::JobConfig {
-        configured_mode: trimtab_lambda::Mode::Recommend,
-        prices: trimtab_core::capacity::CapacityPrices::us_east_1(),
-        environment: "prod".into(),
-        table_name: None,
-    };
+    let config = config(None);
     for (event, field) in [
+        (json!({"mode": "apply"}), "decision table"),
         (json!({"lookback_days": 0}), "lookback_days"),
         (json!({"throttle_budget_pct": 50}), "throttle_budget_pct"),
         (json!({"environment": "qa"}), "environment"),

@@ -9,8 +9,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use trimtab_aws::Clients;
+use trimtab_aws::decisions::DecisionTable;
 use trimtab_aws::dynamodb::{self as ddb, TableInfo};
 use trimtab_aws::metrics::{self, Window};
+use trimtab_core::apply::{ChangeRecord, DecisionRecord, RecordState};
 use trimtab_core::capacity::{
     BillingMode, CapacityPrices, Dimension, DimensionAdvice, Options, Policy, Setup, Trace,
     recommend_table,
@@ -335,9 +337,44 @@ pub async fn run_job(
     let steps = plan(&desired, &existing);
     let mut applied = Vec::new();
     if run.mode == Mode::Apply {
-        for step in &steps {
-            carry_out(clients, step).await?;
-            applied.push(step.describe());
+        // Every write recorded first, marked after: the audit trail, and what to restore.
+        let Some(table) = config.table_name.as_ref().map(DecisionTable::new) else {
+            return Err(EventError::new(
+                "mode",
+                "apply needs the decision table (TRIMTAB_TABLE) to record its changes",
+            )
+            .into());
+        };
+        let run_id = format!("{now_s:x}");
+        for (k, step) in steps.iter().enumerate() {
+            let mut record = ChangeRecord {
+                record_id: DecisionRecord::id(now_s, &format!("{run_id}-{k}")),
+                job: "dynamodb-scaling".into(),
+                resource: step.resource(),
+                run_id: run_id.clone(),
+                created_at_epoch_s: now_s,
+                before: step.before(),
+                after: serde_json::to_value(step).unwrap_or(Value::Null),
+                reason: step.describe(),
+                state: RecordState::Pending,
+                state_reason: None,
+                updated_at_epoch_s: now_s,
+            };
+            table.create_change(clients, &record).await?;
+            match carry_out(clients, step).await {
+                Ok(()) => {
+                    record.state = RecordState::Applied;
+                    applied.push(step.describe());
+                }
+                Err(e) => {
+                    record.state = RecordState::NotApplied;
+                    record.state_reason = Some(e.to_string());
+                    errors.push(format!("{}: {e}", step.resource()));
+                }
+            }
+            table
+                .update_change(clients, &record, RecordState::Pending)
+                .await?;
         }
     }
     let monthly_savings_usd = resources

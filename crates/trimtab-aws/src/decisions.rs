@@ -3,12 +3,14 @@
 //! One table, keys `pk` / `sk` (strings):
 //! - `fn#<function>` / `rec#<record_id>`: a [`DecisionRecord`] (as JSON in `record`, with `state`
 //!   beside it for conditions);
+//! - `res#<resource>` / `rec#<record_id>`: a [`ChangeRecord`] (autoscaling changes);
 //! - `lease#<job>` / `lease`: who is running the job, until when (`owner`, `expires_at`).
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use trimtab_core::apply::{DecisionRecord, RecordState};
+use serde::Serialize;
+use trimtab_core::apply::{ChangeRecord, DecisionRecord, RecordState};
 
 use crate::{AwsError, Clients};
 
@@ -26,18 +28,32 @@ fn state_name(state: RecordState) -> &'static str {
     }
 }
 
-fn item(record: &DecisionRecord) -> Result<HashMap<String, AttributeValue>, AwsError> {
+/// The item of a record: keys, its state beside it for conditions, the record as JSON.
+fn item<T: Serialize>(
+    pk: String,
+    record_id: &str,
+    state: RecordState,
+    record: &T,
+) -> Result<HashMap<String, AttributeValue>, AwsError> {
     let json = serde_json::to_string(record).map_err(|e| AwsError {
         operation: "dynamodb:PutItem",
-        resource: record.function_name.clone(),
+        resource: pk.clone(),
         message: e.to_string(),
     })?;
     Ok(HashMap::from([
-        ("pk".to_owned(), s(format!("fn#{}", record.function_name))),
-        ("sk".to_owned(), s(format!("rec#{}", record.record_id))),
-        ("state".to_owned(), s(state_name(record.state))),
+        ("pk".to_owned(), s(pk)),
+        ("sk".to_owned(), s(format!("rec#{record_id}"))),
+        ("state".to_owned(), s(state_name(state))),
         ("record".to_owned(), s(json)),
     ]))
+}
+
+fn decision_item(r: &DecisionRecord) -> Result<HashMap<String, AttributeValue>, AwsError> {
+    item(format!("fn#{}", r.function_name), &r.record_id, r.state, r)
+}
+
+fn change_item(r: &ChangeRecord) -> Result<HashMap<String, AttributeValue>, AwsError> {
+    item(format!("res#{}", r.resource), &r.record_id, r.state, r)
 }
 
 fn parse(item: &HashMap<String, AttributeValue>) -> Option<DecisionRecord> {
@@ -58,16 +74,8 @@ impl DecisionTable {
 
     /// Writes a new record; fails if one with the same id exists.
     pub async fn create(&self, c: &Clients, record: &DecisionRecord) -> Result<(), AwsError> {
-        c.record("dynamodb:PutItem");
-        c.dynamodb
-            .put_item()
-            .table_name(&self.name)
-            .set_item(Some(item(record)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
+        self.put(c, decision_item(record)?, None, &record.function_name)
             .await
-            .map_err(|e| AwsError::new("dynamodb:PutItem", &record.function_name, e))?;
-        Ok(())
     }
 
     /// Replaces a record whose stored state is still `expected`, so two writers cannot both move it.
@@ -77,17 +85,86 @@ impl DecisionTable {
         record: &DecisionRecord,
         expected: RecordState,
     ) -> Result<(), AwsError> {
-        c.record("dynamodb:PutItem");
-        c.dynamodb
-            .put_item()
+        self.put(
+            c,
+            decision_item(record)?,
+            Some(expected),
+            &record.function_name,
+        )
+        .await
+    }
+
+    /// Writes a new change record.
+    pub async fn create_change(&self, c: &Clients, record: &ChangeRecord) -> Result<(), AwsError> {
+        self.put(c, change_item(record)?, None, &record.resource)
+            .await
+    }
+
+    /// Moves a change record on from `expected`.
+    pub async fn update_change(
+        &self,
+        c: &Clients,
+        record: &ChangeRecord,
+        expected: RecordState,
+    ) -> Result<(), AwsError> {
+        self.put(c, change_item(record)?, Some(expected), &record.resource)
+            .await
+    }
+
+    /// Every change record of a resource, newest first.
+    pub async fn changes(
+        &self,
+        c: &Clients,
+        resource: &str,
+    ) -> Result<Vec<ChangeRecord>, AwsError> {
+        c.record("dynamodb:Query");
+        let page = c
+            .dynamodb
+            .query()
             .table_name(&self.name)
-            .set_item(Some(item(record)?))
-            .condition_expression("#s = :expected")
-            .expression_attribute_names("#s", "state")
-            .expression_attribute_values(":expected", s(state_name(expected)))
+            .key_condition_expression("pk = :pk AND begins_with(sk, :rec)")
+            .expression_attribute_values(":pk", s(format!("res#{resource}")))
+            .expression_attribute_values(":rec", s("rec#"))
+            .scan_index_forward(false)
             .send()
             .await
-            .map_err(|e| AwsError::new("dynamodb:PutItem", &record.function_name, e))?;
+            .map_err(|e| AwsError::new("dynamodb:Query", resource, e))?;
+        Ok(page
+            .items()
+            .iter()
+            .filter_map(|i| {
+                i.get("record")?
+                    .as_s()
+                    .ok()
+                    .and_then(|j| serde_json::from_str(j).ok())
+            })
+            .collect())
+    }
+
+    /// A conditional put: new (`expected` None) or moving on from `expected`.
+    async fn put(
+        &self,
+        c: &Clients,
+        item: HashMap<String, AttributeValue>,
+        expected: Option<RecordState>,
+        resource: &str,
+    ) -> Result<(), AwsError> {
+        c.record("dynamodb:PutItem");
+        let req = c
+            .dynamodb
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item));
+        let req = match expected {
+            None => req.condition_expression("attribute_not_exists(pk)"),
+            Some(state) => req
+                .condition_expression("#s = :expected")
+                .expression_attribute_names("#s", "state")
+                .expression_attribute_values(":expected", s(state_name(state))),
+        };
+        req.send()
+            .await
+            .map_err(|e| AwsError::new("dynamodb:PutItem", resource, e))?;
         Ok(())
     }
 
@@ -139,11 +216,12 @@ impl DecisionTable {
                 .scan()
                 .table_name(&self.name)
                 .filter_expression(format!(
-                    "begins_with(sk, :rec) AND #s IN ({})",
+                    "begins_with(pk, :fn) AND begins_with(sk, :rec) AND #s IN ({})",
                     names.join(", ")
                 ))
                 .expression_attribute_names("#s", "state")
                 .expression_attribute_values(":rec", s("rec#"))
+                .expression_attribute_values(":fn", s("fn#"))
                 .set_exclusive_start_key(start.take());
             for (name, state) in names.iter().zip(states) {
                 req = req.expression_attribute_values(name, s(state_name(*state)));

@@ -418,3 +418,23 @@ impl DecisionRecord {
         format!("{created_at_epoch_s:012}-{run_id}")
     }
 }
+
+/// The audit trail of a change to something other than a function's memory and timeout (an
+/// autoscaling target or policy): what it was, what it became, why. Written `Pending` before the
+/// change and marked after it, like a [`DecisionRecord`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    pub record_id: String,
+    pub job: String,
+    /// What changed, e.g. `table/orders dynamodb:table:ReadCapacityUnits`.
+    pub resource: String,
+    pub run_id: String,
+    pub created_at_epoch_s: i64,
+    /// The settings before (`null` when there were none), enough to restore them.
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+    pub reason: String,
+    pub state: RecordState,
+    pub state_reason: Option<String>,
+    pub updated_at_epoch_s: i64,
+}

@@ -139,6 +139,40 @@ pub enum Step {
 }
 
 impl Step {
+    /// The scalable target it writes to: `<resource id> <scalable dimension>`.
+    pub fn resource(&self) -> String {
+        match self {
+            Self::RegisterScalableTarget {
+                resource_id,
+                scalable_dimension,
+                ..
+            }
+            | Self::PutScalingPolicy {
+                resource_id,
+                scalable_dimension,
+                ..
+            } => format!("{resource_id} {scalable_dimension}"),
+        }
+    }
+
+    /// What it replaces, as JSON (`null`: nothing), enough to restore it.
+    pub fn before(&self) -> serde_json::Value {
+        match self {
+            Self::RegisterScalableTarget { was, .. } => {
+                serde_json::json!(was.map(
+                    |(min, max)| serde_json::json!({"min_capacity": min, "max_capacity": max})
+                ))
+            }
+            Self::PutScalingPolicy {
+                policy_name, was, ..
+            } => {
+                serde_json::json!(
+                    was.map(|t| serde_json::json!({"policy_name": policy_name, "target_pct": t}))
+                )
+            }
+        }
+    }
+
     /// A one-line diff for the operator.
     pub fn describe(&self) -> String {
         match self {
