@@ -105,10 +105,7 @@ pub async fn handle(
     payload: Value,
 ) -> Result<Value, JobError> {
     let trigger: Trigger<Request> = parse_trigger(payload)?;
-    let mode = match &trigger {
-        Trigger::Scheduled { .. } => config.configured_mode,
-        Trigger::Direct(r) => r.mode.unwrap_or_default(),
-    };
+    let mode = trigger.mode(config.configured_mode, |r| r.mode);
     let r = trigger.request();
     let lookback = r.lookback_days.unwrap_or(14);
     if !(1..=30).contains(&lookback) {
@@ -131,17 +128,12 @@ pub async fn handle(
         )
         .into());
     }
-    let environment = r
-        .environment
-        .clone()
-        .unwrap_or_else(|| config.environment.clone());
-    if !["dev", "staging", "prod"].contains(&environment.as_str()) {
-        return Err(EventError::new(
-            "environment",
-            format!("must be dev, staging or prod, got {environment:?}"),
-        )
-        .into());
-    }
+    let environment = trimtab_lambda::environment(
+        "environment",
+        r.environment
+            .clone()
+            .unwrap_or_else(|| config.environment.clone()),
+    )?;
     let run = Run {
         mode,
         prefix: r.table_name_prefix.clone(),

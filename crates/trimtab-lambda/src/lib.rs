@@ -46,6 +46,30 @@ impl<R> Trigger<R> {
             Self::Scheduled { request, .. } | Self::Direct(request) => request,
         }
     }
+
+    /// The mode this run may use: a schedule's is the function's configuration, never the
+    /// event's; a direct invoke (which IAM authorised) may ask, and defaults to recommend.
+    pub fn mode(&self, configured: Mode, asked: impl Fn(&R) -> Option<Mode>) -> Mode {
+        match self {
+            Self::Scheduled { .. } => configured,
+            Self::Direct(request) => asked(request).unwrap_or_default(),
+        }
+    }
+}
+
+/// The deployment environments Trimtab knows defaults for.
+pub const ENVIRONMENTS: [&str; 3] = ["dev", "staging", "prod"];
+
+/// Checks an environment name (`field` names where it came from).
+pub fn environment(field: &str, value: String) -> Result<String, EventError> {
+    if ENVIRONMENTS.contains(&value.as_str()) {
+        Ok(value)
+    } else {
+        Err(EventError::new(
+            field,
+            format!("must be dev, staging or prod, got {value:?}"),
+        ))
+    }
 }
 
 /// A bad event: which field, and what was wrong with it.
