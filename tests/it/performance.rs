@@ -106,7 +106,44 @@ async fn a_burst_pages_a_quiet_series_does_not_and_the_second_run_writes_nothing
         .await
         .expect("count");
 
+    let four: Vec<(i64, f64)> = steps.iter().map(|t| (*t, 10.0)).collect();
+    put_series(cw, "AWS/ApiGateway", "4xx", &dims, &four)
+        .await
+        .expect("4xx");
+    // A table at half its provisioned reads.
+    trimtab_tests::seed::create_table(&sdk, "orders", Some((100, 10)), &[], &[])
+        .await
+        .expect("table");
+    let table = [("TableName", "orders")];
+    let consumed: Vec<(i64, f64)> = steps.iter().map(|t| (*t, 50.0 * 300.0)).collect();
+    let provisioned: Vec<(i64, f64)> = steps.iter().map(|t| (*t, 100.0)).collect();
+    put_series(
+        cw,
+        "AWS/DynamoDB",
+        "ConsumedReadCapacityUnits",
+        &table,
+        &consumed,
+    )
+    .await
+    .expect("consumed");
+    put_series(
+        cw,
+        "AWS/DynamoDB",
+        "ProvisionedReadCapacityUnits",
+        &table,
+        &provisioned,
+    )
+    .await
+    .expect("provisioned");
+
     let report = run(&moto, json!({"mode": "apply", "window_days": 3})).await;
+    let api = subject(&report, "api-shop-prod");
+    assert_eq!(api["evidence"]["client_errors"], 8640.0, "{api:#}");
+    assert_eq!(api["evidence"]["client_error_rate_pct"], 1.0);
+    let util = report["tables"][0]["read_utilization_pct"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!((util - 50.0).abs() < 1.0, "{:#}", report["tables"]);
     let checkout = subject(&report, "fn-checkout");
     let alerts = checkout["alerts"].as_array().cloned().unwrap_or_default();
     assert!(alerts.iter().any(|a| a["severity"] == "page" && a["rule"].as_str().unwrap_or("").starts_with("60m")), "{checkout:#}");
@@ -148,6 +185,12 @@ async fn a_burst_pages_a_quiet_series_does_not_and_the_second_run_writes_nothing
         .await
         .expect("alarms");
     assert_eq!(alarms.metric_alarms().len(), 15);
+    assert!(
+        board
+            .dashboard_body()
+            .unwrap_or_default()
+            .contains("table orders")
+    );
     assert!(
         alarms
             .metric_alarms()

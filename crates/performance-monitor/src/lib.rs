@@ -82,6 +82,21 @@ pub struct SubjectReport {
     /// Burn rates of the alert windows: 5m, 30m, 1h, 6h, 3d.
     pub burn_rates: BTreeMap<&'static str, f64>,
     pub alerts: Vec<BurnAlert>,
+    /// Further measurements over the window: client errors, cache hit ratio (REST), integration
+    /// latency (APIs); peak concurrency, provisioned-concurrency spillover, cold starts (functions).
+    pub evidence: BTreeMap<&'static str, f64>,
+}
+
+/// A table in scope, over the window.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableReport {
+    pub table_name: String,
+    /// Consumed over provisioned capacity, percent (`None` when on-demand).
+    pub read_utilization_pct: Option<f64>,
+    pub write_utilization_pct: Option<f64>,
+    pub throttle_events: f64,
+    pub get_item_latency_ms: Option<f64>,
+    pub put_item_latency_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +111,7 @@ pub struct Report {
     pub pages: usize,
     pub tickets: usize,
     pub bottlenecks: Vec<Bottleneck>,
+    pub tables: Vec<TableReport>,
     pub dashboard: String,
     pub dashboard_changed: bool,
     pub alarms_put: Vec<String>,
@@ -254,6 +270,13 @@ pub async fn run(
         if s.namespace == "AWS/Lambda" {
             totals_q.push(q(format!("s{i}_thr"), "AWS/Lambda", "Throttles", d, "Sum"));
             totals_q.push(q(
+                format!("s{i}_conc"),
+                "AWS/Lambda",
+                "ConcurrentExecutions",
+                d,
+                "Maximum",
+            ));
+            totals_q.push(q(
                 format!("s{i}_spill"),
                 "AWS/Lambda",
                 "ProvisionedConcurrencySpilloverInvocations",
@@ -284,10 +307,57 @@ pub async fn run(
                 d,
                 "Average",
             ));
+            let client_errors = if s.errors_metric == "5XXError" {
+                "4XXError"
+            } else {
+                "4xx"
+            };
+            totals_q.push(q(
+                format!("s{i}_4xx"),
+                "AWS/ApiGateway",
+                client_errors,
+                d,
+                "Sum",
+            ));
+            // Only REST APIs have a cache.
+            if s.errors_metric == "5XXError" {
+                totals_q.push(q(
+                    format!("s{i}_hit"),
+                    "AWS/ApiGateway",
+                    "CacheHitCount",
+                    d,
+                    "Sum",
+                ));
+                totals_q.push(q(
+                    format!("s{i}_miss"),
+                    "AWS/ApiGateway",
+                    "CacheMissCount",
+                    d,
+                    "Sum",
+                ));
+            }
         }
     }
     for (k, t) in tables.iter().enumerate() {
         let d = vec![("TableName".to_owned(), t.clone())];
+        for (id, metric, stat) in [
+            ("rcon", "ConsumedReadCapacityUnits", "Sum"),
+            ("wcon", "ConsumedWriteCapacityUnits", "Sum"),
+            ("rprov", "ProvisionedReadCapacityUnits", "Average"),
+            ("wprov", "ProvisionedWriteCapacityUnits", "Average"),
+        ] {
+            totals_q.push(q(format!("t{k}_{id}"), "AWS/DynamoDB", metric, &d, stat));
+        }
+        for (id, op) in [("getlat", "GetItem"), ("putlat", "PutItem")] {
+            let dims = vec![d[0].clone(), ("Operation".to_owned(), op.to_owned())];
+            totals_q.push(q(
+                format!("t{k}_{id}"),
+                "AWS/DynamoDB",
+                "SuccessfulRequestLatency",
+                &dims,
+                "Average",
+            ));
+        }
         totals_q.push(q(
             format!("t{k}_rthr"),
             "AWS/DynamoDB",
@@ -414,11 +484,31 @@ pub async fn run(
             error_budget: budget,
             alerts: burn_alerts(&steps, 5, o.availability_pct),
             burn_rates: rates,
+            evidence: evidence(&totals, i, window_counts.requests),
         });
     }
+    let mut table_reports = Vec::new();
     for (k, t) in tables.iter().enumerate() {
         let thr = get(format!("t{k}_rthr"), Fold::Sum).unwrap_or(0.0)
             + get(format!("t{k}_wthr"), Fold::Sum).unwrap_or(0.0);
+        // Consumed units (a sum over the window) per second, over the mean provisioned units.
+        let seconds = window.seconds() as f64;
+        let util = |con: &str, prov: &str| {
+            let provisioned = get(format!("t{k}_{prov}"), Fold::Mean).filter(|p| *p > 0.0)?;
+            Some(round2(
+                100.0 * get(format!("t{k}_{con}"), Fold::Sum).unwrap_or(0.0)
+                    / seconds
+                    / provisioned,
+            ))
+        };
+        table_reports.push(TableReport {
+            table_name: t.clone(),
+            read_utilization_pct: util("rcon", "rprov"),
+            write_utilization_pct: util("wcon", "wprov"),
+            throttle_events: thr,
+            get_item_latency_ms: get(format!("t{k}_getlat"), Fold::Mean).map(round2),
+            put_item_latency_ms: get(format!("t{k}_putlat"), Fold::Mean).map(round2),
+        });
         if thr > 0.0 {
             found.push(bottleneck(
                 t,
@@ -506,6 +596,7 @@ pub async fn run(
         pages,
         tickets,
         bottlenecks,
+        tables: table_reports,
         dashboard,
         dashboard_changed,
         alarms_put: to_put.iter().map(|a| a.name.clone()).collect(),
@@ -515,6 +606,34 @@ pub async fn run(
         metric_queries,
         notes,
     })
+}
+
+/// The extra measurements of subject `i` (only those the backend reported).
+fn evidence(totals: &Series, i: usize, requests: f64) -> BTreeMap<&'static str, f64> {
+    let get = |s: &str, how: Fold| fold(totals, &format!("s{i}_{s}"), how, None);
+    let mut e = BTreeMap::new();
+    if let Some(v) = get("4xx", Fold::Sum) {
+        e.insert("client_errors", v);
+        if requests > 0.0 {
+            e.insert("client_error_rate_pct", round2(100.0 * v / requests));
+        }
+    }
+    if let (Some(hit), Some(miss)) = (get("hit", Fold::Sum), get("miss", Fold::Sum))
+        && hit + miss > 0.0
+    {
+        e.insert("cache_hit_ratio_pct", round2(100.0 * hit / (hit + miss)));
+    }
+    for (key, id, how) in [
+        ("integration_latency_ms", "int", Fold::Max),
+        ("peak_concurrency", "conc", Fold::Max),
+        ("provisioned_spillover_invocations", "spill", Fold::Sum),
+        ("cold_starts", "cold", Fold::Sum),
+    ] {
+        if let Some(v) = get(id, how) {
+            e.insert(key, round2(v));
+        }
+    }
+    e
 }
 
 fn bottleneck(

@@ -303,6 +303,8 @@ pub fn dashboard_body(
                 "metrics": [
                     metric("AWS/DynamoDB", "ConsumedReadCapacityUnits", &dims, "Sum"),
                     metric("AWS/DynamoDB", "ConsumedWriteCapacityUnits", &dims, "Sum"),
+                    metric("AWS/DynamoDB", "ProvisionedReadCapacityUnits", &dims, "Average"),
+                    metric("AWS/DynamoDB", "ProvisionedWriteCapacityUnits", &dims, "Average"),
                     metric("AWS/DynamoDB", "ReadThrottleEvents", &dims, "Sum"),
                     metric("AWS/DynamoDB", "WriteThrottleEvents", &dims, "Sum"),
                 ],
