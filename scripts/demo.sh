@@ -31,7 +31,8 @@ for event in $ordered; do
     api-*) function=ApiFunction ;;
     *) echo "demo: no function for $event" >&2; exit 1 ;;
   esac
-  "$bin/trimtab" invoke "$function" --event "$event" > "$out/$name.json"
+  # Logs and EMF metric lines go to stderr, kept beside each report.
+  "$bin/trimtab" invoke "$function" --event "$event" > "$out/$name.json" 2> "$out/$name.log"
   echo "demo: $event -> $out/$name.json" >&2
 done
 echo

@@ -64,7 +64,7 @@ impl Workload {
             insights: true,
             cold_start_rate: 0.01,
             init_ms: 250.0,
-            error_rate: 0.001,
+            error_rate: 0.0003,
             tags: Vec::new(),
         }
     }
