@@ -32,7 +32,11 @@ for event in $ordered; do
     *) echo "demo: no function for $event" >&2; exit 1 ;;
   esac
   # Logs and EMF metric lines go to stderr, kept beside each report.
-  "$bin/trimtab" invoke "$function" --event "$event" > "$out/$name.json" 2> "$out/$name.log"
+  if ! "$bin/trimtab" invoke "$function" --event "$event" > "$out/$name.json" 2> "$out/$name.log"; then
+    echo "demo: $event failed:" >&2
+    tail -5 "$out/$name.log" >&2
+    exit 1
+  fi
   echo "demo: $event -> $out/$name.json" >&2
 done
 echo
