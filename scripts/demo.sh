@@ -49,7 +49,7 @@ echo "DynamoDB: billing mode and target tracking chosen by replaying each table'
 "$bin/trimtab" summary "$out/dynamodb-direct.json"
 echo
 echo "Performance: SLOs, error budgets, burn-rate alerts; dashboard and alarms kept in step:"
-"$bin/trimtab" summary "$out/performance-direct.json" | grep -E "^(subject|fn-|Health|Bottleneck|Dashboard)" | head -12
+"$bin/trimtab" summary "$out/performance-direct.json" | grep -E "^(subject|fn-|Health|Bottleneck|Dashboard)" | head -12 || true
 echo
 echo "Costs: 90 days from Cost Explorer, anomalies, month-end forecast against the budget:"
 "$bin/trimtab" summary "$out/cost-direct.json"
