@@ -49,7 +49,10 @@ echo "DynamoDB: billing mode and target tracking chosen by replaying each table'
 "$bin/trimtab" summary "$out/dynamodb-direct.json"
 echo
 echo "Performance: SLOs, error budgets, burn-rate alerts; dashboard and alarms kept in step:"
-"$bin/trimtab" summary "$out/performance-direct.json" | grep -E "^(subject|fn-|Health|Bottleneck|Dashboard)" | head -12 || true
+"$bin/trimtab" summary "$out/performance-direct.json" > "$out/performance-direct.txt"
+head -6 "$out/performance-direct.txt"
+echo "  ... (all subjects in $out/performance-direct.txt)"
+grep -E "^(Health|Bottleneck|Dashboard)" "$out/performance-direct.txt" | head -4 || true
 echo
 echo "Costs: 90 days from Cost Explorer, anomalies, month-end forecast against the budget:"
 "$bin/trimtab" summary "$out/cost-direct.json"
