@@ -456,6 +456,11 @@ pub struct Options {
     /// Largest capacity a scalable target may have.
     pub max_capacity_limit: f64,
     pub platform: Platform,
+    /// Harsher platforms a recommendation must also hold up under, against the seeds' policy on
+    /// the same platform: burst capacity is best effort ("DynamoDB can also consume burst capacity
+    /// for background maintenance and other tasks without prior notice"), so a target that keeps
+    /// within the throttle budget only by spending burst is not safe to recommend.
+    pub stress: Vec<Platform>,
     /// Forced target (a `trimtab:target` tag): only this one is tried.
     pub fixed_target_pct: Option<f64>,
 }
@@ -467,6 +472,10 @@ impl Default for Options {
             targets_pct: (4..=18).map(|k| f64::from(k) * 5.0).collect(),
             max_capacity_limit: 40_000.0,
             platform: Platform::default(),
+            stress: vec![Platform {
+                burst_window_s: 150.0,
+                ..Platform::default()
+            }],
             fixed_target_pct: None,
         }
     }
@@ -509,6 +518,8 @@ struct Candidate {
     usd: f64,
     /// Throttled units of the same policy without its schedule.
     unscheduled_throttled_units: Option<f64>,
+    /// Capacity the replay started from.
+    initial: f64,
 }
 
 /// One dimension priced every way: (cost, throttled units) over the trace.
@@ -709,23 +720,18 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
     let rates = sorted_rates(t.demand);
     let peak = rates.last().copied().unwrap_or(0.0);
     let first_rate = t.demand.first().map_or(1.0, |d| d / 60.0);
-    let run = |policy: &Policy, initial: f64| -> Candidate {
-        let result = simulate(
-            t.demand,
-            t.start_epoch_min,
-            initial,
-            policy,
-            o.platform,
-            None,
-        );
+    let run_on = |platform: Platform, policy: &Policy, initial: f64| -> Candidate {
+        let result = simulate(t.demand, t.start_epoch_min, initial, policy, platform, None);
         let usd = prices.provisioned_usd(t.dimension, result.provisioned_unit_hours);
         Candidate {
             policy: policy.clone(),
             result,
             usd,
             unscheduled_throttled_units: None,
+            initial,
         }
     };
+    let run = |policy: &Policy, initial: f64| run_on(o.platform, policy, initial);
     let current = match &t.setup {
         Setup::OnDemand => (on_demand, 0.0),
         Setup::Provisioned { capacity, policy } => {
@@ -739,20 +745,29 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
             (c.usd, c.result.throttled_units)
         }
     };
-    let seeds = run(&seeds_policy(), 5.0_f64.max(first_rate / 0.7));
+    let seeds_initial = 5.0_f64.max(first_rate / 0.7);
+    let seeds = run(&seeds_policy(), seeds_initial);
     // Never more throttling than the budget, nor than the seeds' fixed policy would have had
     // (give or take 0.001% of demand): a cheaper setting must not buy its saving with errors.
     let budget = (o.throttle_budget * total).min(seeds.result.throttled_units.max(1.0e-5 * total));
-    let targets: Vec<f64> = match o.fixed_target_pct {
-        Some(t) => vec![t],
-        None => o.targets_pct.clone(),
-    };
-    let mut best: Option<Candidate> = None;
-    for &target in &targets {
+    let stressed_seeds: Vec<f64> = o
+        .stress
+        .iter()
+        .map(|&p| {
+            run_on(p, &seeds_policy(), seeds_initial)
+                .result
+                .throttled_units
+                .max(1.0e-5 * total)
+        })
+        .collect();
+    // Every policy tried at `target`, each within the budget (with a daily schedule where one is
+    // needed), cheapest first.
+    let tried_at = |target: f64| -> Vec<Candidate> {
         let max = ((peak / (target / 100.0)) * 1.5)
             .ceil()
             .clamp(1.0, o.max_capacity_limit);
         let floor_min = (quantile(&rates, 0.05) / (target / 100.0)).ceil().max(1.0);
+        let mut out = Vec::new();
         for min in [1.0, floor_min] {
             let policy = Policy {
                 target_pct: target,
@@ -781,15 +796,49 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
                 }
                 c.unscheduled_throttled_units = Some(without);
             }
-            if best.as_ref().is_none_or(|b| c.usd < b.usd) {
-                best = Some(c);
-            }
+            out.push(c);
+        }
+        out
+    };
+    // ... and no more throttling than the seeds' policy on every harsher platform either.
+    let holds_up = |c: &Candidate| {
+        o.stress
+            .iter()
+            .zip(&stressed_seeds)
+            .all(|(&p, &allowed)| run_on(p, &c.policy, c.initial).result.throttled_units <= allowed)
+    };
+    let cheapest = |mut cs: Vec<Candidate>| {
+        cs.sort_by(|a, b| a.usd.total_cmp(&b.usd));
+        cs.into_iter().find(|c| holds_up(c))
+    };
+    let mut best = match o.fixed_target_pct {
+        Some(target) => cheapest(tried_at(target)),
+        None => cheapest(o.targets_pct.iter().flat_map(|&x| tried_at(x)).collect()),
+    };
+    // The grid is coarse: a target a few points above the best one may still hold.
+    if o.fixed_target_pct.is_none()
+        && let Some(found) = best.as_ref().map(|b| b.policy.target_pct)
+    {
+        let ceiling = o.targets_pct.iter().copied().fold(found, f64::max);
+        let finer = (1..5)
+            .map(|k| found + f64::from(k))
+            .filter(|&x| x < ceiling && !o.targets_pct.contains(&x))
+            .flat_map(&tried_at)
+            .filter(|c| best.as_ref().is_some_and(|b| c.usd < b.usd))
+            .collect();
+        if let Some(c) = cheapest(finer) {
+            best = Some(c);
         }
     }
     let mut reasons = Vec::new();
     if let Some(b) = &best {
+        let stressed: String = o
+            .stress
+            .iter()
+            .map(|p| format!(", also with {:.0} s of burst", p.burst_window_s))
+            .collect();
         reasons.push(format!(
-            "target {:.0}%, min {:.0}, max {:.0}: {:.4}% of demand throttled (budget {:.2}%, no more than the seeds' 70% policy), {} scale-outs, {} scale-ins",
+            "target {:.0}%, min {:.0}, max {:.0}: {:.4}% of demand throttled (budget {:.2}%, no more than the seeds' 70% policy{stressed}), {} scale-outs, {} scale-ins",
             b.policy.target_pct,
             b.policy.min_capacity,
             b.policy.max_capacity,

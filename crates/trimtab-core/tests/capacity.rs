@@ -1,7 +1,8 @@
 //! Billing mode and target recommendations on traffic shaped like production.
 
 use trimtab_core::capacity::{
-    BillingMode, CapacityPrices, Dimension, Options, Setup, Trace, recommend_table, seeds_policy,
+    BillingMode, CapacityPrices, Dimension, Options, Platform, Policy, Setup, Trace,
+    recommend_table, seeds_policy, simulate,
 };
 
 /// Monday 2026-11-16 00:00 UTC, in epoch minutes.
@@ -197,4 +198,79 @@ fn a_sharp_morning_ramp_gets_a_scheduled_minimum() {
         "{:?}",
         a.reasons
     );
+}
+
+/// A noisy random walk between `low` and `high` units per second, with occasional 3x surges.
+fn wandering(days: usize, low: f64, high: f64, seed: u64) -> Vec<f64> {
+    let mut n = Noise(seed);
+    let mut level = (low + high) / 2.0;
+    (0..days * 1440)
+        .map(|_| {
+            level = (level * (1.0 + 0.05 * (n.unit() - 0.5))).clamp(low, high);
+            let surge = if n.unit() < 0.002 { 3.0 } else { 1.0 };
+            level * surge * 60.0 * (0.8 + 0.4 * n.unit())
+        })
+        .collect()
+}
+
+#[test]
+fn the_choice_does_not_lean_on_burst_capacity_to_beat_the_seeds() {
+    // Burst capacity is best effort: with half of it the recommendation must still throttle no
+    // more than the seeds' policy, and it must still cost less.
+    let half_burst = Platform {
+        burst_window_s: 150.0,
+        ..Platform::default()
+    };
+    let traces = [
+        diurnal(14, 20.0, 300.0, 21),
+        wandering(14, 10.0, 400.0, 23),
+        // Small tables whose noise a 90% target absorbs only with the whole burst allowance.
+        wandering(14, 5.0, 21.9, 93),
+        wandering(14, 5.0, 15.8, 145),
+    ];
+    for demand in &traces {
+        let a = advise(demand, Setup::OnDemand);
+        assert_eq!(
+            a.recommended_billing_mode,
+            BillingMode::Provisioned,
+            "{a:#?}"
+        );
+        let target = a.recommended_target_utilization.unwrap_or_default();
+        let ours = Policy {
+            target_pct: target,
+            min_capacity: a.recommended_min_capacity.unwrap_or_default(),
+            max_capacity: a.recommended_max_capacity.unwrap_or_default(),
+            schedule: a.recommended_schedule.clone(),
+        };
+        let first = demand[0] / 60.0;
+        let total: f64 = demand.iter().sum();
+        for platform in [Platform::default(), half_burst] {
+            let o = simulate(
+                demand,
+                MONDAY,
+                (first * 100.0 / target).ceil(),
+                &ours,
+                platform,
+                None,
+            );
+            let s = simulate(
+                demand,
+                MONDAY,
+                5.0_f64.max(first / 0.7),
+                &seeds_policy(),
+                platform,
+                None,
+            );
+            assert!(
+                o.throttled_units <= s.throttled_units.max(1.0e-5 * total),
+                "{platform:?}: ours {} vs seeds {} ({a:#?})",
+                o.throttled_units,
+                s.throttled_units
+            );
+            assert!(
+                o.provisioned_unit_hours < s.provisioned_unit_hours,
+                "{a:#?}"
+            );
+        }
+    }
 }
