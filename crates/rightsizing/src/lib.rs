@@ -118,6 +118,12 @@ impl JobError {
     }
 }
 
+impl trimtab_lambda::JobFailure for JobError {
+    fn error_type(&self) -> &'static str {
+        JobError::error_type(self)
+    }
+}
+
 /// The whole report of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {

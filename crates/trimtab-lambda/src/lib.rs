@@ -1,8 +1,8 @@
 //! What every Trimtab Lambda shares: the closed set of triggers a job accepts, run modes, the
-//! error a bad event gets, and JSON logging.
+//! error a bad event gets, JSON logging, and the runtime loop of a job's binary.
 //!
 //! Architecture Invariant: only the Lambda crates (this one and the function crates) know event
-//! JSON. Nothing here talks to AWS (it only names the adapter's error type).
+//! JSON. Nothing here calls AWS: `serve_job` only builds the adapter's clients for the job.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::de::DeserializeOwned;
@@ -163,6 +163,41 @@ impl JobError {
             Self::Aws(_) => "AwsError",
         }
     }
+}
+
+/// A job's failure as Lambda reports it: `errorType` and `errorMessage`.
+pub trait JobFailure: std::fmt::Display {
+    fn error_type(&self) -> &'static str;
+}
+
+impl JobFailure for JobError {
+    fn error_type(&self) -> &'static str {
+        JobError::error_type(self)
+    }
+}
+
+/// The whole `main` of a job's binary: JSON logging, SDK clients from the standard chain, the
+/// job's configuration from its environment (read once, at cold start), then `handle` for every
+/// event, with failures in Lambda's error shape.
+pub async fn serve_job<C, E: JobFailure>(
+    configure: impl FnOnce(&trimtab_aws::SdkConfig) -> Result<C, String>,
+    handle: impl AsyncFn(&trimtab_aws::Clients, &C, Value) -> Result<Value, E>,
+) -> Result<(), lambda_runtime::Error> {
+    init_logging();
+    let sdk = trimtab_aws::load_config().await;
+    let clients = trimtab_aws::Clients::new(&sdk);
+    let config = configure(&sdk)?;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        |event: lambda_runtime::LambdaEvent<Value>| async {
+            handle(&clients, &config, event.payload)
+                .await
+                .map_err(|e| lambda_runtime::Diagnostic {
+                    error_type: e.error_type().to_owned(),
+                    error_message: e.to_string(),
+                })
+        },
+    ))
+    .await
 }
 
 /// The error body Lambda returns for a failed invocation.
