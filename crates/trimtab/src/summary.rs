@@ -1,4 +1,4 @@
-//! A right-sizing report as a table an operator reads at a glance.
+//! A job's report as text an operator reads at a glance.
 
 use std::fmt::Write;
 
@@ -11,6 +11,28 @@ fn num(v: &Value, key: &str) -> Option<f64> {
 
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The elements of the list at `key`; none when it is missing or not a list.
+fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    v.get(key).and_then(Value::as_array).into_iter().flatten()
+}
+
+/// One line `<label>: <text>` for each string in the list at `key` (notes, errors).
+fn write_lines(out: &mut String, v: &Value, key: &str, label: &str) -> std::fmt::Result {
+    for line in items(v, key) {
+        writeln!(out, "{label}: {}", line.as_str().unwrap_or_default())?;
+    }
+    Ok(())
+}
+
+/// The adapter's request counts, `service:Action xN`, on one line.
+fn write_api_calls(out: &mut String, report: &Value) -> std::fmt::Result {
+    if let Some(calls) = report.get("api_calls").and_then(Value::as_object) {
+        let list: Vec<String> = calls.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+        writeln!(out, "AWS requests: {}", list.join(", "))?;
+    }
+    Ok(())
 }
 
 /// Renders a report as a table: right-sizing (`functions`) or DynamoDB scaling (`resources`).
@@ -103,18 +125,8 @@ pub fn render(report: &Value) -> anyhow::Result<String> {
         num(totals, "projected_monthly_cost_usd").unwrap_or(0.0),
         num(totals, "monthly_savings_usd").unwrap_or(0.0),
     )?;
-    if let Some(calls) = report.get("api_calls").and_then(Value::as_object) {
-        let list: Vec<String> = calls.iter().map(|(k, v)| format!("{k} x{v}")).collect();
-        writeln!(out, "AWS requests: {}", list.join(", "))?;
-    }
-    for note in report
-        .get("notes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        writeln!(out, "note: {}", note.as_str().unwrap_or_default())?;
-    }
+    write_api_calls(&mut out, report)?;
+    write_lines(&mut out, report, "notes", "note")?;
     Ok(out)
 }
 
@@ -138,10 +150,7 @@ fn render_performance(r: &Value) -> anyhow::Result<String> {
         "subject", "requests", "errors", "latency ms", "budget left", "burn 1h"
     )?;
     for x in &subjects {
-        let alerts: Vec<String> = x["alerts"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let alerts: Vec<String> = items(x, "alerts")
             .map(|a| format!("{} ({})", text(a, "severity"), text(a, "rule")))
             .collect();
         writeln!(
@@ -166,12 +175,7 @@ fn render_performance(r: &Value) -> anyhow::Result<String> {
         num(r, "pages").unwrap_or(0.0),
         num(r, "tickets").unwrap_or(0.0)
     )?;
-    for b in r
-        .get("bottlenecks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for b in items(r, "bottlenecks") {
         writeln!(
             out,
             "Bottleneck {} ({}): {:.1}% of the burn; {}. Action: {} [{}].",
@@ -197,14 +201,7 @@ fn render_performance(r: &Value) -> anyhow::Result<String> {
         count("alarms_deleted"),
         num(r, "alarms_unchanged").unwrap_or(0.0)
     )?;
-    for n in r
-        .get("notes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        writeln!(out, "note: {}", n.as_str().unwrap_or_default())?;
-    }
+    write_lines(&mut out, r, "notes", "note")?;
     Ok(out)
 }
 
@@ -251,22 +248,9 @@ fn render_costs(r: &Value) -> anyhow::Result<String> {
             num(f, "backtest_mape_pct").map_or("n/a".to_owned(), |m| format!("{m:.1}%"))
         )?;
     }
-    for b in r
-        .get("budgets")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let crossed: Vec<String> = b["crossed_pct"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|v| format!("{v}%"))
-            .collect();
-        let predicted: Vec<String> = b["predicted"]
-            .as_array()
-            .into_iter()
-            .flatten()
+    for b in items(r, "budgets") {
+        let crossed: Vec<String> = items(b, "crossed_pct").map(|v| format!("{v}%")).collect();
+        let predicted: Vec<String> = items(b, "predicted")
             .map(|p| format!("{}% on {}", p["threshold_pct"], text(p, "date")))
             .collect();
         writeln!(
@@ -279,12 +263,7 @@ fn render_costs(r: &Value) -> anyhow::Result<String> {
             predicted.join(", ")
         )?;
     }
-    for a in r
-        .get("anomalies")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for a in items(r, "anomalies") {
         writeln!(
             out,
             "Anomaly {} {}: ${:.2} vs ${:.2} expected ({:+.2}).",
@@ -295,12 +274,7 @@ fn render_costs(r: &Value) -> anyhow::Result<String> {
             num(a, "impact_usd").unwrap_or(0.0)
         )?;
     }
-    for s in r
-        .get("recommendations")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for s in items(r, "recommendations") {
         writeln!(
             out,
             "Saving ${:.2}/month: {}",
@@ -314,14 +288,7 @@ fn render_costs(r: &Value) -> anyhow::Result<String> {
         num(r, "cost_explorer_requests").unwrap_or(0.0),
         0.01 * num(r, "cost_explorer_requests").unwrap_or(0.0)
     )?;
-    for n in r
-        .get("notes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        writeln!(out, "note: {}", n.as_str().unwrap_or_default())?;
-    }
+    write_lines(&mut out, r, "notes", "note")?;
     Ok(out)
 }
 
@@ -423,18 +390,8 @@ fn render_tables(report: &Value, resources: &[Value]) -> anyhow::Result<String> 
             writeln!(out, "  {}", step.as_str().unwrap_or_default())?;
         }
     }
-    for e in report
-        .get("errors")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        writeln!(out, "error: {}", e.as_str().unwrap_or_default())?;
-    }
-    if let Some(calls) = report.get("api_calls").and_then(Value::as_object) {
-        let list: Vec<String> = calls.iter().map(|(k, v)| format!("{k} x{v}")).collect();
-        writeln!(out, "AWS requests: {}", list.join(", "))?;
-    }
+    write_lines(&mut out, report, "errors", "error")?;
+    write_api_calls(&mut out, report)?;
     Ok(out)
 }
 
