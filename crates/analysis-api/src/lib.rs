@@ -35,7 +35,7 @@ pub struct ApiConfig {
 
 impl ApiConfig {
     pub fn from_env() -> Self {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let var = trimtab_lambda::setting;
         Self {
             apply_principals: var("TRIMTAB_APPLY_PRINCIPALS")
                 .map(|v| {
@@ -47,7 +47,7 @@ impl ApiConfig {
                 .unwrap_or_default(),
             table_name: var("TRIMTAB_TABLE"),
             budget: Duration::from_secs(25),
-            environment: var("TRIMTAB_ENVIRONMENT").unwrap_or_else(|| "prod".into()),
+            environment: trimtab_lambda::configured_environment(),
         }
     }
 }

@@ -48,12 +48,12 @@ pub struct JobConfig {
 
 impl JobConfig {
     pub fn from_env() -> Result<Self, String> {
-        let budgets = match std::env::var("TRIMTAB_BUDGETS") {
-            Ok(json) => serde_json::from_str(&json)
+        let var = trimtab_lambda::setting;
+        let budgets = match var("TRIMTAB_BUDGETS") {
+            Some(json) => serde_json::from_str(&json)
                 .map_err(|e| format!("TRIMTAB_BUDGETS is not a budget map: {e}"))?,
-            Err(_) => BTreeMap::new(),
+            None => BTreeMap::new(),
         };
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Ok(Self {
             budgets,
             budget_tag: var("TRIMTAB_BUDGET_TAG"),

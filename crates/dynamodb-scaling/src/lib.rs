@@ -56,14 +56,10 @@ pub struct JobConfig {
 impl JobConfig {
     pub fn from_env() -> Self {
         Self {
-            configured_mode: Mode::from_configuration(
-                std::env::var("TRIMTAB_MODE").ok().as_deref(),
-            ),
+            configured_mode: Mode::configured(),
             prices: CapacityPrices::us_east_1(),
-            environment: std::env::var("TRIMTAB_ENVIRONMENT").unwrap_or_else(|_| "prod".to_owned()),
-            table_name: std::env::var("TRIMTAB_TABLE")
-                .ok()
-                .filter(|t| !t.is_empty()),
+            environment: trimtab_lambda::configured_environment(),
+            table_name: trimtab_lambda::setting("TRIMTAB_TABLE"),
         }
     }
 }

@@ -18,7 +18,7 @@ use trimtab_core::slo::{
     default_objectives, error_budget, health_score, rank_bottlenecks,
 };
 pub use trimtab_lambda::JobError;
-use trimtab_lambda::{EventError, Mode, Trigger, parse_trigger};
+use trimtab_lambda::{EventError, Mode, Trigger, parse_trigger, setting};
 
 /// Prefix of every alarm the monitor owns.
 pub const ALARM_PREFIX: &str = "trimtab-slo-";
@@ -50,18 +50,10 @@ pub struct JobConfig {
 impl JobConfig {
     pub fn from_env() -> Self {
         Self {
-            configured_mode: Mode::from_configuration(
-                std::env::var("TRIMTAB_MODE").ok().as_deref(),
-            ),
-            environment: std::env::var("TRIMTAB_ENVIRONMENT").unwrap_or_else(|_| "prod".into()),
-            alarm_actions: std::env::var("TRIMTAB_ALERT_TOPIC_ARN")
-                .ok()
-                .filter(|a| !a.is_empty())
-                .into_iter()
-                .collect(),
-            table_name: std::env::var("TRIMTAB_TABLE")
-                .ok()
-                .filter(|t| !t.is_empty()),
+            configured_mode: Mode::configured(),
+            environment: trimtab_lambda::configured_environment(),
+            alarm_actions: setting("TRIMTAB_ALERT_TOPIC_ARN").into_iter().collect(),
+            table_name: setting("TRIMTAB_TABLE"),
         }
     }
 }

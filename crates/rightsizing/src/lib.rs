@@ -47,16 +47,15 @@ impl JobConfig {
     /// `TRIMTAB_MODE`, `TRIMTAB_TABLE`; `TRIMTAB_PRICE_TABLE` (JSON, a [`PriceTable`]) overrides
     /// the built-in prices of the region.
     pub fn from_env(region: Option<&str>) -> Result<Self, String> {
-        let configured_mode =
-            Mode::from_configuration(std::env::var("TRIMTAB_MODE").ok().as_deref());
+        let configured_mode = Mode::configured();
         let region = region.unwrap_or("us-east-1");
-        let (prices, price_note) = match std::env::var("TRIMTAB_PRICE_TABLE") {
-            Ok(json) => (
+        let (prices, price_note) = match trimtab_lambda::setting("TRIMTAB_PRICE_TABLE") {
+            Some(json) => (
                 serde_json::from_str(&json)
                     .map_err(|e| format!("TRIMTAB_PRICE_TABLE is not a price table: {e}"))?,
                 None,
             ),
-            Err(_) => match PriceTable::for_region(region) {
+            None => match PriceTable::for_region(region) {
                 Some(p) => (p, None),
                 None => (
                     PriceTable::us_east_1(),
@@ -66,9 +65,7 @@ impl JobConfig {
                 ),
             },
         };
-        let table_name = std::env::var("TRIMTAB_TABLE")
-            .ok()
-            .filter(|t| !t.is_empty());
+        let table_name = trimtab_lambda::setting("TRIMTAB_TABLE");
         Ok(Self {
             configured_mode,
             prices,

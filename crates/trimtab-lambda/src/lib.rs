@@ -29,6 +29,23 @@ impl Mode {
             _ => Self::Recommend,
         }
     }
+
+    /// The mode this function is configured with.
+    pub fn configured() -> Self {
+        Self::from_configuration(setting("TRIMTAB_MODE").as_deref())
+    }
+}
+
+/// A setting from the function's environment (set by `template.yaml`); unset and empty are the
+/// same.
+pub fn setting(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The environment whose defaults apply when a resource does not say (`TRIMTAB_ENVIRONMENT`,
+/// `prod` when unset).
+pub fn configured_environment() -> String {
+    setting("TRIMTAB_ENVIRONMENT").unwrap_or_else(|| "prod".to_owned())
 }
 
 /// How a job was started.
