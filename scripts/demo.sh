@@ -52,7 +52,9 @@ echo "Performance: SLOs, error budgets, burn-rate alerts; dashboard and alarms k
 "$bin/trimtab" summary "$out/performance-direct.json" > "$out/performance-direct.txt"
 head -6 "$out/performance-direct.txt"
 echo "  ... (all subjects in $out/performance-direct.txt)"
-grep -E "^(Health|Bottleneck|Dashboard)" "$out/performance-direct.txt" | head -4 || true
+{ grep -E "^Health" "$out/performance-direct.txt"; grep -E "^Bottleneck" "$out/performance-direct.txt" | head -3
+  grep -E "^Dashboard" "$out/performance-direct.txt"
+  echo "The scheduled run after it: $("$bin/trimtab" summary "$out/performance-scheduled.json" | grep -E "^Dashboard")"; } || true
 echo
 echo "Costs: 90 days from Cost Explorer, anomalies, month-end forecast against the budget:"
 "$bin/trimtab" summary "$out/cost-direct.json"
