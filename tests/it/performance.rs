@@ -10,7 +10,8 @@ use trimtab_tests::fleet;
 use trimtab_tests::moto::Moto;
 use trimtab_tests::seed::{Seeder, put_series};
 
-async fn run(moto: &Moto, event: Value) -> Value {
+/// One run with the clock at `now`, so that seeding and the run agree on the 5-minute buckets.
+async fn run(moto: &Moto, event: Value, now: SystemTime) -> Value {
     let clients = Clients::new(&moto.sdk_config().await);
     let config = performance_monitor::JobConfig {
         configured_mode: trimtab_lambda::Mode::Recommend,
@@ -18,7 +19,7 @@ async fn run(moto: &Moto, event: Value) -> Value {
         alarm_actions: vec![],
         table_name: None,
     };
-    performance_monitor::handle(&clients, &config, event)
+    performance_monitor::handle_at(&clients, &config, event, now)
         .await
         .expect("report")
 }
@@ -68,16 +69,15 @@ async fn a_burst_pages_a_quiet_series_does_not_and_the_second_run_writes_nothing
         .await
         .expect("stage");
 
-    // Three days (less 5 minutes) of 5-minute traffic: 1,000 requests each, 0.02% errors; checkout's last hour at 3%.
-    let now = SystemTime::now()
+    // Three days of 5-minute traffic: 1,000 requests each, 0.02% errors; checkout's last hour at 3%.
+    let clock = SystemTime::now();
+    let now = clock
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
         / 300
         * 300;
-    // The oldest 5 minutes stay empty: the run's window may start one step later than this one
-    // when the clock crosses a 5-minute boundary while seeding.
-    let steps: Vec<i64> = (1..864).map(|k| now - k * 300 + 60).collect();
+    let steps: Vec<i64> = (1..=864).map(|k| now - k * 300 + 60).collect();
     let cw = &seeder.cloudwatch;
     for name in ["checkout", "search"] {
         let dims = [("FunctionName", name)];
@@ -138,9 +138,9 @@ async fn a_burst_pages_a_quiet_series_does_not_and_the_second_run_writes_nothing
     .await
     .expect("provisioned");
 
-    let report = run(&moto, json!({"mode": "apply", "window_days": 3})).await;
+    let report = run(&moto, json!({"mode": "apply", "window_days": 3}), clock).await;
     let api = subject(&report, "api-shop-prod");
-    assert_eq!(api["evidence"]["client_errors"], 8630.0, "{api:#}");
+    assert_eq!(api["evidence"]["client_errors"], 8640.0, "{api:#}");
     assert_eq!(api["evidence"]["client_error_rate_pct"], 1.0);
     let util = report["tables"][0]["read_utilization_pct"]
         .as_f64()
@@ -201,7 +201,7 @@ async fn a_burst_pages_a_quiet_series_does_not_and_the_second_run_writes_nothing
     );
 
     // Nothing changed: nothing written.
-    let again = run(&moto, json!({"mode": "apply", "window_days": 3})).await;
+    let again = run(&moto, json!({"mode": "apply", "window_days": 3}), clock).await;
     assert_eq!(writes(&again), 0, "{:#}", again["api_calls"]);
     assert_eq!(again["alarms_unchanged"], 15);
 
@@ -212,7 +212,7 @@ async fn a_burst_pages_a_quiet_series_does_not_and_the_second_run_writes_nothing
         .send()
         .await
         .expect("delete");
-    let after = run(&moto, json!({"mode": "apply", "window_days": 3})).await;
+    let after = run(&moto, json!({"mode": "apply", "window_days": 3}), clock).await;
     assert_eq!(after["alarms_deleted"].as_array().map(Vec::len), Some(5));
     assert_eq!(after["dashboard_changed"], true);
     let alarms = cwc
@@ -232,7 +232,7 @@ async fn recommend_mode_writes_nothing_and_bad_events_are_named() {
         .create_function(&fleet::io_bound_over_provisioned("quiet"))
         .await
         .expect("function");
-    let report = run(&moto, json!({"window_days": 1})).await;
+    let report = run(&moto, json!({"window_days": 1}), SystemTime::now()).await;
     assert_eq!(writes(&report), 0);
     assert_eq!(report["alarms_put"].as_array().map(Vec::len), Some(5));
     let clients = Clients::new(&moto.sdk_config().await);

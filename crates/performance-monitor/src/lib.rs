@@ -1,5 +1,5 @@
 //! The performance monitor: SLOs for every API stage and Lambda function in scope, their error
-//! budgets and burn-rate alerts, bottlenecks ranked by their share of the burn, a health score,
+//! budgets and burn-rate alerts, bottlenecks ranked by the budget they spend, a health score,
 //! and (apply mode) a dashboard and SLO alarms kept in step with the resources.
 
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use trimtab_aws::monitoring::{self, list_api_stages};
 use trimtab_core::monitor::{Subject, dashboard_body, desired_alarms, plan_alarms};
 use trimtab_core::slo::{
     Bottleneck, BurnAlert, Counts, ErrorBudget, Objectives, Severity, burn_alerts, burn_rate,
-    default_objectives, error_budget, health_score, rank_bottlenecks,
+    default_objectives, error_budget, failure_budget, health_score, rank_bottlenecks, slow_budget,
 };
 pub use trimtab_lambda::JobError;
 use trimtab_lambda::{EventError, Mode, Trigger, parse_trigger, setting};
@@ -114,10 +114,21 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
+/// The Lambda handler.
 pub async fn handle(
     clients: &Clients,
     config: &JobConfig,
     payload: Value,
+) -> Result<Value, JobError> {
+    handle_at(clients, config, payload, SystemTime::now()).await
+}
+
+/// The handler with the clock passed in: windows end at the last 5-minute boundary before `now`.
+pub async fn handle_at(
+    clients: &Clients,
+    config: &JobConfig,
+    payload: Value,
+    now: SystemTime,
 ) -> Result<Value, JobError> {
     let trigger: Trigger<Request> = parse_trigger(payload)?;
     let mode = trigger.mode(config.configured_mode, |r| r.mode);
@@ -152,7 +163,7 @@ pub async fn handle(
         objectives,
         window_days as u32,
         &r,
-        SystemTime::now(),
+        now,
     )
     .await?;
     Ok(serde_json::to_value(report).unwrap_or(Value::Null))
@@ -382,7 +393,7 @@ pub async fn run(
     let get = |id: String, how: Fold| fold(&totals, &id, how, None);
     let mut reports = Vec::new();
     let mut found = Vec::new();
-    let mut total_bad = 0.0;
+    let mut estate_failure_budget = 0.0;
     for (i, s) in subjects.iter().enumerate() {
         let is_fn = s.namespace == "AWS/Lambda";
         let throttles = if is_fn {
@@ -422,7 +433,9 @@ pub async fn run(
             ("error_rate", error_rate <= o.error_rate_pct),
             ("availability", 100.0 - error_rate >= o.availability_pct),
         ]);
-        total_bad += window_counts.errors;
+        let failures_allowed = failure_budget(window_counts.requests, o.availability_pct);
+        let slow_allowed = slow_budget(window_counts.requests, 95.0);
+        estate_failure_budget += failures_allowed;
         // Bottleneck evidence.
         if is_fn {
             let fname = &s.dimensions[0].1;
@@ -430,7 +443,7 @@ pub async fn run(
                 found.push(bottleneck(
                     fname,
                     "throttling",
-                    throttles,
+                    (throttles, failures_allowed),
                     format!("{throttles:.0} throttled invocations in {window_days} days"),
                     "raise or set reserved concurrency; consider provisioned concurrency",
                     "rightsizing",
@@ -439,8 +452,12 @@ pub async fn run(
             let cold = get(format!("s{i}_cold"), Fold::Sum).unwrap_or(0.0)
                 + get(format!("s{i}_spill"), Fold::Sum).unwrap_or(0.0);
             let init = get(format!("s{i}_init"), Fold::Mean).unwrap_or(0.0);
-            if cold > 0.0 && init + latency.unwrap_or(0.0) > o.latency_p95_ms {
-                found.push(bottleneck(fname, "cold starts", cold,
+            // A cold start is a slow request when its init plus a typical run passes the objective.
+            let typical = get(format!("s{i}_lavg"), Fold::Mean)
+                .or(latency)
+                .unwrap_or(0.0);
+            if cold > 0.0 && init + typical > o.latency_p95_ms {
+                found.push(bottleneck(fname, "cold starts", (cold, slow_allowed),
                     format!("{cold:.0} cold starts adding {init:.0} ms each, past the {} ms objective", o.latency_p95_ms),
                     "provisioned concurrency on the alias (trimtab:alias, trimtab:latency-objective-ms)", "rightsizing"));
             }
@@ -448,9 +465,7 @@ pub async fn run(
             && lat > o.latency_p95_ms
             && int > 0.8 * get(format!("s{i}_lavg"), Fold::Max).unwrap_or(lat)
         {
-            // p95 over the objective: at least 5% of requests are slow.
-            let slow = 0.05 * window_counts.requests;
-            total_bad += slow;
+            // p95 over the objective: at least the 5% of requests it allows are slow.
             let evidence = format!(
                 "{stat} latency {lat:.0} ms over {} ms; the integration takes {int:.0} ms of it",
                 o.latency_p95_ms
@@ -458,7 +473,7 @@ pub async fn run(
             found.push(bottleneck(
                 &s.id,
                 "slow integration",
-                slow,
+                (slow_allowed, slow_allowed),
                 evidence,
                 "right-size the backing function",
                 "rightsizing",
@@ -505,14 +520,14 @@ pub async fn run(
             found.push(bottleneck(
                 t,
                 "DynamoDB throttling",
-                thr,
+                (thr, estate_failure_budget),
                 format!("{thr:.0} throttle events in {window_days} days"),
                 "let the DynamoDB job choose capacity or on-demand",
                 "dynamodb-scaling",
             ));
         }
     }
-    let bottlenecks = rank_bottlenecks(found, total_bad);
+    let bottlenecks = rank_bottlenecks(found);
     let budgets: Vec<&ErrorBudget> = reports
         .iter()
         .filter(|r| r.requests > 0.0)
@@ -628,10 +643,11 @@ fn evidence(totals: &Series, i: usize, requests: f64) -> BTreeMap<&'static str, 
     e
 }
 
+/// A bottleneck with its (bad events, events its budget allows).
 fn bottleneck(
     resource: &str,
     kind: &str,
-    bad: f64,
+    (bad, allowed): (f64, f64),
     evidence: String,
     action: &str,
     job: &str,
@@ -640,7 +656,8 @@ fn bottleneck(
         resource: resource.to_owned(),
         kind: kind.to_owned(),
         bad_events: bad,
-        share_pct: 0.0,
+        budget_events: allowed,
+        budget_pct: 0.0,
         evidence,
         action: action.to_owned(),
         job: job.to_owned(),

@@ -1,5 +1,6 @@
 //! Service level objectives: error budgets over a rolling 30 days, multi-window multi-burn-rate
-//! alerts, bottlenecks ranked by their share of the burn, and a health score.
+//! alerts, bottlenecks ranked by how much of their objective's budget they spend, and a health
+//! score.
 //!
 //! **Burn-rate alerts** follow the Google SRE workbook ("Alerting on SLOs", table 5-8) for a
 //! 30-day budget. The burn rate of a window is its bad-event ratio over the budget ratio
@@ -200,27 +201,46 @@ pub fn health_score(budgets: &[&ErrorBudget]) -> f64 {
 pub struct Bottleneck {
     pub resource: String,
     pub kind: String,
-    /// Bad events (or slow requests) it explains over the window.
+    /// Bad events (failed or slow requests) it explains over the window.
     pub bad_events: f64,
-    /// Its share of the burn, percent.
-    pub share_pct: f64,
+    /// The bad events its objective allows over the window: the error budget for failures, or
+    /// the requests a p95 latency objective lets be slow (5%).
+    pub budget_events: f64,
+    /// How much of that budget it spends, percent: 100 means that alone it spends all of it.
+    pub budget_pct: f64,
     pub evidence: String,
     pub action: String,
     /// The Trimtab job that acts on it.
     pub job: String,
 }
 
-/// Ranks candidate causes by the bad events each explains; shares are of `total_bad`.
-pub fn rank_bottlenecks(mut found: Vec<Bottleneck>, total_bad: f64) -> Vec<Bottleneck> {
+/// The requests a latency objective on percentile `p` (95 for p95) lets be slower than it.
+pub fn slow_budget(requests: f64, percentile: f64) -> f64 {
+    requests * (1.0 - percentile / 100.0).max(0.0)
+}
+
+/// The failed requests an availability objective allows.
+pub fn failure_budget(requests: f64, availability_pct: f64) -> f64 {
+    requests * (1.0 - availability_pct / 100.0).max(0.0)
+}
+
+/// Ranks candidate causes by how much of their objective's budget each spends: a cause that
+/// spends a larger part of its own budget burns its SLO faster, whatever the traffic.
+pub fn rank_bottlenecks(mut found: Vec<Bottleneck>) -> Vec<Bottleneck> {
     for b in &mut found {
-        b.share_pct = if total_bad > 0.0 {
-            round2((100.0 * b.bad_events / total_bad).min(100.0))
+        // Without a budget (no traffic to measure it on) any bad event spends all of it.
+        b.budget_pct = if b.budget_events > 0.0 {
+            round2(100.0 * b.bad_events / b.budget_events)
         } else {
-            0.0
+            100.0
         };
     }
     found.retain(|b| b.bad_events > 0.0);
-    found.sort_by(|a, b| b.bad_events.total_cmp(&a.bad_events));
+    found.sort_by(|a, b| {
+        b.budget_pct
+            .total_cmp(&a.budget_pct)
+            .then(b.bad_events.total_cmp(&a.bad_events))
+    });
     found
 }
 
@@ -315,21 +335,31 @@ mod tests {
     }
 
     #[test]
-    fn bottlenecks_rank_by_what_they_explain() {
-        let mk = |r: &str, bad: f64| Bottleneck {
+    fn bottlenecks_rank_by_the_share_of_their_budget_they_spend() {
+        let mk = |r: &str, bad: f64, budget: f64| Bottleneck {
             resource: r.into(),
             kind: "throttling".into(),
             bad_events: bad,
-            share_pct: 0.0,
+            budget_events: budget,
+            budget_pct: 0.0,
             evidence: String::new(),
             action: String::new(),
             job: "rightsizing".into(),
         };
-        let ranked = rank_bottlenecks(vec![mk("a", 10.0), mk("b", 30.0), mk("c", 0.0)], 40.0);
+        // 1M requests at 99.9%: 1,000 failures allowed; 2% cold starts against a p95 objective
+        // spend 40% of the 5% that may be slow.
+        assert_eq!(failure_budget(1.0e6, 99.9).round(), 1000.0);
+        assert_eq!(slow_budget(1.0e6, 95.0).round(), 50_000.0);
+        let ranked = rank_bottlenecks(vec![
+            mk("cold", 20_000.0, slow_budget(1.0e6, 95.0)),
+            mk("throttled", 600.0, failure_budget(1.0e6, 99.9)),
+            mk("quiet", 0.0, 10.0),
+        ]);
         assert_eq!(ranked.len(), 2);
         assert_eq!(
-            (ranked[0].resource.as_str(), ranked[0].share_pct),
-            ("b", 75.0)
+            (ranked[0].resource.as_str(), ranked[0].budget_pct),
+            ("throttled", 60.0)
         );
+        assert_eq!(ranked[1].budget_pct, 40.0);
     }
 }

@@ -178,10 +178,10 @@ fn render_performance(r: &Value) -> anyhow::Result<String> {
     for b in items(r, "bottlenecks") {
         writeln!(
             out,
-            "Bottleneck {} ({}): {:.1}% of the burn; {}. Action: {} [{}].",
+            "Bottleneck {} ({}): spends {:.1}% of its budget; {}. Action: {} [{}].",
             text(b, "resource"),
             text(b, "kind"),
-            num(b, "share_pct").unwrap_or(0.0),
+            num(b, "budget_pct").unwrap_or(0.0),
             text(b, "evidence"),
             text(b, "action"),
             text(b, "job")
@@ -447,7 +447,7 @@ mod tests {
                 "latency_p95_ms": 120.0, "latency_statistic": "p95",
                 "error_budget": {"remaining_pct": 42.0}, "burn_rates": {"1h": 30.0},
                 "alerts": [{"severity": "page", "rule": "60m/5m >= 14.4"}]}],
-            "bottlenecks": [{"resource": "orders", "kind": "DynamoDB throttling", "share_pct": 60.0,
+            "bottlenecks": [{"resource": "orders", "kind": "DynamoDB throttling", "budget_pct": 60.0,
                 "evidence": "900 throttle events", "action": "let the DynamoDB job choose", "job": "dynamodb-scaling"}],
             "dashboard": "trimtab-prod", "dashboard_changed": false, "alarms_put": [], "alarms_deleted": [],
             "alarms_unchanged": 5
@@ -456,6 +456,7 @@ mod tests {
         assert!(out.contains("page (60m/5m >= 14.4)"), "{out}");
         assert!(out.contains("Health 42.0/100 (1 paging"), "{out}");
         assert!(out.contains("[dynamodb-scaling]"), "{out}");
+        assert!(out.contains("spends 60.0% of its budget"), "{out}");
         assert!(
             out.contains("(in step); alarms: 0 written, 0 deleted, 5 unchanged"),
             "{out}"
