@@ -658,6 +658,7 @@ fn bottleneck(
         bad_events: bad,
         budget_events: allowed,
         budget_pct: 0.0,
+        measurable: false,
         evidence,
         action: action.to_owned(),
         job: job.to_owned(),

@@ -208,6 +208,11 @@ pub struct Bottleneck {
     pub budget_events: f64,
     /// How much of that budget it spends, percent: 100 means that alone it spends all of it.
     pub budget_pct: f64,
+    /// Whether the traffic was enough for the objective to allow at least one bad event over the
+    /// window. Below that a single slow or failed request is already hundreds of percent of the
+    /// budget, so the share says more about the traffic than about the cause.
+    #[serde(default)]
+    pub measurable: bool,
     pub evidence: String,
     pub action: String,
     /// The Trimtab job that acts on it.
@@ -225,9 +230,13 @@ pub fn failure_budget(requests: f64, availability_pct: f64) -> f64 {
 }
 
 /// Ranks candidate causes by how much of their objective's budget each spends: a cause that
-/// spends a larger part of its own budget burns its SLO faster, whatever the traffic.
+/// spends a larger part of its own budget burns its SLO faster, whatever the traffic. Causes on
+/// subjects with too little traffic for their objective to allow one bad event over the window
+/// (fewer than 20 requests for a p95, 1,000 for 99.9%) come after all the measurable ones: their
+/// share is real but rests on a handful of requests, the SRE workbook's low-traffic case.
 pub fn rank_bottlenecks(mut found: Vec<Bottleneck>) -> Vec<Bottleneck> {
     for b in &mut found {
+        b.measurable = b.budget_events >= 1.0;
         // Without a budget (no traffic to measure it on) any bad event spends all of it.
         b.budget_pct = if b.budget_events > 0.0 {
             round2(100.0 * b.bad_events / b.budget_events)
@@ -237,8 +246,9 @@ pub fn rank_bottlenecks(mut found: Vec<Bottleneck>) -> Vec<Bottleneck> {
     }
     found.retain(|b| b.bad_events > 0.0);
     found.sort_by(|a, b| {
-        b.budget_pct
-            .total_cmp(&a.budget_pct)
+        b.measurable
+            .cmp(&a.measurable)
+            .then(b.budget_pct.total_cmp(&a.budget_pct))
             .then(b.bad_events.total_cmp(&a.bad_events))
     });
     found
@@ -342,6 +352,7 @@ mod tests {
             bad_events: bad,
             budget_events: budget,
             budget_pct: 0.0,
+            measurable: false,
             evidence: String::new(),
             action: String::new(),
             job: "rightsizing".into(),
@@ -354,12 +365,20 @@ mod tests {
             mk("cold", 20_000.0, slow_budget(1.0e6, 95.0)),
             mk("throttled", 600.0, failure_budget(1.0e6, 99.9)),
             mk("quiet", 0.0, 10.0),
+            // 9 cold starts on a function called 9 times: 2,000% of a 0.45-request budget.
+            mk("rare", 9.0, slow_budget(9.0, 95.0)),
         ]);
-        assert_eq!(ranked.len(), 2);
+        assert_eq!(ranked.len(), 3);
         assert_eq!(
             (ranked[0].resource.as_str(), ranked[0].budget_pct),
             ("throttled", 60.0)
         );
         assert_eq!(ranked[1].budget_pct, 40.0);
+        assert!(ranked[0].measurable && ranked[1].measurable);
+        assert_eq!(
+            (ranked[2].resource.as_str(), ranked[2].budget_pct),
+            ("rare", 2000.0)
+        );
+        assert!(!ranked[2].measurable);
     }
 }

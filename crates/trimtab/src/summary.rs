@@ -176,12 +176,22 @@ fn render_performance(r: &Value) -> anyhow::Result<String> {
         num(r, "tickets").unwrap_or(0.0)
     )?;
     for b in items(r, "bottlenecks") {
+        let share = if b["measurable"] == false {
+            format!(
+                "low traffic, its objective allows {:.2} bad events in the window",
+                num(b, "budget_events").unwrap_or(0.0)
+            )
+        } else {
+            format!(
+                "spends {:.1}% of its budget",
+                num(b, "budget_pct").unwrap_or(0.0)
+            )
+        };
         writeln!(
             out,
-            "Bottleneck {} ({}): spends {:.1}% of its budget; {}. Action: {} [{}].",
+            "Bottleneck {} ({}): {share}; {}. Action: {} [{}].",
             text(b, "resource"),
             text(b, "kind"),
-            num(b, "budget_pct").unwrap_or(0.0),
             text(b, "evidence"),
             text(b, "action"),
             text(b, "job")
@@ -448,7 +458,10 @@ mod tests {
                 "error_budget": {"remaining_pct": 42.0}, "burn_rates": {"1h": 30.0},
                 "alerts": [{"severity": "page", "rule": "60m/5m >= 14.4"}]}],
             "bottlenecks": [{"resource": "orders", "kind": "DynamoDB throttling", "budget_pct": 60.0,
-                "evidence": "900 throttle events", "action": "let the DynamoDB job choose", "job": "dynamodb-scaling"}],
+                "measurable": true,
+                "evidence": "900 throttle events", "action": "let the DynamoDB job choose", "job": "dynamodb-scaling"},
+                {"resource": "nightly", "kind": "cold starts", "budget_pct": 2000.0, "budget_events": 0.45,
+                "measurable": false, "evidence": "9 cold starts", "action": "provisioned concurrency", "job": "rightsizing"}],
             "dashboard": "trimtab-prod", "dashboard_changed": false, "alarms_put": [], "alarms_deleted": [],
             "alarms_unchanged": 5
         });
@@ -457,6 +470,11 @@ mod tests {
         assert!(out.contains("Health 42.0/100 (1 paging"), "{out}");
         assert!(out.contains("[dynamodb-scaling]"), "{out}");
         assert!(out.contains("spends 60.0% of its budget"), "{out}");
+        assert!(
+            out.contains("(cold starts): low traffic, its objective allows 0.45 bad events"),
+            "{out}"
+        );
+        assert!(!out.contains("2000.0%"), "{out}");
         assert!(
             out.contains("(in step); alarms: 0 written, 0 deleted, 5 unchanged"),
             "{out}"
