@@ -518,8 +518,6 @@ struct Candidate {
     usd: f64,
     /// Throttled units of the same policy without its schedule.
     unscheduled_throttled_units: Option<f64>,
-    /// Capacity the replay started from.
-    initial: f64,
 }
 
 /// One dimension priced every way: (cost, throttled units) over the trace.
@@ -720,7 +718,9 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
     let rates = sorted_rates(t.demand);
     let peak = rates.last().copied().unwrap_or(0.0);
     let first_rate = t.demand.first().map_or(1.0, |d| d / 60.0);
-    let run_on = |platform: Platform, policy: &Policy, initial: f64| -> Candidate {
+    // Every replay starts where target tracking would hold the first minute's rate.
+    let run_on = |platform: Platform, policy: &Policy| -> Candidate {
+        let initial = (first_rate / (policy.target_pct / 100.0)).ceil();
         let result = simulate(t.demand, t.start_epoch_min, initial, policy, platform, None);
         let usd = prices.provisioned_usd(t.dimension, result.provisioned_unit_hours);
         Candidate {
@@ -728,10 +728,9 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
             result,
             usd,
             unscheduled_throttled_units: None,
-            initial,
         }
     };
-    let run = |policy: &Policy, initial: f64| run_on(o.platform, policy, initial);
+    let run = |policy: &Policy| run_on(o.platform, policy);
     let current = match &t.setup {
         Setup::OnDemand => (on_demand, 0.0),
         Setup::Provisioned { capacity, policy } => {
@@ -741,12 +740,23 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
                 max_capacity: *capacity,
                 schedule: vec![],
             };
-            let c = run(policy.as_ref().unwrap_or(&fixed), *capacity);
-            (c.usd, c.result.throttled_units)
+            // The current setup starts from the capacity the table has now.
+            let policy = policy.as_ref().unwrap_or(&fixed);
+            let r = simulate(
+                t.demand,
+                t.start_epoch_min,
+                *capacity,
+                policy,
+                o.platform,
+                None,
+            );
+            (
+                prices.provisioned_usd(t.dimension, r.provisioned_unit_hours),
+                r.throttled_units,
+            )
         }
     };
-    let seeds_initial = 5.0_f64.max(first_rate / 0.7);
-    let seeds = run(&seeds_policy(), seeds_initial);
+    let seeds = run(&seeds_policy());
     // Never more throttling than the budget, nor than the seeds' fixed policy would have had
     // (give or take 0.001% of demand): a cheaper setting must not buy its saving with errors.
     let budget = (o.throttle_budget * total).min(seeds.result.throttled_units.max(1.0e-5 * total));
@@ -754,7 +764,7 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
         .stress
         .iter()
         .map(|&p| {
-            run_on(p, &seeds_policy(), seeds_initial)
+            run_on(p, &seeds_policy())
                 .result
                 .throttled_units
                 .max(1.0e-5 * total)
@@ -766,17 +776,21 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
         let max = ((peak / (target / 100.0)) * 1.5)
             .ceil()
             .clamp(1.0, o.max_capacity_limit);
+        // The lowest minimum, the seeds' (a floor that also shortens the climb out of a quiet
+        // night), and one that covers the quietest 5% of minutes.
         let floor_min = (quantile(&rates, 0.05) / (target / 100.0)).ceil().max(1.0);
+        let mut mins = vec![1.0, seeds_policy().min_capacity, floor_min];
+        mins.sort_by(f64::total_cmp);
+        mins.dedup();
         let mut out = Vec::new();
-        for min in [1.0, floor_min] {
+        for min in mins {
             let policy = Policy {
                 target_pct: target,
                 min_capacity: min,
                 max_capacity: max.max(min),
                 schedule: vec![],
             };
-            let initial = (first_rate / (target / 100.0)).ceil().max(min);
-            let mut c = run(&policy, initial);
+            let mut c = run(&policy);
             if c.result.throttled_units > budget {
                 // A daily shape may be served by raising the minimum ahead of the peak.
                 let schedule = daily_schedule(
@@ -790,7 +804,7 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
                     continue;
                 }
                 let without = c.result.throttled_units;
-                c = run(&Policy { schedule, ..policy }, initial);
+                c = run(&Policy { schedule, ..policy });
                 if c.result.throttled_units > budget {
                     continue;
                 }
@@ -805,7 +819,7 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
         o.stress
             .iter()
             .zip(&stressed_seeds)
-            .all(|(&p, &allowed)| run_on(p, &c.policy, c.initial).result.throttled_units <= allowed)
+            .all(|(&p, &allowed)| run_on(p, &c.policy).result.throttled_units <= allowed)
     };
     let cheapest = |mut cs: Vec<Candidate>| {
         cs.sort_by(|a, b| a.usd.total_cmp(&b.usd));

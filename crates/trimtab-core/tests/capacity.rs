@@ -274,3 +274,54 @@ fn the_choice_does_not_lean_on_burst_capacity_to_beat_the_seeds() {
         }
     }
 }
+
+/// Multiplies `demand` by short bursts (1.5x to 5.5x for 1 to 15 minutes, about two a day).
+fn with_bursts(mut demand: Vec<f64>, seed: u64) -> Vec<f64> {
+    let mut n = Noise(seed);
+    let mut left = 0;
+    let mut factor = 1.0;
+    for v in &mut demand {
+        if left == 0 && n.unit() < 0.0015 {
+            left = 1 + (n.unit() * 15.0) as usize;
+            factor = 1.5 + 4.0 * n.unit();
+        }
+        if left > 0 {
+            left -= 1;
+            *v *= factor;
+        }
+    }
+    demand
+}
+
+#[test]
+fn where_the_seeds_policy_keeps_within_budget_the_choice_never_costs_more() {
+    // Quiet nights and a busy day 5 to 20 times the night, with bursts, at several noise draws.
+    for (i, (base, peak)) in [
+        (2.0, 40.0),
+        (5.0, 30.0),
+        (20.0, 400.0),
+        (1.0, 20.0),
+        (60.0, 300.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for seed in 1..=4 {
+            let demand = with_bursts(diurnal(14, base, peak, 31 * i as u64 + seed), seed);
+            let a = advise(&demand, Setup::OnDemand);
+            let total = demand.iter().sum::<f64>() * 730.0 * 60.0 / demand.len() as f64;
+            if a.seeds_policy_throttled_requests > 0.001 * total {
+                continue;
+            }
+            assert!(
+                a.projected_monthly_cost_usd <= a.seeds_policy_monthly_cost_usd,
+                "{base}/{peak} seed {seed}: {a:#?}"
+            );
+            assert!(
+                a.projected_throttled_requests
+                    <= a.seeds_policy_throttled_requests.max(1.0e-5 * total),
+                "{base}/{peak} seed {seed}: {a:#?}"
+            );
+        }
+    }
+}
