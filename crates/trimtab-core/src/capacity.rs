@@ -718,9 +718,7 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
     let rates = sorted_rates(t.demand);
     let peak = rates.last().copied().unwrap_or(0.0);
     let first_rate = t.demand.first().map_or(1.0, |d| d / 60.0);
-    // Every replay starts where target tracking would hold the first minute's rate.
-    let run_on = |platform: Platform, policy: &Policy| -> Candidate {
-        let initial = (first_rate / (policy.target_pct / 100.0)).ceil();
+    let replay = |platform: Platform, policy: &Policy, initial: f64| -> Candidate {
         let result = simulate(t.demand, t.start_epoch_min, initial, policy, platform, None);
         let usd = prices.provisioned_usd(t.dimension, result.provisioned_unit_hours);
         Candidate {
@@ -729,6 +727,14 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
             usd,
             unscheduled_throttled_units: None,
         }
+    };
+    // Every candidate's replay starts where target tracking would hold the first minute's rate.
+    let run_on = |platform: Platform, policy: &Policy| {
+        replay(
+            platform,
+            policy,
+            (first_rate / (policy.target_pct / 100.0)).ceil(),
+        )
     };
     let run = |policy: &Policy| run_on(o.platform, policy);
     let current = match &t.setup {
@@ -741,19 +747,8 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
                 schedule: vec![],
             };
             // The current setup starts from the capacity the table has now.
-            let policy = policy.as_ref().unwrap_or(&fixed);
-            let r = simulate(
-                t.demand,
-                t.start_epoch_min,
-                *capacity,
-                policy,
-                o.platform,
-                None,
-            );
-            (
-                prices.provisioned_usd(t.dimension, r.provisioned_unit_hours),
-                r.throttled_units,
-            )
+            let c = replay(o.platform, policy.as_ref().unwrap_or(&fixed), *capacity);
+            (c.usd, c.result.throttled_units)
         }
     };
     let seeds = run(&seeds_policy());

@@ -53,6 +53,11 @@ fn spiky(days: usize, seed: u64) -> Vec<f64> {
     out
 }
 
+/// Units `demand` would make in a month (730 hours) at its mean rate.
+fn monthly(demand: &[f64]) -> f64 {
+    demand.iter().sum::<f64>() * 730.0 * 60.0 / demand.len() as f64
+}
+
 fn advise(demand: &[f64], setup: Setup) -> trimtab_core::capacity::DimensionAdvice {
     let trace = Trace {
         dimension: Dimension::Write,
@@ -85,7 +90,7 @@ fn a_busy_diurnal_table_is_provisioned_cheaper_than_the_seeds_policy_without_mor
     assert!(
         a.projected_throttled_requests
             <= a.seeds_policy_throttled_requests
-                .max(0.001 * demand.iter().sum::<f64>() * 730.0 * 60.0 / demand.len() as f64),
+                .max(0.001 * monthly(&demand)),
         "{a:#?}"
     );
     assert!(a.projected_monthly_cost_usd < a.on_demand_monthly_cost_usd);
@@ -309,7 +314,7 @@ fn where_the_seeds_policy_keeps_within_budget_the_choice_never_costs_more() {
         for seed in 1..=4 {
             let demand = with_bursts(diurnal(14, base, peak, 31 * i as u64 + seed), seed);
             let a = advise(&demand, Setup::OnDemand);
-            let total = demand.iter().sum::<f64>() * 730.0 * 60.0 / demand.len() as f64;
+            let total = monthly(&demand);
             if a.seeds_policy_throttled_requests > 0.001 * total {
                 continue;
             }
