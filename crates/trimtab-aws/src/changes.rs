@@ -1,33 +1,63 @@
-//! The writes right-sizing may make: function memory and timeout, and provisioned concurrency
-//! through Application Auto Scaling. Only ever called in apply mode, after the guards and after
-//! the decision record is written.
+//! The writes apply mode makes, and the live reads that settle them: function memory and timeout
+//! (conditional on the `RevisionId` read just before), the wait for Lambda's asynchronous update,
+//! and provisioned concurrency on an alias with its Application Auto Scaling target, policy and
+//! scheduled actions. Only ever called in apply mode, after the guards and after the record is
+//! written; docs/aws-behaviour.md lists the AWS behaviours these rely on.
+
+use std::time::Duration;
 
 use aws_sdk_applicationautoscaling::types::{
     MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ScalableTargetAction,
     ServiceNamespace, TargetTrackingScalingPolicyConfiguration,
 };
+use aws_sdk_lambda::client::Waiters;
+use aws_sdk_lambda::types::{LastUpdateStatus, ProvisionedConcurrencyStatusEnum};
+use aws_smithy_runtime_api::client::waiters::error::WaiterError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use trimtab_core::actuation::{AllocationStatus, LiveFunction, ProvisionedLive, UpdateStatus};
 use trimtab_core::apply::FunctionSettings;
 use trimtab_core::concurrency::ProvisionedAdvice;
 
-use crate::{AwsError, Clients};
+use crate::{AwsError, Clients, ErrorKind};
 
-/// Live configuration of one function.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveConfig {
-    pub settings: FunctionSettings,
-    pub last_update_status: Option<String>,
+/// Name of the target-tracking policy Trimtab puts on an alias.
+pub const PROVISIONED_POLICY: &str = "trimtab-provisioned-utilization";
+
+fn to_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
 }
 
-pub async fn get_configuration(c: &Clients, function: &str) -> Result<LiveConfig, AwsError> {
-    c.record("lambda:GetFunctionConfiguration");
-    let out = c
+/// Reads a function's configuration now: settings, `LastUpdateStatus`, `RevisionId`.
+/// `Ok(None)` when the function does not exist (any more).
+pub async fn read_function(c: &Clients, function: &str) -> Result<Option<LiveFunction>, AwsError> {
+    let out = match c
         .lambda
         .get_function_configuration()
         .function_name(function)
         .send()
         .await
-        .map_err(|e| AwsError::new("lambda:GetFunctionConfiguration", function, e))?;
-    Ok(LiveConfig {
+    {
+        Ok(out) => out,
+        Err(e) => {
+            let e = AwsError::new("lambda:GetFunctionConfiguration", function, e);
+            return if e.is(ErrorKind::NotFound) {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+    };
+    let update = match out.last_update_status() {
+        Some(LastUpdateStatus::Successful) => UpdateStatus::Successful,
+        Some(LastUpdateStatus::InProgress) => UpdateStatus::InProgress,
+        Some(LastUpdateStatus::Failed) => UpdateStatus::Failed(
+            out.last_update_status_reason()
+                .unwrap_or("no reason given")
+                .to_owned(),
+        ),
+        _ => UpdateStatus::Unknown,
+    };
+    Ok(Some(LiveFunction {
         settings: FunctionSettings {
             memory_mb: out
                 .memory_size()
@@ -38,30 +68,76 @@ pub async fn get_configuration(c: &Clients, function: &str) -> Result<LiveConfig
                 .and_then(|t| u32::try_from(t).ok())
                 .unwrap_or(3),
         },
-        last_update_status: out.last_update_status().map(|s| s.as_str().to_owned()),
-    })
+        update,
+        revision_id: out.revision_id().map(ToOwned::to_owned),
+    }))
 }
 
-pub async fn set_configuration(
+/// Starts an update of memory and timeout, only if the function is still at `revision_id`
+/// (412 `PreconditionFailedException` otherwise). Lambda applies it asynchronously: see
+/// [`wait_for_update`].
+pub async fn update_function(
     c: &Clients,
     function: &str,
     to: FunctionSettings,
+    revision_id: Option<&str>,
 ) -> Result<(), AwsError> {
-    c.record("lambda:UpdateFunctionConfiguration");
     c.lambda
         .update_function_configuration()
         .function_name(function)
-        .memory_size(i32::try_from(to.memory_mb).unwrap_or(i32::MAX))
-        .timeout(i32::try_from(to.timeout_s).unwrap_or(i32::MAX))
+        .memory_size(to_i32(to.memory_mb))
+        .timeout(to_i32(to.timeout_s))
+        .set_revision_id(revision_id.map(ToOwned::to_owned))
         .send()
         .await
         .map_err(|e| AwsError::new("lambda:UpdateFunctionConfiguration", function, e))?;
     Ok(())
 }
 
+/// Waits (the SDK's `FunctionUpdatedV2` waiter: `GetFunction` with backoff from 1 s) until the
+/// function's last update is no longer in progress, or `max_wait` has passed. The caller reads
+/// the outcome afresh with [`read_function`]: the `RevisionId` can change again when the update
+/// completes.
+pub async fn wait_for_update(
+    c: &Clients,
+    function: &str,
+    max_wait: Duration,
+) -> Result<(), AwsError> {
+    let waited = c
+        .lambda
+        .wait_until_function_updated_v2()
+        .function_name(function)
+        .wait(max_wait)
+        .await;
+    match waited {
+        Ok(_) | Err(WaiterError::FailureState(_)) | Err(WaiterError::ExceededMaxWait(_)) => Ok(()),
+        Err(e) => Err(waiter_error("lambda:GetFunction", function, &e)),
+    }
+}
+
+fn waiter_error<O, E: ProvideErrorMetadata>(
+    operation: &'static str,
+    resource: &str,
+    e: &WaiterError<O, E>,
+) -> AwsError {
+    let code = e.code().map(ToOwned::to_owned);
+    AwsError {
+        operation,
+        resource: resource.to_owned(),
+        message: match (e.code(), e.message()) {
+            (Some(code), Some(m)) => format!("{code}: {m}"),
+            _ => e.to_string(),
+        },
+        kind: match code.as_deref() {
+            Some(c) => crate::classify(Some(c), None),
+            None => ErrorKind::NoAnswer,
+        },
+        code,
+    }
+}
+
 /// Reserved concurrency, `None` when the function has none.
 pub async fn reserved_concurrency(c: &Clients, function: &str) -> Result<Option<u32>, AwsError> {
-    c.record("lambda:GetFunctionConcurrency");
     let out = c
         .lambda
         .get_function_concurrency()
@@ -74,117 +150,269 @@ pub async fn reserved_concurrency(c: &Clients, function: &str) -> Result<Option<
         .and_then(|n| u32::try_from(n).ok()))
 }
 
-/// Provisions concurrency on `function:alias` and hands it to Application Auto Scaling: the
-/// minimum is provisioned now, a scalable target holds the range, a target-tracking policy on
-/// `LambdaProvisionedConcurrencyUtilization` moves within it, and business-hours scheduled
-/// actions move the range where the load is periodic.
-pub async fn provision(
+/// The Application Auto Scaling resource id of an alias.
+pub fn alias_resource_id(function: &str, alias: &str) -> String {
+    format!("function:{function}:{alias}")
+}
+
+/// What the alias carries now: its provisioned-concurrency configuration, the scalable target,
+/// and Trimtab's target-tracking policy.
+pub async fn provisioned_live(
+    c: &Clients,
+    function: &str,
+    alias: &str,
+) -> Result<ProvisionedLive, AwsError> {
+    let qualified = format!("{function}:{alias}");
+    let config = match c
+        .lambda
+        .get_provisioned_concurrency_config()
+        .function_name(function)
+        .qualifier(alias)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let status = match out.status() {
+                Some(ProvisionedConcurrencyStatusEnum::Ready) => AllocationStatus::Ready,
+                Some(ProvisionedConcurrencyStatusEnum::Failed) => AllocationStatus::Failed,
+                _ => AllocationStatus::InProgress,
+            };
+            let requested = out
+                .requested_provisioned_concurrent_executions()
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0);
+            Some((requested, status))
+        }
+        Err(e) => {
+            let e = AwsError::new("lambda:GetProvisionedConcurrencyConfig", &qualified, e);
+            if !e.is(ErrorKind::NotFound) {
+                return Err(e);
+            }
+            None
+        }
+    };
+    let resource_id = alias_resource_id(function, alias);
+    let targets = c
+        .autoscaling
+        .describe_scalable_targets()
+        .service_namespace(ServiceNamespace::Lambda)
+        .resource_ids(&resource_id)
+        .scalable_dimension(ScalableDimension::LambdaFunctionProvisionedConcurrency)
+        .send()
+        .await
+        .map_err(|e| {
+            AwsError::new(
+                "application-autoscaling:DescribeScalableTargets",
+                &resource_id,
+                e,
+            )
+        })?;
+    let target = targets.scalable_targets().first().map(|t| {
+        (
+            u32::try_from(t.min_capacity()).unwrap_or(0),
+            u32::try_from(t.max_capacity()).unwrap_or(0),
+        )
+    });
+    let policies = c
+        .autoscaling
+        .describe_scaling_policies()
+        .service_namespace(ServiceNamespace::Lambda)
+        .resource_id(&resource_id)
+        .scalable_dimension(ScalableDimension::LambdaFunctionProvisionedConcurrency)
+        .policy_names(PROVISIONED_POLICY)
+        .send()
+        .await
+        .map_err(|e| {
+            AwsError::new(
+                "application-autoscaling:DescribeScalingPolicies",
+                &resource_id,
+                e,
+            )
+        })?;
+    let policy_target = policies
+        .scaling_policies()
+        .iter()
+        .find(|p| p.policy_name() == PROVISIONED_POLICY)
+        .and_then(|p| p.target_tracking_scaling_policy_configuration())
+        .map(|t| t.target_value());
+    Ok(ProvisionedLive {
+        config,
+        target,
+        policy_target,
+    })
+}
+
+/// One call of a provisioned-concurrency change, in the order they are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvisionStep {
+    /// `PutProvisionedConcurrencyConfig` at the minimum.
+    Config,
+    /// `RegisterScalableTarget` with the range.
+    Target,
+    /// `PutScalingPolicy`: target tracking on `LambdaProvisionedConcurrencyUtilization`.
+    Policy,
+    /// `PutScheduledAction` number `n` of the advice's schedule.
+    Schedule(usize),
+}
+
+impl ProvisionStep {
+    /// Every step of `advice`, in order.
+    pub fn all(advice: &ProvisionedAdvice) -> Vec<Self> {
+        let mut steps = vec![Self::Config, Self::Target, Self::Policy];
+        steps.extend((0..advice.schedule.len()).map(Self::Schedule));
+        steps
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Self::Config => "lambda:PutProvisionedConcurrencyConfig".to_owned(),
+            Self::Target => "application-autoscaling:RegisterScalableTarget".to_owned(),
+            Self::Policy => "application-autoscaling:PutScalingPolicy".to_owned(),
+            Self::Schedule(n) => format!("application-autoscaling:PutScheduledAction #{n}"),
+        }
+    }
+}
+
+/// Makes one step of provisioning `advice` on `function:alias`.
+pub async fn provision_step(
     c: &Clients,
     function: &str,
     alias: &str,
     advice: &ProvisionedAdvice,
+    step: ProvisionStep,
 ) -> Result<(), AwsError> {
-    let qualified = format!("{function}:{alias}");
-    c.record("lambda:PutProvisionedConcurrencyConfig");
-    c.lambda
-        .put_provisioned_concurrency_config()
-        .function_name(function)
-        .qualifier(alias)
-        .provisioned_concurrent_executions(i32::try_from(advice.min_capacity).unwrap_or(i32::MAX))
-        .send()
-        .await
-        .map_err(|e| AwsError::new("lambda:PutProvisionedConcurrencyConfig", &qualified, e))?;
-
-    let resource_id = format!("function:{qualified}");
-    let op = "application-autoscaling:RegisterScalableTarget";
-    c.record(op);
-    c.autoscaling
-        .register_scalable_target()
-        .service_namespace(ServiceNamespace::Lambda)
-        .resource_id(&resource_id)
-        .scalable_dimension(ScalableDimension::LambdaFunctionProvisionedConcurrency)
-        .min_capacity(i32::try_from(advice.min_capacity).unwrap_or(i32::MAX))
-        .max_capacity(i32::try_from(advice.max_capacity).unwrap_or(i32::MAX))
-        .send()
-        .await
-        .map_err(|e| AwsError::new(op, &resource_id, e))?;
-
-    let op = "application-autoscaling:PutScalingPolicy";
-    c.record(op);
-    let tracking = TargetTrackingScalingPolicyConfiguration::builder()
-        .target_value(advice.target_utilization)
-        .predefined_metric_specification(
-            PredefinedMetricSpecification::builder()
-                .predefined_metric_type(MetricType::LambdaProvisionedConcurrencyUtilization)
+    let resource_id = alias_resource_id(function, alias);
+    let dimension = ScalableDimension::LambdaFunctionProvisionedConcurrency;
+    match step {
+        ProvisionStep::Config => {
+            c.lambda
+                .put_provisioned_concurrency_config()
+                .function_name(function)
+                .qualifier(alias)
+                .provisioned_concurrent_executions(to_i32(advice.min_capacity))
+                .send()
+                .await
+                .map_err(|e| {
+                    AwsError::new(
+                        "lambda:PutProvisionedConcurrencyConfig",
+                        format!("{function}:{alias}"),
+                        e,
+                    )
+                })?;
+        }
+        ProvisionStep::Target => {
+            c.autoscaling
+                .register_scalable_target()
+                .service_namespace(ServiceNamespace::Lambda)
+                .resource_id(&resource_id)
+                .scalable_dimension(dimension)
+                .min_capacity(to_i32(advice.min_capacity))
+                .max_capacity(to_i32(advice.max_capacity))
+                .send()
+                .await
+                .map_err(|e| {
+                    AwsError::new(
+                        "application-autoscaling:RegisterScalableTarget",
+                        &resource_id,
+                        e,
+                    )
+                })?;
+        }
+        ProvisionStep::Policy => {
+            let op = "application-autoscaling:PutScalingPolicy";
+            let build = |e: aws_sdk_applicationautoscaling::error::BuildError| {
+                AwsError::invalid(op, &resource_id, e.to_string())
+            };
+            let tracking = TargetTrackingScalingPolicyConfiguration::builder()
+                .target_value(advice.target_utilization)
+                .predefined_metric_specification(
+                    PredefinedMetricSpecification::builder()
+                        .predefined_metric_type(MetricType::LambdaProvisionedConcurrencyUtilization)
+                        .build()
+                        .map_err(build)?,
+                )
                 .build()
-                .map_err(|e| AwsError {
-                    operation: op,
-                    resource: resource_id.clone(),
-                    message: e.to_string(),
-                })?,
-        )
-        .build()
-        .map_err(|e| AwsError {
-            operation: op,
-            resource: resource_id.clone(),
-            message: e.to_string(),
-        })?;
-    c.autoscaling
-        .put_scaling_policy()
-        .policy_name("trimtab-provisioned-utilization")
-        .service_namespace(ServiceNamespace::Lambda)
-        .resource_id(&resource_id)
-        .scalable_dimension(ScalableDimension::LambdaFunctionProvisionedConcurrency)
-        .policy_type(PolicyType::TargetTrackingScaling)
-        .target_tracking_scaling_policy_configuration(tracking)
-        .send()
-        .await
-        .map_err(|e| AwsError::new(op, &resource_id, e))?;
-
-    for action in &advice.schedule {
-        let op = "application-autoscaling:PutScheduledAction";
-        c.record(op);
-        c.autoscaling
-            .put_scheduled_action()
-            .service_namespace(ServiceNamespace::Lambda)
-            .scheduled_action_name(format!("trimtab-{}", action.name))
-            .resource_id(&resource_id)
-            .scalable_dimension(ScalableDimension::LambdaFunctionProvisionedConcurrency)
-            .schedule(&action.schedule)
-            .scalable_target_action(
-                ScalableTargetAction::builder()
-                    .min_capacity(i32::try_from(action.min_capacity).unwrap_or(i32::MAX))
-                    .max_capacity(i32::try_from(action.max_capacity).unwrap_or(i32::MAX))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| AwsError::new(op, &resource_id, e))?;
+                .map_err(build)?;
+            c.autoscaling
+                .put_scaling_policy()
+                .policy_name(PROVISIONED_POLICY)
+                .service_namespace(ServiceNamespace::Lambda)
+                .resource_id(&resource_id)
+                .scalable_dimension(dimension)
+                .policy_type(PolicyType::TargetTrackingScaling)
+                .target_tracking_scaling_policy_configuration(tracking)
+                .send()
+                .await
+                .map_err(|e| AwsError::new(op, &resource_id, e))?;
+        }
+        ProvisionStep::Schedule(n) => {
+            let Some(action) = advice.schedule.get(n) else {
+                return Ok(());
+            };
+            c.autoscaling
+                .put_scheduled_action()
+                .service_namespace(ServiceNamespace::Lambda)
+                .scheduled_action_name(format!("trimtab-{}", action.name))
+                .resource_id(&resource_id)
+                .scalable_dimension(dimension)
+                .schedule(&action.schedule)
+                .scalable_target_action(
+                    ScalableTargetAction::builder()
+                        .min_capacity(to_i32(action.min_capacity))
+                        .max_capacity(to_i32(action.max_capacity))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| {
+                    AwsError::new(
+                        "application-autoscaling:PutScheduledAction",
+                        &resource_id,
+                        e,
+                    )
+                })?;
+        }
     }
     Ok(())
 }
 
-/// Undoes [`provision`]: the scalable target (with its policy and scheduled actions) is
-/// deregistered and the alias's provisioned concurrency deleted.
+/// Removes provisioned concurrency from `function:alias`: the scalable target (with its
+/// policies and scheduled actions, which Application Auto Scaling deletes with it) and the
+/// configuration. Parts already gone are fine, and one part failing does not keep the other:
+/// this also cleans up after a half-made change.
 pub async fn unprovision(c: &Clients, function: &str, alias: &str) -> Result<(), AwsError> {
-    let resource_id = format!("function:{function}:{alias}");
-    let op = "application-autoscaling:DeregisterScalableTarget";
-    c.record(op);
-    c.autoscaling
+    let resource_id = alias_resource_id(function, alias);
+    let deregistered = c
+        .autoscaling
         .deregister_scalable_target()
         .service_namespace(ServiceNamespace::Lambda)
         .resource_id(&resource_id)
         .scalable_dimension(ScalableDimension::LambdaFunctionProvisionedConcurrency)
         .send()
         .await
-        .map_err(|e| AwsError::new(op, &resource_id, e))?;
-    c.record("lambda:DeleteProvisionedConcurrencyConfig");
-    c.lambda
+        .map(|_| ())
+        .map_err(|e| {
+            AwsError::new(
+                "application-autoscaling:DeregisterScalableTarget",
+                &resource_id,
+                e,
+            )
+        });
+    let deleted = c
+        .lambda
         .delete_provisioned_concurrency_config()
         .function_name(function)
         .qualifier(alias)
         .send()
         .await
-        .map_err(|e| AwsError::new("lambda:DeleteProvisionedConcurrencyConfig", &resource_id, e))?;
+        .map(|_| ())
+        .map_err(|e| AwsError::new("lambda:DeleteProvisionedConcurrencyConfig", &resource_id, e));
+    for result in [deregistered, deleted] {
+        if let Err(e) = result
+            && !e.is(ErrorKind::NotFound)
+        {
+            return Err(e);
+        }
+    }
     Ok(())
 }

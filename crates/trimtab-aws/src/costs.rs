@@ -64,13 +64,8 @@ pub async fn daily_costs(
         .start(format_date(start_day))
         .end(format_date(end_day))
         .build()
-        .map_err(|e| AwsError {
-            operation: op,
-            resource: "costs".into(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| AwsError::invalid(op, "costs", e.to_string()))?;
     loop {
-        c.record(op);
         let page = c
             .costexplorer
             .get_cost_and_usage()
@@ -130,7 +125,6 @@ pub async fn cached_days(
     let mut out = BTreeMap::new();
     let mut start: Option<HashMap<String, AttributeValue>> = None;
     loop {
-        c.record("dynamodb:Query");
         let page = c
             .dynamodb
             .query()
@@ -188,7 +182,6 @@ pub async fn store_days(
     for chunk in requests.chunks(25) {
         let mut pending = chunk.to_vec();
         for _ in 0..5 {
-            c.record("dynamodb:BatchWriteItem");
             let out = c
                 .dynamodb
                 .batch_write_item()
@@ -211,7 +204,6 @@ pub async fn store_days(
 
 /// Claims an alert key so each alert goes out once: `true` the first time.
 pub async fn claim_alert(c: &Clients, table: &str, key: &str) -> Result<bool, AwsError> {
-    c.record("dynamodb:PutItem");
     let result = c
         .dynamodb
         .put_item()
@@ -240,7 +232,6 @@ pub async fn publish(
     subject: &str,
     message: &str,
 ) -> Result<(), AwsError> {
-    c.record("sns:Publish");
     c.sns
         .publish()
         .topic_arn(topic_arn)
@@ -258,7 +249,6 @@ pub async fn latest_result(
     table: &str,
     job: &str,
 ) -> Result<Option<serde_json::Value>, AwsError> {
-    c.record("dynamodb:GetItem");
     let out = c
         .dynamodb
         .get_item()
@@ -282,7 +272,6 @@ pub async fn store_result(
     job: &str,
     summary: &serde_json::Value,
 ) -> Result<(), AwsError> {
-    c.record("dynamodb:PutItem");
     c.dynamodb
         .put_item()
         .table_name(table)

@@ -1,65 +1,141 @@
-//! The decision table (DynamoDB): decision records, the per-job run lease, and job results.
+//! The decision table (DynamoDB): the audit trail of every change, the per-job run lease, and
+//! the status and report of runs started asynchronously.
 //!
-//! One table, keys `pk` / `sk` (strings):
-//! - `fn#<function>` / `rec#<record_id>`: a [`DecisionRecord`] (as JSON in `record`, with `state`
-//!   beside it for conditions);
-//! - `res#<resource>` / `rec#<record_id>`: a [`ChangeRecord`] (autoscaling changes);
-//! - `lease#<job>` / `lease`: who is running the job, until when (`owner`, `expires_at`).
+//! One table, keys `pk` / `sk` (strings); docs/decision-table.md lists every item kind:
+//! - `fn#<function>` / `rec#<record_id>`: a [`DecisionRecord`] (memory, timeout, provisioned
+//!   concurrency), as JSON in `record` with `state` beside it for conditions;
+//! - `res#<resource>` / `rec#<record_id>`: a [`ChangeRecord`] (an autoscaling write);
+//! - `lease#<job>` / `lease`: the run holding the job's lease (`owner`, `expires_at`);
+//! - `run#<run_id>` / `status` and `part#<n>`: a run started through the API, and its report;
+//! - `result#<job>`, `ce#...`, `alert#...`: see `costs`.
+//!
+//! Records still open (pending, awaiting verification, holding a function back) carry `open`
+//! (the job's name), the key of the sparse index `open`: a run reads exactly those with one
+//! query instead of scanning the audit trail.
+//!
+//! Every conditional write asks for the item it lost to (`ALL_OLD`), so a write the SDK retried
+//! after a lost response, which then fails its own condition, is recognised as done.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
-use serde::Serialize;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use trimtab_core::apply::{ChangeRecord, DecisionRecord, RecordState};
 
-use crate::{AwsError, Clients};
+use crate::{AwsError, Clients, ErrorKind};
+
+/// The sparse index of open records.
+pub const OPEN_INDEX: &str = "open";
+/// The job name decision records are indexed under.
+pub const RIGHTSIZING_JOB: &str = "rightsizing";
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn state_name(state: RecordState) -> &'static str {
-    match state {
-        RecordState::Pending => "pending",
-        RecordState::Applied => "applied",
-        RecordState::Verified => "verified",
-        RecordState::NotApplied => "not_applied",
-        RecordState::RolledBack => "rolled_back",
-    }
-}
+type Item = HashMap<String, AttributeValue>;
 
-/// The item of a record: keys, its state beside it for conditions, the record as JSON.
+/// An item of a record: keys, its state beside it for conditions, `open` while open, the record
+/// as JSON.
 fn item<T: Serialize>(
     pk: String,
     record_id: &str,
     state: RecordState,
+    open: Option<&str>,
     record: &T,
-) -> Result<HashMap<String, AttributeValue>, AwsError> {
-    let json = serde_json::to_string(record).map_err(|e| AwsError {
-        operation: "dynamodb:PutItem",
-        resource: pk.clone(),
-        message: e.to_string(),
-    })?;
-    Ok(HashMap::from([
+) -> Result<Item, AwsError> {
+    let json = serde_json::to_string(record)
+        .map_err(|e| AwsError::invalid("dynamodb:PutItem", pk.clone(), e.to_string()))?;
+    let mut item = HashMap::from([
         ("pk".to_owned(), s(pk)),
         ("sk".to_owned(), s(format!("rec#{record_id}"))),
-        ("state".to_owned(), s(state_name(state))),
+        ("state".to_owned(), s(state.name())),
         ("record".to_owned(), s(json)),
-    ]))
+    ]);
+    if let Some(job) = open {
+        item.insert("open".to_owned(), s(job));
+    }
+    Ok(item)
 }
 
-fn decision_item(r: &DecisionRecord) -> Result<HashMap<String, AttributeValue>, AwsError> {
-    item(format!("fn#{}", r.function_name), &r.record_id, r.state, r)
-}
-
-fn change_item(r: &ChangeRecord) -> Result<HashMap<String, AttributeValue>, AwsError> {
-    item(format!("res#{}", r.resource), &r.record_id, r.state, r)
-}
-
-fn parse(item: &HashMap<String, AttributeValue>) -> Option<DecisionRecord> {
+fn parse<T: DeserializeOwned>(item: &Item) -> Option<T> {
     let json = item.get("record")?.as_s().ok()?;
     serde_json::from_str(json).ok()
 }
+
+/// Something the table keeps as a record.
+pub trait Record: Serialize + DeserializeOwned {
+    fn pk(&self) -> String;
+    fn record_id(&self) -> &str;
+    fn state(&self) -> RecordState;
+    /// The job it is indexed under while open; `None` once closed.
+    fn open_under(&self) -> Option<&str>;
+}
+
+impl Record for DecisionRecord {
+    fn pk(&self) -> String {
+        format!("fn#{}", self.function_name)
+    }
+    fn record_id(&self) -> &str {
+        &self.record_id
+    }
+    fn state(&self) -> RecordState {
+        self.state
+    }
+    fn open_under(&self) -> Option<&str> {
+        self.is_open().then_some(RIGHTSIZING_JOB)
+    }
+}
+
+impl Record for ChangeRecord {
+    fn pk(&self) -> String {
+        format!("res#{}", self.resource)
+    }
+    fn record_id(&self) -> &str {
+        &self.record_id
+    }
+    fn state(&self) -> RecordState {
+        self.state
+    }
+    fn open_under(&self) -> Option<&str> {
+        self.is_open().then_some(self.job.as_str())
+    }
+}
+
+/// Who holds a job's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub owner: String,
+    pub expires_at_epoch_s: i64,
+}
+
+/// A run started through the API: where it is, who asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStatus {
+    pub run_id: String,
+    /// The job: `rightsizing`, `dynamodb`, `cost`, `performance`.
+    pub kind: String,
+    pub mode: String,
+    pub state: RunState,
+    pub requested_by: Option<String>,
+    pub created_at_epoch_s: i64,
+    pub updated_at_epoch_s: i64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+/// Largest report part per item (DynamoDB items hold at most 400 KB).
+const PART_BYTES: usize = 300_000;
 
 /// The decision table, by name.
 #[derive(Debug, Clone)]
@@ -72,43 +148,107 @@ impl DecisionTable {
         Self { name: name.into() }
     }
 
-    /// Writes a new record; fails if one with the same id exists.
-    pub async fn create(&self, c: &Clients, record: &DecisionRecord) -> Result<(), AwsError> {
-        self.put(c, decision_item(record)?, None, &record.function_name)
-            .await
+    /// Writes a new record; fails if another record with the same id exists.
+    pub async fn create<R: Record>(&self, c: &Clients, record: &R) -> Result<(), AwsError> {
+        let item = item(
+            record.pk(),
+            record.record_id(),
+            record.state(),
+            record.open_under(),
+            record,
+        )?;
+        self.put(c, item, None).await
     }
 
-    /// Replaces a record whose stored state is still `expected`, so two writers cannot both move it.
-    pub async fn update(
+    /// Replaces a record whose stored state is still `expected`, so two writers cannot both move
+    /// it on.
+    pub async fn update<R: Record>(
         &self,
         c: &Clients,
-        record: &DecisionRecord,
+        record: &R,
         expected: RecordState,
     ) -> Result<(), AwsError> {
-        self.put(
-            c,
-            decision_item(record)?,
-            Some(expected),
-            &record.function_name,
-        )
-        .await
+        let item = item(
+            record.pk(),
+            record.record_id(),
+            record.state(),
+            record.open_under(),
+            record,
+        )?;
+        self.put(c, item, Some(expected)).await
     }
 
-    /// Writes a new change record.
-    pub async fn create_change(&self, c: &Clients, record: &ChangeRecord) -> Result<(), AwsError> {
-        self.put(c, change_item(record)?, None, &record.resource)
-            .await
-    }
-
-    /// Moves a change record on from `expected`.
-    pub async fn update_change(
+    /// A conditional put. A condition failure caused by this very item (our own write, retried
+    /// by the SDK after its answer was lost) counts as success.
+    async fn put(
         &self,
         c: &Clients,
-        record: &ChangeRecord,
-        expected: RecordState,
+        item: Item,
+        expected: Option<RecordState>,
     ) -> Result<(), AwsError> {
-        self.put(c, change_item(record)?, Some(expected), &record.resource)
+        let pk = item
+            .get("pk")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default();
+        let req = c
+            .dynamodb
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item.clone()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let req = match expected {
+            None => req.condition_expression("attribute_not_exists(pk)"),
+            Some(state) => req
+                .condition_expression("#s = :expected")
+                .expression_attribute_names("#s", "state")
+                .expression_attribute_values(":expected", s(state.name())),
+        };
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let existing = e
+                    .as_service_error()
+                    .and_then(|se| match se { aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(x) => Some(x), _ => None })
+                    .and_then(|x| x.item().cloned());
+                if existing.as_ref().and_then(|i| i.get("record")) == item.get("record") {
+                    return Ok(());
+                }
+                Err(AwsError::new("dynamodb:PutItem", pk, e))
+            }
+        }
+    }
+
+    /// Records under one partition key, newest first.
+    async fn query<T: DeserializeOwned>(
+        &self,
+        c: &Clients,
+        pk: String,
+    ) -> Result<Vec<T>, AwsError> {
+        let items = c
+            .dynamodb
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :rec)")
+            .expression_attribute_values(":pk", s(pk.clone()))
+            .expression_attribute_values(":rec", s("rec#"))
+            .scan_index_forward(false)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
             .await
+            .map_err(|e| AwsError::new("dynamodb:Query", pk, e))?;
+        Ok(items.iter().filter_map(parse).collect())
+    }
+
+    /// Every record of one function, newest first.
+    pub async fn history(
+        &self,
+        c: &Clients,
+        function: &str,
+    ) -> Result<Vec<DecisionRecord>, AwsError> {
+        self.query(c, format!("fn#{function}")).await
     }
 
     /// Every change record of a resource, newest first.
@@ -117,131 +257,35 @@ impl DecisionTable {
         c: &Clients,
         resource: &str,
     ) -> Result<Vec<ChangeRecord>, AwsError> {
-        c.record("dynamodb:Query");
-        let page = c
+        self.query(c, format!("res#{resource}")).await
+    }
+
+    /// The open records of `job` (one query of the sparse index), oldest first.
+    pub async fn open<T: DeserializeOwned>(
+        &self,
+        c: &Clients,
+        job: &str,
+    ) -> Result<Vec<T>, AwsError> {
+        let items = c
             .dynamodb
             .query()
             .table_name(&self.name)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :rec)")
-            .expression_attribute_values(":pk", s(format!("res#{resource}")))
-            .expression_attribute_values(":rec", s("rec#"))
-            .scan_index_forward(false)
-            .send()
-            .await
-            .map_err(|e| AwsError::new("dynamodb:Query", resource, e))?;
-        Ok(page
+            .index_name(OPEN_INDEX)
+            .key_condition_expression("#o = :job")
+            .expression_attribute_names("#o", "open")
+            .expression_attribute_values(":job", s(job))
+            .into_paginator()
             .items()
-            .iter()
-            .filter_map(|i| {
-                i.get("record")?
-                    .as_s()
-                    .ok()
-                    .and_then(|j| serde_json::from_str(j).ok())
-            })
-            .collect())
-    }
-
-    /// A conditional put: new (`expected` None) or moving on from `expected`.
-    async fn put(
-        &self,
-        c: &Clients,
-        item: HashMap<String, AttributeValue>,
-        expected: Option<RecordState>,
-        resource: &str,
-    ) -> Result<(), AwsError> {
-        c.record("dynamodb:PutItem");
-        let req = c
-            .dynamodb
-            .put_item()
-            .table_name(&self.name)
-            .set_item(Some(item));
-        let req = match expected {
-            None => req.condition_expression("attribute_not_exists(pk)"),
-            Some(state) => req
-                .condition_expression("#s = :expected")
-                .expression_attribute_names("#s", "state")
-                .expression_attribute_values(":expected", s(state_name(state))),
-        };
-        req.send()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| AwsError::new("dynamodb:PutItem", resource, e))?;
-        Ok(())
+            .map_err(|e| AwsError::new("dynamodb:Query", format!("open records of {job}"), e))?;
+        Ok(items.iter().filter_map(parse).collect())
     }
 
-    /// Every record of one function, newest first (paged to the end).
-    pub async fn history(
-        &self,
-        c: &Clients,
-        function: &str,
-    ) -> Result<Vec<DecisionRecord>, AwsError> {
-        let mut out = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            c.record("dynamodb:Query");
-            let page = c
-                .dynamodb
-                .query()
-                .table_name(&self.name)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :rec)")
-                .expression_attribute_values(":pk", s(format!("fn#{function}")))
-                .expression_attribute_values(":rec", s("rec#"))
-                .scan_index_forward(false)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| AwsError::new("dynamodb:Query", function, e))?;
-            out.extend(page.items().iter().filter_map(parse));
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Records in `states`, across functions (paged scan with a filter: the table holds one row
-    /// per change ever made, which is small next to what a run reads from CloudWatch).
-    pub async fn in_states(
-        &self,
-        c: &Clients,
-        states: &[RecordState],
-    ) -> Result<Vec<DecisionRecord>, AwsError> {
-        let mut out = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        let names: Vec<String> = (0..states.len()).map(|i| format!(":s{i}")).collect();
-        loop {
-            c.record("dynamodb:Scan");
-            let mut req = c
-                .dynamodb
-                .scan()
-                .table_name(&self.name)
-                .filter_expression(format!(
-                    "begins_with(pk, :fn) AND begins_with(sk, :rec) AND #s IN ({})",
-                    names.join(", ")
-                ))
-                .expression_attribute_names("#s", "state")
-                .expression_attribute_values(":rec", s("rec#"))
-                .expression_attribute_values(":fn", s("fn#"))
-                .set_exclusive_start_key(start.take());
-            for (name, state) in names.iter().zip(states) {
-                req = req.expression_attribute_values(name, s(state_name(*state)));
-            }
-            let page = req
-                .send()
-                .await
-                .map_err(|e| AwsError::new("dynamodb:Scan", &self.name, e))?;
-            out.extend(page.items().iter().filter_map(parse));
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
-        }
-        out.sort_by(|a, b| a.record_id.cmp(&b.record_id));
-        Ok(out)
-    }
-
-    /// Takes the lease on `job` for `owner` until `expires_at`, if nobody holds an unexpired one.
-    /// `Ok(false)` when another run holds it.
+    /// Takes the lease on `job` for `owner` until `expires_at`, unless another owner holds an
+    /// unexpired one (then `Err(holder)`). Taking a lease one already holds extends it, so an
+    /// acquire the SDK retried after a lost answer finds its own lease, not a stranger's.
     pub async fn acquire_lease(
         &self,
         c: &Clients,
@@ -249,8 +293,7 @@ impl DecisionTable {
         owner: &str,
         now_epoch_s: i64,
         expires_at_epoch_s: i64,
-    ) -> Result<bool, AwsError> {
-        c.record("dynamodb:PutItem");
+    ) -> Result<Result<(), LeaseHolder>, AwsError> {
         let result = c
             .dynamodb
             .put_item()
@@ -262,25 +305,67 @@ impl DecisionTable {
                 "expires_at",
                 AttributeValue::N(expires_at_epoch_s.to_string()),
             )
-            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now OR #o = :me")
+            .expression_attribute_names("#o", "owner")
             .expression_attribute_values(":now", AttributeValue::N(now_epoch_s.to_string()))
+            .expression_attribute_values(":me", s(owner))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => {
+                let holder = e
+                    .as_service_error()
+                    .and_then(|se| match se { aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(x) => Some(x), _ => None })
+                    .map(|x| lease_holder(x.item()));
+                match holder {
+                    Some(h) => Ok(Err(h)),
+                    None => Err(AwsError::new("dynamodb:PutItem", format!("lease#{job}"), e)),
+                }
+            }
+        }
+    }
+
+    /// Extends the lease `owner` holds. `Ok(false)` when it no longer holds it.
+    pub async fn renew_lease(
+        &self,
+        c: &Clients,
+        job: &str,
+        owner: &str,
+        expires_at_epoch_s: i64,
+    ) -> Result<bool, AwsError> {
+        let result = c
+            .dynamodb
+            .update_item()
+            .table_name(&self.name)
+            .key("pk", s(format!("lease#{job}")))
+            .key("sk", s("lease"))
+            .update_expression("SET expires_at = :until")
+            .condition_expression("#o = :me")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(
+                ":until",
+                AttributeValue::N(expires_at_epoch_s.to_string()),
+            )
             .send()
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
+            Err(e) => {
+                let e = AwsError::new("dynamodb:UpdateItem", format!("lease#{job}"), e);
+                if e.is(ErrorKind::ConditionFailed) {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
             }
-            Err(e) => Err(AwsError::new("dynamodb:PutItem", format!("lease#{job}"), e)),
         }
     }
 
     /// Gives the lease back, if `owner` still holds it.
     pub async fn release_lease(&self, c: &Clients, job: &str, owner: &str) -> Result<(), AwsError> {
-        c.record("dynamodb:DeleteItem");
         let result = c
             .dynamodb
             .delete_item()
@@ -294,17 +379,167 @@ impl DecisionTable {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
+            Err(e) => {
+                let e = AwsError::new("dynamodb:DeleteItem", format!("lease#{job}"), e);
+                if e.is(ErrorKind::ConditionFailed) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
             }
-            Err(e) => Err(AwsError::new(
-                "dynamodb:DeleteItem",
-                format!("lease#{job}"),
-                e,
-            )),
         }
+    }
+
+    /// Who holds `job`'s lease now, if anyone.
+    pub async fn lease(&self, c: &Clients, job: &str) -> Result<Option<LeaseHolder>, AwsError> {
+        let out = c
+            .dynamodb
+            .get_item()
+            .table_name(&self.name)
+            .key("pk", s(format!("lease#{job}")))
+            .key("sk", s("lease"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::new("dynamodb:GetItem", format!("lease#{job}"), e))?;
+        Ok(out.item().map(|i| lease_holder(Some(i))))
+    }
+
+    /// Writes a run's status (and, when it is done, its report in parts).
+    pub async fn put_run(
+        &self,
+        c: &Clients,
+        status: &RunStatus,
+        report: Option<&serde_json::Value>,
+    ) -> Result<(), AwsError> {
+        let pk = format!("run#{}", status.run_id);
+        let text = report.map(ToString::to_string).unwrap_or_default();
+        let parts: Vec<&str> = split_utf8(&text, PART_BYTES);
+        for (i, part) in parts.iter().enumerate() {
+            c.dynamodb
+                .put_item()
+                .table_name(&self.name)
+                .item("pk", s(pk.clone()))
+                .item("sk", s(format!("part#{i:04}")))
+                .item("text", s(*part))
+                .send()
+                .await
+                .map_err(|e| AwsError::new("dynamodb:PutItem", pk.clone(), e))?;
+        }
+        let json = serde_json::to_string(status)
+            .map_err(|e| AwsError::invalid("dynamodb:PutItem", pk.clone(), e.to_string()))?;
+        c.dynamodb
+            .put_item()
+            .table_name(&self.name)
+            .item("pk", s(pk.clone()))
+            .item("sk", s("status"))
+            .item("status", s(json))
+            .item("parts", AttributeValue::N(parts.len().to_string()))
+            .send()
+            .await
+            .map_err(|e| AwsError::new("dynamodb:PutItem", pk, e))?;
+        Ok(())
+    }
+
+    /// A run's status and, once written, its report.
+    pub async fn run(
+        &self,
+        c: &Clients,
+        run_id: &str,
+    ) -> Result<Option<(RunStatus, Option<serde_json::Value>)>, AwsError> {
+        let pk = format!("run#{run_id}");
+        let items = c
+            .dynamodb
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(pk.clone()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| AwsError::new("dynamodb:Query", pk, e))?;
+        let status_item = items.iter().find(|i| {
+            i.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("status")
+        });
+        let Some(status_item) = status_item else {
+            return Ok(None);
+        };
+        let status: Option<RunStatus> = status_item
+            .get("status")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|j| serde_json::from_str(j).ok());
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        let parts: usize = status_item
+            .get("parts")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let mut text = String::new();
+        for i in 0..parts {
+            let key = format!("part#{i:04}");
+            let part = items
+                .iter()
+                .find(|it| it.get("sk").and_then(|v| v.as_s().ok()) == Some(&key))
+                .and_then(|it| it.get("text"))
+                .and_then(|v| v.as_s().ok());
+            match part {
+                Some(p) => text.push_str(p),
+                None => return Ok(Some((status, None))),
+            }
+        }
+        let report = (parts > 0)
+            .then(|| serde_json::from_str(&text).ok())
+            .flatten();
+        Ok(Some((status, report)))
+    }
+}
+
+fn lease_holder(item: Option<&Item>) -> LeaseHolder {
+    LeaseHolder {
+        owner: item
+            .and_then(|i| i.get("owner"))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_else(|| "unknown".to_owned()),
+        expires_at_epoch_s: item
+            .and_then(|i| i.get("expires_at"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_default(),
+    }
+}
+
+/// Splits `text` into pieces of at most `max` bytes on character boundaries.
+fn split_utf8(text: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(max);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (head, tail) = rest.split_at(cut);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_split_on_character_boundaries() {
+        let text = "ab\u{e9}cd";
+        let parts = split_utf8(text, 3);
+        assert_eq!(parts.concat(), text);
+        assert!(parts.iter().all(|p| p.len() <= 3));
+        assert!(split_utf8("", 3).is_empty());
     }
 }

@@ -9,6 +9,7 @@ use aws_sdk_applicationautoscaling::types::{
 };
 use aws_sdk_dynamodb::types::BillingMode;
 use trimtab_core::capacity::Dimension;
+use trimtab_core::scaling_plan::{Existing, TargetKey};
 
 use crate::metrics::Query;
 use crate::{AwsError, Clients};
@@ -33,37 +34,26 @@ pub struct TableInfo {
     pub tags: BTreeMap<String, String>,
 }
 
-/// Lists tables whose names start with `prefix`, paging `LastEvaluatedTableName`.
+/// Lists tables whose names start with `prefix` (the SDK's paginator).
 pub async fn list_tables(c: &Clients, prefix: Option<&str>) -> Result<Vec<String>, AwsError> {
-    let mut out = Vec::new();
-    let mut start: Option<String> = None;
-    loop {
-        c.record("dynamodb:ListTables");
-        let page = c
-            .dynamodb
-            .list_tables()
-            .set_exclusive_start_table_name(start.take())
-            .limit(100)
-            .send()
-            .await
-            .map_err(|e| AwsError::new("dynamodb:ListTables", "tables", e))?;
-        out.extend(
-            page.table_names()
-                .iter()
-                .filter(|n| prefix.is_none_or(|p| n.starts_with(p)))
-                .cloned(),
-        );
-        start = page.last_evaluated_table_name().map(ToOwned::to_owned);
-        if start.is_none() {
-            break;
-        }
-    }
-    Ok(out)
+    let names: Vec<String> = c
+        .dynamodb
+        .list_tables()
+        .limit(100)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| AwsError::new("dynamodb:ListTables", "tables", e))?;
+    Ok(names
+        .into_iter()
+        .filter(|n| prefix.is_none_or(|p| n.starts_with(p)))
+        .collect())
 }
 
 /// Describes a table and reads its tags.
 pub async fn describe_table(c: &Clients, name: &str) -> Result<TableInfo, AwsError> {
-    c.record("dynamodb:DescribeTable");
     let out = c
         .dynamodb
         .describe_table()
@@ -71,10 +61,12 @@ pub async fn describe_table(c: &Clients, name: &str) -> Result<TableInfo, AwsErr
         .send()
         .await
         .map_err(|e| AwsError::new("dynamodb:DescribeTable", name, e))?;
-    let t = out.table().ok_or_else(|| AwsError {
-        operation: "dynamodb:DescribeTable",
-        resource: name.to_owned(),
-        message: "no table in the answer".to_owned(),
+    let t = out.table().ok_or_else(|| {
+        AwsError::invalid(
+            "dynamodb:DescribeTable",
+            name.to_owned(),
+            "no table in the answer".to_owned(),
+        )
     })?;
     let on_demand = t
         .billing_mode_summary()
@@ -113,10 +105,10 @@ pub async fn describe_table(c: &Clients, name: &str) -> Result<TableInfo, AwsErr
 }
 
 async fn table_tags(c: &Clients, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
+    // ListTagsOfResource has no paginator in the SDK model: follow NextToken by hand.
     let mut out = BTreeMap::new();
     let mut token: Option<String> = None;
     loop {
-        c.record("dynamodb:ListTagsOfResource");
         let page = c
             .dynamodb
             .list_tags_of_resource()
@@ -161,86 +153,66 @@ fn metric_type(d: Dimension) -> MetricType {
     }
 }
 
-/// A registered scalable target.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TargetInfo {
-    pub resource_id: String,
-    pub dimension: String,
-    pub min_capacity: f64,
-    pub max_capacity: f64,
-}
-
-/// A target-tracking policy.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PolicyInfo {
-    pub resource_id: String,
-    pub dimension: String,
-    pub name: String,
-    pub target_pct: Option<f64>,
-}
-
-/// Every DynamoDB scalable target (paged).
-pub async fn scalable_targets(c: &Clients) -> Result<Vec<TargetInfo>, AwsError> {
+/// What Application Auto Scaling holds for DynamoDB: every scalable target and scaling policy
+/// (the SDK's paginators; `DescribeScalingPolicies` pages hold at most 10), or only those of one
+/// target.
+pub async fn existing(c: &Clients, only: Option<&TargetKey>) -> Result<Existing, AwsError> {
     let op = "application-autoscaling:DescribeScalableTargets";
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        c.record(op);
-        let page = c
-            .autoscaling
-            .describe_scalable_targets()
-            .service_namespace(ServiceNamespace::Dynamodb)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| AwsError::new(op, "dynamodb", e))?;
-        for t in page.scalable_targets() {
-            out.push(TargetInfo {
-                resource_id: t.resource_id().to_owned(),
-                dimension: t.scalable_dimension().as_str().to_owned(),
-                min_capacity: f64::from(t.min_capacity()),
-                max_capacity: f64::from(t.max_capacity()),
-            });
-        }
-        token = page.next_token().map(ToOwned::to_owned);
-        if token.is_none() {
-            break;
-        }
+    let mut targets = c
+        .autoscaling
+        .describe_scalable_targets()
+        .service_namespace(ServiceNamespace::Dynamodb);
+    let mut policies = c
+        .autoscaling
+        .describe_scaling_policies()
+        .service_namespace(ServiceNamespace::Dynamodb);
+    if let Some((resource, dimension)) = only {
+        targets = targets
+            .resource_ids(resource)
+            .scalable_dimension(ScalableDimension::from(dimension.as_str()));
+        policies = policies
+            .resource_id(resource)
+            .scalable_dimension(ScalableDimension::from(dimension.as_str()));
     }
-    Ok(out)
-}
-
-/// Every DynamoDB scaling policy (paged).
-pub async fn scaling_policies(c: &Clients) -> Result<Vec<PolicyInfo>, AwsError> {
+    let targets: Vec<aws_sdk_applicationautoscaling::types::ScalableTarget> = targets
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| AwsError::new(op, "dynamodb", e))?;
     let op = "application-autoscaling:DescribeScalingPolicies";
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        c.record(op);
-        let page = c
-            .autoscaling
-            .describe_scaling_policies()
-            .service_namespace(ServiceNamespace::Dynamodb)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| AwsError::new(op, "dynamodb", e))?;
-        for p in page.scaling_policies() {
-            out.push(PolicyInfo {
-                resource_id: p.resource_id().to_owned(),
-                dimension: p.scalable_dimension().as_str().to_owned(),
-                name: p.policy_name().to_owned(),
-                target_pct: p
-                    .target_tracking_scaling_policy_configuration()
-                    .map(|t| t.target_value()),
-            });
-        }
-        token = page.next_token().map(ToOwned::to_owned);
-        if token.is_none() {
-            break;
-        }
+    let policies: Vec<aws_sdk_applicationautoscaling::types::ScalingPolicy> = policies
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| AwsError::new(op, "dynamodb", e))?;
+    let mut e = Existing::default();
+    for t in targets {
+        e.targets.insert(
+            (
+                t.resource_id().to_owned(),
+                t.scalable_dimension().as_str().to_owned(),
+            ),
+            (f64::from(t.min_capacity()), f64::from(t.max_capacity())),
+        );
     }
-    Ok(out)
+    for p in policies {
+        e.policies
+            .entry((
+                p.resource_id().to_owned(),
+                p.scalable_dimension().as_str().to_owned(),
+            ))
+            .or_default()
+            .push((
+                p.policy_name().to_owned(),
+                p.target_tracking_scaling_policy_configuration()
+                    .map(|t| t.target_value()),
+            ));
+    }
+    Ok(e)
 }
 
 /// Registers (or updates) a scalable target.
@@ -253,7 +225,6 @@ pub async fn register_target(
 ) -> Result<(), AwsError> {
     let dimension = ScalableDimension::from(dimension);
     let op = "application-autoscaling:RegisterScalableTarget";
-    c.record(op);
     c.autoscaling
         .register_scalable_target()
         .service_namespace(ServiceNamespace::Dynamodb)
@@ -278,10 +249,8 @@ pub async fn put_policy(
 ) -> Result<(), AwsError> {
     let dimension = ScalableDimension::from(dimension);
     let op = "application-autoscaling:PutScalingPolicy";
-    let build_err = |e: aws_sdk_applicationautoscaling::error::BuildError| AwsError {
-        operation: op,
-        resource: resource.to_owned(),
-        message: e.to_string(),
+    let build_err = |e: aws_sdk_applicationautoscaling::error::BuildError| {
+        AwsError::invalid(op, resource.to_owned(), e.to_string())
     };
     let config = TargetTrackingScalingPolicyConfiguration::builder()
         .target_value(target_pct)
@@ -293,7 +262,6 @@ pub async fn put_policy(
         )
         .build()
         .map_err(build_err)?;
-    c.record(op);
     c.autoscaling
         .put_scaling_policy()
         .policy_name(name)
@@ -320,7 +288,6 @@ pub async fn put_scheduled_action(
 ) -> Result<(), AwsError> {
     let op = "application-autoscaling:PutScheduledAction";
     let dimension = ScalableDimension::from(dimension);
-    c.record(op);
     c.autoscaling
         .put_scheduled_action()
         .service_namespace(ServiceNamespace::Dynamodb)

@@ -25,7 +25,10 @@ impl FunctionFilter {
     }
 }
 
-/// A function's configuration as right-sizing sees it.
+/// A function's configuration as right-sizing sees it, from `ListFunctions`. That listing carries
+/// no `State*` or `LastUpdateStatus*` fields (AWS returns a subset of the configuration there):
+/// whether a function may be changed is read just before the change, with
+/// [`crate::changes::read_function`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionConfig {
     pub name: String,
@@ -34,78 +37,69 @@ pub struct FunctionConfig {
     pub memory_mb: u32,
     pub timeout_s: u32,
     pub ephemeral_storage_mb: u32,
-    pub last_update_status: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
 
-/// Lists every function that passes `filter`, following `NextMarker` to the end. Tags are read
-/// (one `ListTags` per function) only when the filter asks for them.
+fn from_listing(f: &aws_sdk_lambda::types::FunctionConfiguration) -> Option<FunctionConfig> {
+    let name = f.function_name()?;
+    Some(FunctionConfig {
+        name: name.to_owned(),
+        arn: f.function_arn().unwrap_or_default().to_owned(),
+        architecture: f
+            .architectures()
+            .first()
+            .and_then(|a| Architecture::from_api_name(a.as_str()))
+            .unwrap_or(Architecture::X86_64),
+        memory_mb: f
+            .memory_size()
+            .and_then(|m| u32::try_from(m).ok())
+            .unwrap_or(128),
+        timeout_s: f.timeout().and_then(|t| u32::try_from(t).ok()).unwrap_or(3),
+        ephemeral_storage_mb: f
+            .ephemeral_storage()
+            .and_then(|e| u32::try_from(e.size()).ok())
+            .unwrap_or(512),
+        tags: BTreeMap::new(),
+    })
+}
+
+/// Lists every function that passes `filter` (the SDK's paginator, 50 a page as Lambda allows).
+/// Tags are read (one `ListTags` per function) only when the filter asks for them; a function
+/// whose tags cannot be read is left out of a tag-filtered run (and logged).
 pub async fn list_functions(
     clients: &Clients,
     filter: &FunctionFilter,
 ) -> Result<Vec<FunctionConfig>, AwsError> {
-    let mut out = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        clients.record("lambda:ListFunctions");
-        let page = clients
-            .lambda
-            .list_functions()
-            .set_marker(marker.take())
-            .max_items(50)
-            .send()
-            .await
-            .map_err(|e| AwsError::new("lambda:ListFunctions", "functions", e))?;
-        for f in page.functions() {
-            let Some(name) = f.function_name() else {
-                continue;
-            };
-            if !filter.admits_name(name) {
-                continue;
-            }
-            let architecture = f
-                .architectures()
-                .first()
-                .and_then(|a| Architecture::from_api_name(a.as_str()))
-                .unwrap_or(Architecture::X86_64);
-            out.push(FunctionConfig {
-                name: name.to_owned(),
-                arn: f.function_arn().unwrap_or_default().to_owned(),
-                architecture,
-                memory_mb: f
-                    .memory_size()
-                    .and_then(|m| u32::try_from(m).ok())
-                    .unwrap_or(128),
-                timeout_s: f.timeout().and_then(|t| u32::try_from(t).ok()).unwrap_or(3),
-                ephemeral_storage_mb: f
-                    .ephemeral_storage()
-                    .and_then(|e| u32::try_from(e.size()).ok())
-                    .unwrap_or(512),
-                last_update_status: f.last_update_status().map(|s| s.as_str().to_owned()),
-                tags: BTreeMap::new(),
-            });
-        }
-        marker = page.next_marker().map(ToOwned::to_owned);
-        if marker.is_none() {
-            break;
-        }
-    }
+    let listed: Vec<aws_sdk_lambda::types::FunctionConfiguration> = clients
+        .lambda
+        .list_functions()
+        .max_items(50)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| AwsError::new("lambda:ListFunctions", "functions", e))?;
+    let mut out: Vec<FunctionConfig> = listed
+        .iter()
+        .filter_map(from_listing)
+        .filter(|f| filter.admits_name(&f.name))
+        .collect();
     if !filter.tags.is_empty() {
-        let mut kept = Vec::with_capacity(out.len());
-        for mut f in out {
-            f.tags = list_tags(clients, &f.arn).await?;
-            if filter.tags.iter().all(|(k, v)| f.tags.get(k) == Some(v)) {
-                kept.push(f);
-            }
+        let failed = read_tags(clients, &mut out).await;
+        for (name, e) in &failed {
+            tracing::warn!(function = %name, error = %e, "tags unreadable; left out of a tag-filtered run");
         }
-        out = kept;
+        out.retain(|f| {
+            !failed.iter().any(|(n, _)| n == &f.name)
+                && filter.tags.iter().all(|(k, v)| f.tags.get(k) == Some(v))
+        });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
 async fn list_tags(clients: &Clients, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
-    clients.record("lambda:ListTags");
     let tags = clients
         .lambda
         .list_tags()
@@ -121,20 +115,30 @@ async fn list_tags(clients: &Clients, arn: &str) -> Result<BTreeMap<String, Stri
         .collect())
 }
 
-/// Reads the tags of every function (one `ListTags` each, eight at a time). Needed only where a
-/// run acts: the `trimtab:lock`, `trimtab:alias` and `trimtab:latency-objective-ms` tags.
+/// Reads the tags of every function (one `ListTags` each, eight at a time). Returns the
+/// functions whose tags could not be read, with why: one failure does not stop the others.
 pub async fn read_tags(
     clients: &Clients,
     functions: &mut [FunctionConfig],
-) -> Result<(), AwsError> {
-    use futures::stream::{self, StreamExt, TryStreamExt};
-    let tags: Vec<(usize, BTreeMap<String, String>)> = stream::iter(functions.iter().enumerate())
-        .map(|(i, f)| async move { list_tags(clients, &f.arn).await.map(|t| (i, t)) })
+) -> Vec<(String, AwsError)> {
+    use futures::stream::{self, StreamExt};
+    let arns: Vec<(usize, String)> = functions
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (i, f.arn.clone()))
+        .collect();
+    type Tagged = (usize, Result<BTreeMap<String, String>, AwsError>);
+    let tags: Vec<Tagged> = stream::iter(arns)
+        .map(|(i, arn)| async move { (i, list_tags(clients, &arn).await) })
         .buffer_unordered(8)
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
+    let mut failed = Vec::new();
     for (i, t) in tags {
-        functions[i].tags = t;
+        match t {
+            Ok(t) => functions[i].tags = t,
+            Err(e) => failed.push((functions[i].name.clone(), e)),
+        }
     }
-    Ok(())
+    failed
 }

@@ -62,7 +62,6 @@ pub async fn report_evidence(
             break;
         }
         pages += 1;
-        clients.record("logs:FilterLogEvents");
         let resp = clients
             .logs
             .filter_log_events()

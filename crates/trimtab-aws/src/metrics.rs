@@ -14,7 +14,7 @@ use aws_smithy_types::DateTime;
 use trimtab_core::rightsizing::{FunctionMetrics, MemoryEvidence};
 
 use crate::inventory::FunctionConfig;
-use crate::{AwsError, Clients};
+use crate::{AwsError, Clients, ErrorKind};
 
 /// Most queries `GetMetricData` accepts in one call.
 pub const MAX_QUERIES_PER_CALL: usize = 500;
@@ -109,9 +109,9 @@ pub struct FetchReport {
 }
 
 /// Fetches every query over `window` as one period, 500 queries to a call, paging each call.
-/// If a call carrying percentile statistics fails (some backends, moto among them, do not compute
-/// them), it is retried once without them and the rest of the run omits them; the reason is
-/// reported. Any other failure is an error.
+/// If a call carrying percentile statistics is refused (some backends, moto among them, do not
+/// compute them), it is retried once without them and the rest of the run omits them; the
+/// reason is reported. Throttling (after the SDK's retries) and any other failure is an error.
 pub async fn fetch(
     clients: &Clients,
     queries: Vec<Query>,
@@ -144,9 +144,13 @@ pub async fn fetch_with_period(
         let chunk: Vec<Query> = pending.drain(..take).collect();
         match call_paged(clients, &chunk, window, period_s, &mut report).await {
             Ok(data) => series.extend(data),
+            // A refusal (some backends, moto among them, answer percentiles with an error) is
+            // not the same as throttling or no answer: those were retried by the SDK and are
+            // errors, never a reason to weaken the latency guard silently.
             Err(e)
                 if report.percentiles_unavailable.is_none()
-                    && chunk.iter().any(Query::is_percentile) =>
+                    && chunk.iter().any(Query::is_percentile)
+                    && !matches!(e.kind, ErrorKind::Throttled | ErrorKind::NoAnswer) =>
             {
                 tracing::warn!(error = %e, "percentile statistics refused; continuing without them");
                 report.percentiles_unavailable = Some(e.message);
@@ -175,7 +179,6 @@ async fn call_paged(
     let mut out = Series::new();
     let mut token: Option<String> = None;
     loop {
-        clients.record("cloudwatch:GetMetricData");
         report.calls += 1;
         let page = clients
             .cloudwatch
@@ -396,7 +399,7 @@ mod tests {
             memory_mb: 128,
             timeout_s: 3,
             ephemeral_storage_mb: 512,
-            last_update_status: None,
+
             tags: Default::default(),
         };
         let q = lambda_queries(&[f.clone(), f], true);

@@ -24,7 +24,6 @@ pub async fn list_api_stages(c: &Clients, prefix: Option<&str>) -> Result<Vec<Ap
     let mut out = Vec::new();
     let mut position: Option<String> = None;
     loop {
-        c.record("apigateway:GetRestApis");
         let page = c
             .apigateway
             .get_rest_apis()
@@ -40,7 +39,6 @@ pub async fn list_api_stages(c: &Clients, prefix: Option<&str>) -> Result<Vec<Ap
             if !admit(name) {
                 continue;
             }
-            c.record("apigateway:GetStages");
             let stages = c
                 .apigateway
                 .get_stages()
@@ -66,7 +64,6 @@ pub async fn list_api_stages(c: &Clients, prefix: Option<&str>) -> Result<Vec<Ap
     }
     let mut token: Option<String> = None;
     loop {
-        c.record("apigatewayv2:GetApis");
         let page = c
             .apigatewayv2
             .get_apis()
@@ -81,7 +78,6 @@ pub async fn list_api_stages(c: &Clients, prefix: Option<&str>) -> Result<Vec<Ap
             if !admit(name) {
                 continue;
             }
-            c.record("apigatewayv2:GetStages");
             let stages = c
                 .apigatewayv2
                 .get_stages()
@@ -111,7 +107,6 @@ pub async fn list_api_stages(c: &Clients, prefix: Option<&str>) -> Result<Vec<Ap
 
 /// The body of a dashboard, `None` when it does not exist.
 pub async fn get_dashboard(c: &Clients, name: &str) -> Result<Option<String>, AwsError> {
-    c.record("cloudwatch:GetDashboard");
     match c
         .cloudwatch
         .get_dashboard()
@@ -144,7 +139,6 @@ pub async fn get_dashboard(c: &Clients, name: &str) -> Result<Option<String>, Aw
 }
 
 pub async fn put_dashboard(c: &Clients, name: &str, body: &str) -> Result<(), AwsError> {
-    c.record("cloudwatch:PutDashboard");
     c.cloudwatch
         .put_dashboard()
         .dashboard_name(name)
@@ -160,7 +154,6 @@ pub async fn alarms(c: &Clients, prefix: &str) -> Result<Vec<(String, String)>, 
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        c.record("cloudwatch:DescribeAlarms");
         let page = c
             .cloudwatch
             .describe_alarms()
@@ -198,7 +191,6 @@ fn metric(namespace: &str, name: &str, dims: &[(String, String)]) -> Metric {
 /// Creates or replaces an alarm.
 pub async fn put_alarm(c: &Clients, spec: &AlarmSpec) -> Result<(), AwsError> {
     let op = "cloudwatch:PutMetricAlarm";
-    c.record(op);
     let mut req = c
         .cloudwatch
         .put_metric_alarm()
@@ -273,7 +265,6 @@ pub async fn put_alarm(c: &Clients, spec: &AlarmSpec) -> Result<(), AwsError> {
 
 pub async fn delete_alarms(c: &Clients, names: &[String]) -> Result<(), AwsError> {
     for chunk in names.chunks(100) {
-        c.record("cloudwatch:DeleteAlarms");
         c.cloudwatch
             .delete_alarms()
             .set_alarm_names(Some(chunk.to_vec()))

@@ -58,7 +58,6 @@ fn function(name: &str) -> FunctionConfig {
         memory_mb: 1024,
         timeout_s: 30,
         ephemeral_storage_mb: 512,
-        last_update_status: Some("Successful".into()),
         tags: Default::default(),
     }
 }
@@ -124,14 +123,81 @@ async fn next_token_pages_are_followed_and_merged() {
         .then_compute_output(|req| answer(req, Some(&["f0_dmax", "f0_dn"])));
     let cw = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &[&first, &second]);
     let c = clients(cw);
-    let (series, report) = fetch(&c, lambda_queries(&[function("a")], false), WINDOW)
-        .await
-        .expect("fetch");
+    let (fetched, calls) =
+        trimtab_aws::counted(fetch(&c, lambda_queries(&[function("a")], false), WINDOW)).await;
+    let (series, report) = fetched.expect("fetch");
     assert_eq!(report.calls, 2);
     let m = lambda_metrics(&series, 0, 1024);
     assert_eq!(m.invocations, 5000.0);
     assert_eq!(m.duration_max_ms, Some(900.0));
-    assert_eq!(c.calls().get("cloudwatch:GetMetricData"), Some(&2));
+    assert_eq!(calls.get("cloudwatch:GetMetricData"), Some(&2));
+}
+
+/// The answer to every query of `queries`, as [`answer`] gives it.
+fn answer_all(queries: &[trimtab_aws::metrics::Query]) -> GetMetricDataOutput {
+    let results = queries
+        .iter()
+        .map(|q| {
+            let value = match q.stat {
+                "p99" => 610.0,
+                "Maximum" => 900.0,
+                "SampleCount" | "Sum" => 5000.0,
+                _ => 100.0,
+            };
+            MetricDataResult::builder()
+                .id(&q.id)
+                .timestamps(DateTime::from_secs(1_700_000_000))
+                .values(value)
+                .status_code(StatusCode::Complete)
+                .build()
+        })
+        .collect();
+    GetMetricDataOutput::builder()
+        .set_metric_data_results(Some(results))
+        .build()
+}
+
+const THROTTLED: &str = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>";
+
+#[tokio::test]
+async fn a_throttled_percentile_query_is_retried_not_taken_as_refused() {
+    let queries = lambda_queries(&[function("a")], true);
+    let all = queries.clone();
+    let rule = mock!(Client::get_metric_data)
+        .sequence()
+        .http_status(400, Some(THROTTLED.into()))
+        .times(2)
+        .output(move || answer_all(&all))
+        .build();
+    let retries = RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(std::time::Duration::from_millis(1));
+    let cw = mock_client!(aws_sdk_cloudwatch, RuleMode::Sequential, &[&rule], |c| {
+        c.retry_config(retries.clone())
+    });
+    let (fetched, calls) = trimtab_aws::counted(fetch(&clients(cw), queries, WINDOW)).await;
+    let (series, report) = fetched.expect("fetch after retries");
+    assert_eq!(report.percentiles_unavailable, None);
+    assert_eq!(
+        lambda_metrics(&series, 0, 1024).duration_p99_ms,
+        Some(610.0)
+    );
+    // Three attempts of one call, each counted.
+    assert_eq!(calls.get("cloudwatch:GetMetricData"), Some(&3));
+
+    // Throttled past the retries: an error that says so, not a silent fallback to maxima.
+    let rule = mock!(Client::get_metric_data)
+        .sequence()
+        .http_status(400, Some(THROTTLED.into()))
+        .times(3)
+        .build();
+    let cw = mock_client!(aws_sdk_cloudwatch, RuleMode::Sequential, &[&rule], |c| {
+        c.retry_config(retries.clone())
+    });
+    let err = fetch(&clients(cw), lambda_queries(&[function("a")], true), WINDOW)
+        .await
+        .expect_err("throttled");
+    assert_eq!(err.kind, trimtab_aws::ErrorKind::Throttled);
 }
 
 #[tokio::test]

@@ -52,7 +52,8 @@ async fn every_page_is_read_and_the_prefix_applied() {
         name_prefix: Some("app-".into()),
         ..FunctionFilter::default()
     };
-    let functions = list_functions(&clients, &filter).await.expect("listed");
+    let (listed, calls) = trimtab_aws::counted(list_functions(&clients, &filter)).await;
+    let functions = listed.expect("listed");
     let names: Vec<&str> = functions.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["app-a", "app-c"]);
     assert_eq!(functions[0].memory_mb, 1769);
@@ -61,5 +62,5 @@ async fn every_page_is_read_and_the_prefix_applied() {
         functions[0].architecture,
         trimtab_core::pricing::Architecture::Arm64
     );
-    assert_eq!(clients.calls().get("lambda:ListFunctions"), Some(&2));
+    assert_eq!(calls.get("lambda:ListFunctions"), Some(&2));
 }

@@ -11,7 +11,7 @@ use aws_sdk_lambda::operation::put_provisioned_concurrency_config::PutProvisione
 use aws_sdk_lambda::types::ProvisionedConcurrencyStatusEnum;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use trimtab_aws::Clients;
-use trimtab_aws::changes::provision;
+use trimtab_aws::changes::{ProvisionStep, provision_step};
 use trimtab_core::concurrency::{ProvisionedAdvice, ScheduledCapacity};
 
 fn advice() -> ProvisionedAdvice {
@@ -89,9 +89,13 @@ async fn provisioning_sets_the_minimum_registers_the_range_and_tracks_utilisatio
     let clients = Clients::new(&sdk())
         .with_lambda(lambda)
         .with_autoscaling(aas);
-    provision(&clients, "checkout", "live", &advice())
-        .await
-        .expect("provisioned");
+    let steps = ProvisionStep::all(&advice());
+    assert_eq!(steps.len(), 4);
+    for step in steps {
+        provision_step(&clients, "checkout", "live", &advice(), step)
+            .await
+            .expect("provisioned");
+    }
     assert_eq!(put_pc.num_calls(), 1);
     assert_eq!(register.num_calls(), 1);
     assert_eq!(policy.num_calls(), 1);
@@ -108,17 +112,17 @@ async fn a_backend_without_provisioned_concurrency_fails_with_a_clear_reason() {
         c.retry_config(RetryConfig::disabled())
     });
     let clients = Clients::new(&sdk()).with_lambda(lambda);
-    let err = provision(&clients, "checkout", "live", &advice())
-        .await
-        .expect_err("refused");
+    let err = provision_step(
+        &clients,
+        "checkout",
+        "live",
+        &advice(),
+        ProvisionStep::Config,
+    )
+    .await
+    .expect_err("refused");
     assert_eq!(err.operation, "lambda:PutProvisionedConcurrencyConfig");
     assert_eq!(err.resource, "checkout:live");
     assert!(err.message.contains("404"), "{}", err.message);
-    // Nothing further was attempted after the refusal.
-    assert_eq!(
-        clients
-            .calls()
-            .get("application-autoscaling:RegisterScalableTarget"),
-        None
-    );
+    assert_eq!(err.kind, trimtab_aws::ErrorKind::NotFound);
 }

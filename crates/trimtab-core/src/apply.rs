@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::actuation::{LiveFunction, UpdateStatus};
 use crate::model::{MAX_MEMORY_MB, MIN_MEMORY_MB};
 use crate::rightsizing::{Recommendation, Status};
 
@@ -41,8 +42,10 @@ pub struct FunctionSettings {
 pub struct FunctionState {
     /// Carries the `trimtab:lock` tag: never touched.
     pub locked: bool,
-    /// Lambda's `LastUpdateStatus`; only `Successful` may be changed.
-    pub last_update_status: Option<String>,
+    /// The configuration read just before deciding (`GetFunctionConfiguration`; `ListFunctions`
+    /// does not report `LastUpdateStatus`). Only a function whose last update is `Successful`
+    /// and whose settings are still those the analysis judged may be changed.
+    pub live: Option<LiveFunction>,
 }
 
 /// A change to make, with why.
@@ -71,14 +74,29 @@ pub fn decide(rec: &Recommendation, state: &FunctionState, guards: &Guards) -> V
     if state.locked {
         return Verdict::Skip("locked: the function has the trimtab:lock tag".to_owned());
     }
-    match state.last_update_status.as_deref() {
-        Some("Successful") => {}
+    let Some(live) = &state.live else {
+        return Verdict::Skip("its live configuration could not be read".to_owned());
+    };
+    match &live.update {
+        UpdateStatus::Successful => {}
         other => {
             return Verdict::Skip(format!(
                 "last update status is {}, not Successful: an update may be in flight",
-                other.unwrap_or("unknown")
+                match other {
+                    UpdateStatus::InProgress => "InProgress".to_owned(),
+                    UpdateStatus::Failed(why) => format!("Failed ({why})"),
+                    _ => "unknown".to_owned(),
+                }
             ));
         }
+    }
+    if (live.settings.memory_mb, live.settings.timeout_s)
+        != (rec.current_memory_mb, rec.current_timeout_s)
+    {
+        return Verdict::Skip(format!(
+            "changed since the analysis read it (now {} MB / {} s): judged again next run",
+            live.settings.memory_mb, live.settings.timeout_s
+        ));
     }
     let safety_raise = rec.recommended_memory_mb > rec.current_memory_mb
         && rec
@@ -164,6 +182,9 @@ pub enum Verification {
     Wait(String),
     Healthy,
     Regressed(String),
+    /// Not judged: the function no longer has the change's settings (someone else changed or
+    /// deleted it), so its metrics say nothing about the change. Set by the shell.
+    Superseded(String),
 }
 
 /// Fewest invocations after a change before it is judged.
@@ -248,10 +269,21 @@ mod tests {
         }
     }
 
+    fn live(memory_mb: u32, update: UpdateStatus) -> Option<LiveFunction> {
+        Some(LiveFunction {
+            settings: FunctionSettings {
+                memory_mb,
+                timeout_s: 30,
+            },
+            update,
+            revision_id: Some("r1".into()),
+        })
+    }
+
     fn ok_state() -> FunctionState {
         FunctionState {
             locked: false,
-            last_update_status: Some("Successful".into()),
+            live: live(2048, UpdateStatus::Successful),
         }
     }
 
@@ -283,12 +315,27 @@ mod tests {
             matches!(decide(&rec(2048, 1024, 8.0), &locked, &g), Verdict::Skip(r) if r.contains("lock"))
         );
         let busy = FunctionState {
-            last_update_status: Some("InProgress".into()),
+            live: live(2048, UpdateStatus::InProgress),
             ..ok_state()
         };
         assert!(
             matches!(decide(&rec(2048, 1024, 8.0), &busy, &g), Verdict::Skip(r) if r.contains("InProgress"))
         );
+        let moved = FunctionState {
+            live: live(3008, UpdateStatus::Successful),
+            ..ok_state()
+        };
+        assert!(
+            matches!(decide(&rec(2048, 1024, 8.0), &moved, &g), Verdict::Skip(r) if r.contains("changed since"))
+        );
+        let unread = FunctionState {
+            live: None,
+            ..ok_state()
+        };
+        assert!(matches!(
+            decide(&rec(2048, 1024, 8.0), &unread, &g),
+            Verdict::Skip(_)
+        ));
         assert!(
             matches!(decide(&rec(2048, 1024, 0.5), &ok_state(), &g), Verdict::Skip(r) if r.contains("floor"))
         );
@@ -303,7 +350,11 @@ mod tests {
     fn a_safety_raise_needs_no_saving_and_keeps_the_timeout() {
         let mut r = rec(512, 1400, -3.0);
         r.memory_floor_mb = Some(1400);
-        let Verdict::Apply(c) = decide(&r, &ok_state(), &Guards::default()) else {
+        let state = FunctionState {
+            live: live(512, UpdateStatus::Successful),
+            ..ok_state()
+        };
+        let Verdict::Apply(c) = decide(&r, &state, &Guards::default()) else {
             panic!("should apply")
         };
         assert_eq!(c.after.memory_mb, 1024);
@@ -373,6 +424,28 @@ pub enum RecordState {
     NotApplied,
     /// Made, then undone: by verification or by an operator.
     RolledBack,
+    /// Overtaken: the resource no longer has the record's `after` because someone (or something)
+    /// else changed or deleted it since. Never rolled back automatically.
+    Superseded,
+}
+
+impl RecordState {
+    /// The name records are stored and reported under.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Applied => "applied",
+            Self::Verified => "verified",
+            Self::NotApplied => "not_applied",
+            Self::RolledBack => "rolled_back",
+            Self::Superseded => "superseded",
+        }
+    }
+
+    /// Whether the change is (believed) in force on the resource.
+    pub fn in_force(self) -> bool {
+        matches!(self, Self::Applied | Self::Verified)
+    }
 }
 
 /// What was changed, from what, to what, on what evidence: the audit trail of one change.
@@ -401,6 +474,19 @@ pub struct DecisionRecord {
     /// Provisioned concurrency put on an alias by this change (memory and timeout unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioned: Option<ProvisionedChange>,
+    /// Lambda's `RevisionId` of the function when it was read just before the change; the
+    /// change was sent conditional on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_before: Option<String>,
+    /// The `RevisionId` read once the update had completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_after: Option<String>,
+    /// Who asked for the run that made the change: the schedule, an API caller, an operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// No later run needs to read it any more (see [`to_archive`]); it stays in the audit trail.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 /// Provisioned concurrency handed to Application Auto Scaling on `function:alias`.
@@ -417,6 +503,64 @@ impl DecisionRecord {
     pub fn id(created_at_epoch_s: i64, run_id: &str) -> String {
         format!("{created_at_epoch_s:012}-{run_id}")
     }
+
+    /// Whether later runs must still look at this record: it may yet be settled (pending) or
+    /// verified (applied), or it is the function's latest change (verified or rolled back: the
+    /// analysis judges the function on metrics since then, and a rollback holds it back). The
+    /// decision table indexes exactly these, so a run reads them without scanning the audit
+    /// trail.
+    pub fn is_open(&self) -> bool {
+        !self.archived
+            && matches!(
+                self.state,
+                RecordState::Pending
+                    | RecordState::Applied
+                    | RecordState::Verified
+                    | RecordState::RolledBack
+            )
+    }
+
+    /// When the change took effect (or was undone), for judging the function on later metrics.
+    pub fn effective_at_epoch_s(&self) -> i64 {
+        match self.state {
+            RecordState::RolledBack => self.updated_at_epoch_s,
+            _ => self.applied_at_epoch_s.unwrap_or(self.updated_at_epoch_s),
+        }
+    }
+}
+
+/// Longest lookback a run may ask for; older closed records never matter to a run.
+pub const HORIZON_S: i64 = 90 * 86_400;
+
+/// Which open records (by index) no later run needs: of each function's settled changes
+/// (verified or rolled back), all but the newest of each kind (memory, provisioned concurrency),
+/// and any whose effect is older than the horizon, except provisioned concurrency still in force.
+pub fn to_archive(records: &[DecisionRecord], now_s: i64) -> Vec<usize> {
+    use std::collections::HashMap;
+    let settled = |r: &DecisionRecord| {
+        matches!(r.state, RecordState::Verified | RecordState::RolledBack) && !r.archived
+    };
+    let mut newest: HashMap<(&str, bool), &str> = HashMap::new();
+    for r in records.iter().filter(|r| settled(r)) {
+        let key = (r.function_name.as_str(), r.provisioned.is_some());
+        let e = newest.entry(key).or_insert(r.record_id.as_str());
+        if r.record_id.as_str() > *e {
+            *e = r.record_id.as_str();
+        }
+    }
+    records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| settled(r))
+        .filter(|(_, r)| {
+            let key = (r.function_name.as_str(), r.provisioned.is_some());
+            let superseded = newest.get(&key).is_some_and(|n| *n != r.record_id);
+            let in_force_pc = r.provisioned.is_some() && r.state == RecordState::Verified;
+            let old = now_s - r.effective_at_epoch_s() > HORIZON_S;
+            superseded || (old && !in_force_pc)
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// The audit trail of a change to something other than a function's memory and timeout (an
@@ -437,4 +581,72 @@ pub struct ChangeRecord {
     pub state: RecordState,
     pub state_reason: Option<String>,
     pub updated_at_epoch_s: i64,
+    /// Who asked for the run that made the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+impl ChangeRecord {
+    /// Whether a later run must settle it (only a pending one: autoscaling writes are not
+    /// verified on metrics).
+    pub fn is_open(&self) -> bool {
+        self.state == RecordState::Pending
+    }
+}
+
+#[cfg(test)]
+mod archive_tests {
+    use super::*;
+
+    fn r(id: &str, function: &str, state: RecordState, at: i64, pc: bool) -> DecisionRecord {
+        let s = FunctionSettings {
+            memory_mb: 128,
+            timeout_s: 3,
+        };
+        DecisionRecord {
+            record_id: id.into(),
+            function_name: function.into(),
+            run_id: "run".into(),
+            created_at_epoch_s: at,
+            before: s,
+            after: s,
+            evidence: Health::default(),
+            predicted_duration_ms: None,
+            monthly_savings_usd: 0.0,
+            confidence: 1.0,
+            reason: String::new(),
+            state,
+            state_reason: None,
+            applied_at_epoch_s: Some(at),
+            updated_at_epoch_s: at,
+            rollback_of: None,
+            provisioned: pc.then(|| ProvisionedChange {
+                alias: "live".into(),
+                min_capacity: 1,
+                max_capacity: 2,
+                target_utilization: 0.7,
+                scheduled_actions: 0,
+            }),
+            revision_before: None,
+            revision_after: None,
+            requested_by: None,
+            archived: false,
+        }
+    }
+
+    #[test]
+    fn only_each_functions_latest_settled_change_stays_open() {
+        use RecordState::*;
+        let now = 100 * 86_400;
+        let records = [
+            r("1", "a", Verified, now - 10, false),
+            r("2", "a", Verified, now - 5, false),
+            r("3", "a", Applied, now - 1, false),
+            r("4", "b", RolledBack, now - HORIZON_S - 1, false),
+            r("5", "c", Verified, now - HORIZON_S - 1, true),
+            r("6", "c", Verified, now - 2, false),
+        ];
+        assert_eq!(to_archive(&records, now), [0, 3]);
+        assert!(records[2].is_open());
+    }
 }

@@ -4,6 +4,7 @@
 //! AWS SDK type. Inputs are plain structs the adapters fill in; outputs are plain data (reports and
 //! plans) the shell prints, records or carries out. Every function is deterministic.
 
+pub mod actuation;
 pub mod apply;
 pub mod capacity;
 pub mod concurrency;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::actuation::Settlement;
 use crate::capacity::Dimension;
 
 /// Policy settings for one scalable target.
@@ -93,6 +94,10 @@ pub struct Desired {
     pub scalable_dimension: String,
     pub dimension: Dimension,
     pub settings: ScalingSettings,
+    /// Take over scaling policies Trimtab did not create (the table's `trimtab:managed=true`
+    /// tag, or `adopt` in the event). Without it a target with a foreign policy is left alone.
+    #[serde(default)]
+    pub adopt: bool,
 }
 
 /// (resource id, scalable dimension): how Application Auto Scaling names a scalable target.
@@ -139,6 +144,22 @@ pub enum Step {
 }
 
 impl Step {
+    /// The scalable target it writes to.
+    pub fn key(&self) -> TargetKey {
+        match self {
+            Self::RegisterScalableTarget {
+                resource_id,
+                scalable_dimension,
+                ..
+            }
+            | Self::PutScalingPolicy {
+                resource_id,
+                scalable_dimension,
+                ..
+            } => (resource_id.clone(), scalable_dimension.clone()),
+        }
+    }
+
     /// The scalable target it writes to: `<resource id> <scalable dimension>`.
     pub fn resource(&self) -> String {
         match self {
@@ -211,13 +232,116 @@ impl Step {
 
 const EPSILON: f64 = 1e-6;
 
-/// The writes that bring `existing` to `desired`. A target whose policy (of any name) already
-/// tracks the desired value is left alone; a drifted policy is replaced under its own name, so a
-/// target never ends up with two target-tracking policies pulling apart.
-pub fn plan(desired: &[Desired], existing: &Existing) -> Vec<Step> {
-    let mut steps = Vec::new();
+impl Step {
+    /// Settles a recorded write from what Application Auto Scaling holds now: the write's value
+    /// there means it happened, the value it replaced means it did not, anything else means
+    /// someone else has written since.
+    pub fn settle(&self, live: &Existing) -> Settlement {
+        match self {
+            Self::RegisterScalableTarget {
+                resource_id,
+                scalable_dimension,
+                min_capacity,
+                max_capacity,
+                was,
+            } => {
+                let key = (resource_id.clone(), scalable_dimension.clone());
+                let now = live.targets.get(&key).copied();
+                let same = |a: Option<(f64, f64)>, b: Option<(f64, f64)>| match (a, b) {
+                    (Some((a0, a1)), Some((b0, b1))) => {
+                        (a0 - b0).abs() < EPSILON && (a1 - b1).abs() < EPSILON
+                    }
+                    (None, None) => true,
+                    _ => false,
+                };
+                if same(now, Some((*min_capacity, *max_capacity))) {
+                    Settlement::Applied
+                } else if same(now, *was) {
+                    Settlement::NotApplied("the scalable target is as it was".to_owned())
+                } else {
+                    Settlement::Superseded(format!(
+                        "the scalable target is now {now:?}: changed by someone else"
+                    ))
+                }
+            }
+            Self::PutScalingPolicy {
+                resource_id,
+                scalable_dimension,
+                policy_name,
+                target_pct,
+                was,
+                ..
+            } => {
+                let key = (resource_id.clone(), scalable_dimension.clone());
+                let now = live
+                    .policies
+                    .get(&key)
+                    .and_then(|ps| ps.iter().find(|(n, _)| n == policy_name))
+                    .and_then(|(_, t)| *t);
+                let same = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                    (Some(a), Some(b)) => (a - b).abs() < EPSILON,
+                    (None, None) => true,
+                    _ => false,
+                };
+                if same(now, Some(*target_pct)) {
+                    Settlement::Applied
+                } else if same(now, *was) {
+                    Settlement::NotApplied(format!("policy {policy_name} is as it was"))
+                } else {
+                    Settlement::Superseded(format!(
+                        "policy {policy_name} now targets {now:?}: changed by someone else"
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Whether a scaling policy is one Trimtab made (its names start `trimtab-`).
+pub fn is_trimtab_policy(name: &str) -> bool {
+    name.starts_with("trimtab-")
+}
+
+/// A scalable target with scaling policies someone else made, left alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Foreign {
+    pub resource_id: String,
+    pub scalable_dimension: String,
+    pub policies: Vec<String>,
+}
+
+/// The writes a run would make, and the targets it leaves to their owners.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlanOutcome {
+    pub steps: Vec<Step>,
+    pub foreign: Vec<Foreign>,
+}
+
+/// The writes that bring `existing` to `desired`. A target carrying a policy Trimtab did not
+/// make is left alone (and reported) unless adopted; a target whose policy already tracks the
+/// desired value is left alone; a drifted policy is replaced under its own name, so a target
+/// never ends up with two target-tracking policies pulling apart.
+pub fn plan(desired: &[Desired], existing: &Existing) -> PlanOutcome {
+    let mut out = PlanOutcome::default();
     for d in desired {
         let key = (d.resource_id.clone(), d.scalable_dimension.clone());
+        let foreign: Vec<String> = existing
+            .policies
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .map(|(n, _)| n.clone())
+            .filter(|n| !is_trimtab_policy(n))
+            .collect();
+        if !foreign.is_empty() && !d.adopt {
+            out.foreign.push(Foreign {
+                resource_id: d.resource_id.clone(),
+                scalable_dimension: d.scalable_dimension.clone(),
+                policies: foreign,
+            });
+            continue;
+        }
+        let steps = &mut out.steps;
         let s = d.settings;
         let registered = existing.targets.get(&key).copied();
         let same_range = registered.is_some_and(|(lo, hi)| {
@@ -257,7 +381,7 @@ pub fn plan(desired: &[Desired], existing: &Existing) -> Vec<Step> {
             was,
         });
     }
-    steps
+    out
 }
 
 #[cfg(test)]
@@ -266,6 +390,7 @@ mod tests {
 
     fn desired(target: f64) -> Desired {
         Desired {
+            adopt: false,
             resource_id: "table/orders".into(),
             scalable_dimension: "dynamodb:table:ReadCapacityUnits".into(),
             dimension: Dimension::Read,
@@ -286,7 +411,7 @@ mod tests {
 
     #[test]
     fn nothing_there_means_register_and_put() {
-        let steps = plan(&[desired(70.0)], &Existing::default());
+        let steps = plan(&[desired(70.0)], &Existing::default()).steps;
         assert_eq!(steps.len(), 2);
         assert!(steps[0].describe().starts_with("+ table/orders"));
     }
@@ -296,8 +421,42 @@ mod tests {
         let mut e = Existing::default();
         e.targets.insert(key(), (5.0, 100.0));
         e.policies
-            .insert(key(), vec![("someone-elses".into(), Some(70.0))]);
-        assert!(plan(&[desired(70.0)], &e).is_empty());
+            .insert(key(), vec![("trimtab-read-utilization".into(), Some(70.0))]);
+        assert_eq!(plan(&[desired(70.0)], &e), PlanOutcome::default());
+    }
+
+    #[test]
+    fn a_foreign_policy_is_left_alone_and_reported_unless_adopted() {
+        let mut e = Existing::default();
+        e.targets.insert(key(), (1.0, 100.0));
+        e.policies
+            .insert(key(), vec![("console-made".into(), Some(50.0))]);
+        let out = plan(&[desired(70.0)], &e);
+        assert!(out.steps.is_empty());
+        assert_eq!(out.foreign[0].policies, ["console-made"]);
+        let adopted = Desired {
+            adopt: true,
+            ..desired(70.0)
+        };
+        assert_eq!(plan(&[adopted], &e).steps.len(), 2);
+    }
+
+    #[test]
+    fn a_recorded_write_is_settled_from_what_is_there_now() {
+        let step = Step::RegisterScalableTarget {
+            resource_id: "table/orders".into(),
+            scalable_dimension: "dynamodb:table:ReadCapacityUnits".into(),
+            min_capacity: 5.0,
+            max_capacity: 100.0,
+            was: Some((1.0, 100.0)),
+        };
+        let mut e = Existing::default();
+        e.targets.insert(key(), (5.0, 100.0));
+        assert_eq!(step.settle(&e), Settlement::Applied);
+        e.targets.insert(key(), (1.0, 100.0));
+        assert!(matches!(step.settle(&e), Settlement::NotApplied(_)));
+        e.targets.insert(key(), (3.0, 30.0));
+        assert!(matches!(step.settle(&e), Settlement::Superseded(_)));
     }
 
     #[test]
@@ -306,7 +465,11 @@ mod tests {
         e.targets.insert(key(), (1.0, 100.0));
         e.policies
             .insert(key(), vec![("legacy".into(), Some(50.0))]);
-        let steps = plan(&[desired(70.0)], &e);
+        let adopted = Desired {
+            adopt: true,
+            ..desired(70.0)
+        };
+        let steps = plan(&[adopted], &e).steps;
         assert_eq!(steps.len(), 2);
         assert_eq!(
             steps[0].describe(),
