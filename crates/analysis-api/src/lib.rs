@@ -7,21 +7,57 @@
 //! only which request failed (details go to the logs); analyses run in recommend mode, and apply
 //! runs only for IAM identities listed in configuration.
 
+pub mod jobs;
 pub mod router;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 use trimtab_aws::Clients;
+use trimtab_aws::decisions::{DecisionTable, RunState, RunStatus};
+use trimtab_lambda::{AsyncRun, Deadline, FailureKind, Invocation};
 
+pub use jobs::{Failure, Jobs};
 pub use router::{ApiError, Kind, Route};
 
+/// How the API starts a run it does not wait for.
+#[derive(Debug, Clone)]
+pub enum Launcher {
+    /// In Lambda: an asynchronous invoke, which records the run's progress and report in the
+    /// decision table. Apply runs go to the job's own function (`TRIMTAB_FUNCTION_<KIND>`, whose
+    /// role may write); analyses to this function itself (`own`, whose role only reads).
+    Lambda {
+        jobs: BTreeMap<&'static str, String>,
+        own: String,
+    },
+    /// Under `trimtab invoke` and in tests: a task in this process; [`wait_for_runs`] waits.
+    InProcess(Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>),
+}
+
+impl Launcher {
+    /// Lambda's launcher inside Lambda (`AWS_LAMBDA_FUNCTION_NAME` set), else in-process.
+    pub fn from_env() -> Self {
+        let Some(own) = trimtab_lambda::setting("AWS_LAMBDA_FUNCTION_NAME") else {
+            return Self::InProcess(Arc::default());
+        };
+        let jobs = Kind::ALL
+            .into_iter()
+            .filter_map(|k| {
+                let var = format!("TRIMTAB_FUNCTION_{}", k.name().to_ascii_uppercase());
+                trimtab_lambda::setting(&var).map(|f| (k.name(), f))
+            })
+            .collect();
+        Self::Lambda { jobs, own }
+    }
+}
+
 /// Per-process configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// IAM principals (user or role ARNs, or caller ids) that may call the apply routes
     /// (`TRIMTAB_APPLY_PRINCIPALS`, comma-separated). Empty: nobody.
@@ -31,12 +67,15 @@ pub struct ApiConfig {
     /// Time an analysis may take before the API answers 504 (API Gateway gives up at 30 s).
     pub budget: Duration,
     pub environment: String,
+    /// Every job, configured once.
+    pub jobs: Arc<Jobs>,
+    pub launcher: Launcher,
 }
 
 impl ApiConfig {
-    pub fn from_env() -> Self {
+    pub fn from_env(region: Option<&str>) -> Result<Self, String> {
         let var = trimtab_lambda::setting;
-        Self {
+        Ok(Self {
             apply_principals: var("TRIMTAB_APPLY_PRINCIPALS")
                 .map(|v| {
                     v.split(',')
@@ -48,6 +87,39 @@ impl ApiConfig {
             table_name: var("TRIMTAB_TABLE"),
             budget: Duration::from_secs(25),
             environment: trimtab_lambda::configured_environment(),
+            jobs: Arc::new(Jobs::from_env(region, var("TRIMTAB_TABLE"))?),
+            launcher: Launcher::from_env(),
+        })
+    }
+
+    /// A configuration for tests and tools: runs jobs in this process against `table`.
+    pub fn in_process(
+        table: Option<String>,
+        apply_principals: Vec<String>,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            apply_principals,
+            table_name: table.clone(),
+            budget: Duration::from_secs(25),
+            environment: "prod".to_owned(),
+            jobs: Arc::new(Jobs::from_env(Some("us-east-1"), table)?),
+            launcher: Launcher::InProcess(Arc::default()),
+        })
+    }
+}
+
+/// Waits for every run this process started in the background (under `trimtab invoke`).
+pub async fn wait_for_runs(config: &ApiConfig) {
+    let Launcher::InProcess(tasks) = &config.launcher else {
+        return;
+    };
+    loop {
+        let next = tasks.lock().ok().and_then(|mut t| t.pop());
+        match next {
+            Some(task) => {
+                let _ = task.await;
+            }
+            None => return,
         }
     }
 }
@@ -89,7 +161,7 @@ pub async fn handle(
         .clone()
         .unwrap_or_else(|| "-".into());
     match serve(clients, config, &req, &request_id).await {
-        Ok(v) => respond(200, &v, None),
+        Ok((status, v)) => respond(status, &v, None),
         Err(e) => {
             tracing::info!(
                 status = e.status,
@@ -107,7 +179,7 @@ async fn serve(
     config: &ApiConfig,
     req: &ApiGatewayV2httpRequest,
     request_id: &str,
-) -> Result<Value, ApiError> {
+) -> Result<(u16, Value), ApiError> {
     let method = req.request_context.http.method.as_str().to_owned();
     let path = req
         .raw_path
@@ -126,7 +198,10 @@ async fn serve(
         })
         .collect();
     match route {
-        Route::Status => status(clients, config, None).await,
+        Route::Status => status(clients, config, None).await.map(ok),
+        Route::Run(id) => run_status(clients, config, &id, router::paging(&query)?)
+            .await
+            .map(ok),
         Route::Recommendations => {
             let kind = match query.iter().find(|(k, _)| k == "kind") {
                 None => None,
@@ -138,7 +213,7 @@ async fn serve(
                     )
                 })?),
             };
-            status(clients, config, kind).await
+            status(clients, config, kind).await.map(ok)
         }
         Route::Analysis(kind) => {
             let (limit, offset) = router::paging(&query)?;
@@ -164,9 +239,29 @@ async fn serve(
                 ));
             }
             body["mode"] = Value::from("recommend");
-            let mut report = run(clients, config, kind, body, request_id).await?;
-            router::page(&mut report, kind.list_field(), limit, offset);
-            Ok(report)
+            let requested_by = caller(req).and_then(|(arn, id)| arn.or(id));
+            if query.iter().any(|(k, v)| k == "async" && v == "true") {
+                return start(clients, config, kind, body, requested_by)
+                    .await
+                    .map(|v| (202, v));
+            }
+            match run(clients, config, kind, body.clone(), request_id).await {
+                Ok(mut report) => {
+                    router::page(&mut report, kind.list_field(), limit, offset);
+                    Ok(ok(report))
+                }
+                // Too long for API Gateway's 30 s: it goes on as a run of its own.
+                Err(e) if e.code == "analysis_timeout" => {
+                    let mut started = start(clients, config, kind, body, requested_by).await?;
+                    started["note"] = Value::from(format!(
+                        "the analysis did not finish within {} s; it goes on as a run: GET {}",
+                        config.budget.as_secs(),
+                        started["status_url"].as_str().unwrap_or_default()
+                    ));
+                    Ok((202, started))
+                }
+                Err(e) => Err(e),
+            }
         }
         Route::Apply(kind) => {
             let Some((arn, caller_id)) = caller(req) else {
@@ -187,19 +282,191 @@ async fn serve(
                     "this identity may not apply changes",
                 ));
             }
-            let (limit, offset) = router::paging(&query)?;
             let mut body = router::body(req.body.as_deref(), req.is_base64_encoded)?;
             body["mode"] = Value::from("apply");
             tracing::info!(kind = kind.name(), caller = ?arn, request_id, "apply requested");
-            let mut report = run(clients, config, kind, body, request_id).await?;
-            router::page(&mut report, kind.list_field(), limit, offset);
-            Ok(report)
+            let requested_by = arn.or(caller_id);
+            start(clients, config, kind, body, requested_by)
+                .await
+                .map(|v| (202, v))
         }
     }
 }
 
-/// Runs one job on `body`, within the time budget. The job's own validation errors become 400s;
-/// anything else a 502 that names the request, not the internals.
+fn ok(v: Value) -> (u16, Value) {
+    (200, v)
+}
+
+/// Starts a run without waiting for it (API Gateway gives up at 30 s, and an apply run cut short
+/// mid-protocol would leave its lease and records behind): checks the request, records the run
+/// as queued, hands it on, and answers with the run id.
+async fn start(
+    clients: &Clients,
+    config: &ApiConfig,
+    kind: Kind,
+    body: Value,
+    requested_by: Option<String>,
+) -> Result<Value, ApiError> {
+    config
+        .jobs
+        .validate(kind, &body)
+        .map_err(|f| ApiError::new(400, "invalid_request", f.message))?;
+    let table = decision_table(config)?;
+    let now = SystemTime::now();
+    let run_id = trimtab_act::new_run_id(now);
+    let now_s = trimtab_act::epoch_s(now);
+    let mut status = RunStatus {
+        run_id: run_id.clone(),
+        kind: kind.name().to_owned(),
+        mode: body["mode"].as_str().unwrap_or("recommend").to_owned(),
+        state: RunState::Queued,
+        requested_by: requested_by.clone(),
+        created_at_epoch_s: now_s,
+        updated_at_epoch_s: now_s,
+        error: None,
+    };
+    let unavailable = |e: trimtab_aws::AwsError| {
+        tracing::error!(error = %e, "run not started");
+        ApiError::new(
+            502,
+            "run_not_started",
+            "the run could not be started; retry",
+        )
+    };
+    table
+        .put_run(clients, &status, None)
+        .await
+        .map_err(unavailable)?;
+    let run = AsyncRun {
+        run_id: run_id.clone(),
+        kind: Some(kind.name().to_owned()),
+        requested_by,
+        request: body,
+    };
+    if let Err(e) = launch(clients, config, kind, run).await {
+        status.state = RunState::Failed;
+        status.error = Some(e.message.clone());
+        let _ = table.put_run(clients, &status, None).await;
+        return Err(e);
+    }
+    Ok(serde_json::json!({
+        "run_id": run_id,
+        "kind": kind.name(),
+        "state": "queued",
+        "status_url": format!("/runs/{run_id}"),
+    }))
+}
+
+async fn launch(
+    clients: &Clients,
+    config: &ApiConfig,
+    kind: Kind,
+    run: AsyncRun,
+) -> Result<(), ApiError> {
+    match &config.launcher {
+        Launcher::Lambda { jobs, own } => {
+            let applying = run.request["mode"] == "apply";
+            let function = if applying {
+                jobs.get(kind.name()).ok_or_else(|| {
+                    ApiError::new(
+                        503,
+                        "not_configured",
+                        format!("no function configured for {} runs", kind.name()),
+                    )
+                })?
+            } else {
+                own
+            };
+            trimtab_aws::invoke::invoke_async(clients, function, &run.payload())
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "async invoke failed");
+                    ApiError::new(
+                        502,
+                        "run_not_started",
+                        "the run could not be started; retry",
+                    )
+                })
+        }
+        Launcher::InProcess(tasks) => {
+            let (clients, jobs) = (clients.clone(), Arc::clone(&config.jobs));
+            let invocation = Invocation {
+                deadline: Deadline::after(Jobs::timeout(kind)),
+                ..Invocation::default()
+            };
+            let task = tokio::spawn(async move {
+                let work = jobs.invoke(kind, &clients, invocation, run.payload());
+                let (result, _) = trimtab_aws::counted(work).await;
+                if let Err(f) = result {
+                    tracing::warn!(error = %f.message, "background run failed");
+                }
+            });
+            if let Ok(mut t) = tasks.lock() {
+                t.push(task);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn decision_table(config: &ApiConfig) -> Result<DecisionTable, ApiError> {
+    config
+        .table_name
+        .as_ref()
+        .map(DecisionTable::new)
+        .ok_or_else(|| ApiError::new(503, "not_configured", "no decision table configured"))
+}
+
+/// A started run: its status and, once done, its report.
+async fn run_status(
+    clients: &Clients,
+    config: &ApiConfig,
+    id: &str,
+    (limit, offset): (usize, usize),
+) -> Result<Value, ApiError> {
+    let table = decision_table(config)?;
+    let found = table.run(clients, id).await.map_err(|e| {
+        tracing::error!(error = %e, "reading the run failed");
+        ApiError::new(502, "runs_unavailable", "the run could not be read")
+    })?;
+    let Some((status, mut report)) = found else {
+        return Err(ApiError::new(404, "not_found", format!("no run {id}")));
+    };
+    if let (Some(r), Some(kind)) = (report.as_mut(), Kind::parse(&status.kind)) {
+        router::page(r, kind.list_field(), limit, offset);
+    }
+    Ok(serde_json::json!({"run": status, "report": report}))
+}
+
+/// An analysis this function started for itself (an [`AsyncRun`] of `kind`), run to its end in
+/// recommend mode whatever the payload says: this function's role only reads.
+pub async fn handle_async(
+    clients: &Clients,
+    config: &ApiConfig,
+    mut run: AsyncRun,
+    deadline: Deadline,
+) -> Result<Value, Failure> {
+    let kind = run
+        .kind
+        .as_deref()
+        .and_then(Kind::parse)
+        .ok_or_else(|| Failure {
+            kind: FailureKind::InvalidEvent,
+            message: "trimtab_run.kind: not a job this function runs".into(),
+        })?;
+    run.request["mode"] = Value::from("recommend");
+    let invocation = Invocation {
+        deadline,
+        ..Invocation::default()
+    };
+    config
+        .jobs
+        .invoke(kind, clients, invocation, run.payload())
+        .await
+}
+
+/// Runs one analysis on `body`, within the time budget. The job's own validation errors become
+/// 400s; anything else a 502 that names the request, not the internals.
 async fn run(
     clients: &Clients,
     config: &ApiConfig,
@@ -207,41 +474,11 @@ async fn run(
     body: Value,
     request_id: &str,
 ) -> Result<Value, ApiError> {
-    let job = async {
-        let result: Result<Value, (&'static str, String)> = match kind {
-            Kind::Rightsizing => {
-                let mut c = rightsizing::JobConfig::from_env(clients.region.as_deref())
-                    .map_err(|e| ("Configuration", e))?;
-                c.table_name = config.table_name.clone();
-                rightsizing::handle(clients, &c, body)
-                    .await
-                    .map_err(|e| (e.error_type(), e.to_string()))
-            }
-            Kind::Dynamodb => {
-                let mut c = dynamodb_scaling::JobConfig::from_env();
-                c.table_name = config.table_name.clone();
-                dynamodb_scaling::handle(clients, &c, body)
-                    .await
-                    .map_err(|e| (e.error_type(), e.to_string()))
-            }
-            Kind::Cost => {
-                let mut c =
-                    cost_analysis::JobConfig::from_env().map_err(|e| ("Configuration", e))?;
-                c.table_name = config.table_name.clone();
-                cost_analysis::handle(clients, &c, body)
-                    .await
-                    .map_err(|e| (e.error_type(), e.to_string()))
-            }
-            Kind::Performance => {
-                let mut c = performance_monitor::JobConfig::from_env();
-                c.table_name = config.table_name.clone();
-                performance_monitor::handle(clients, &c, body)
-                    .await
-                    .map_err(|e| (e.error_type(), e.to_string()))
-            }
-        };
-        result
+    let invocation = Invocation {
+        deadline: Deadline::after(config.budget),
+        ..Invocation::default()
     };
+    let job = config.jobs.invoke(kind, clients, invocation, body);
     match tokio::time::timeout(config.budget, job).await {
         Err(_) => Err(ApiError::new(
             504,
@@ -252,10 +489,16 @@ async fn run(
             ),
         )),
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(("InvalidEvent", message))) => Err(ApiError::new(400, "invalid_request", message)),
-        Ok(Err(("NotFound", message))) => Err(ApiError::new(404, "not_found", message)),
-        Ok(Err((kind, message))) => {
-            tracing::error!(error_type = kind, %message, request_id, "analysis failed");
+        Ok(Err(Failure {
+            kind: FailureKind::InvalidEvent,
+            message,
+        })) => Err(ApiError::new(400, "invalid_request", message)),
+        Ok(Err(Failure {
+            kind: FailureKind::NotFound,
+            message,
+        })) => Err(ApiError::new(404, "not_found", message)),
+        Ok(Err(Failure { kind, message })) => {
+            tracing::error!(error_type = kind.error_type(), %message, request_id, "analysis failed");
             Err(ApiError::new(
                 502,
                 "analysis_failed",

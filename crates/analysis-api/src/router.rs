@@ -5,7 +5,8 @@
 //! | POST | `/analyses/{rightsizing,dynamodb,cost,performance}` | runs one analysis, recommend mode |
 //! | GET | `/recommendations[?kind=...]` | the latest result of each job |
 //! | GET | `/status` | when each job last ran, what it found and applied |
-//! | POST | `/apply/{rightsizing,dynamodb,performance}` | runs one job in apply mode (listed IAM identities only) |
+//! | POST | `/apply/{rightsizing,dynamodb,performance}` | starts one job in apply mode (listed IAM identities only); 202 with a run id |
+//! | GET | `/runs/{run_id}` | a started run's status and, once done, its report |
 
 use serde_json::Value;
 
@@ -81,6 +82,13 @@ pub enum Route {
     Recommendations,
     Status,
     Apply(Kind),
+    Run(String),
+}
+
+/// Whether `id` looks like a run id Trimtab makes (hex digits and dashes, bounded), so nothing
+/// else reaches the table's key.
+fn is_run_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
 }
 
 /// An HTTP error with its JSON body `{"error": {"code", "message"}}`.
@@ -144,6 +152,14 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
                         format!("nothing to apply for {kind:?}; one of: {}", kinds(true)),
                     )
                 }),
+        ),
+        ["runs", id] => (
+            "GET",
+            if is_run_id(id) {
+                Ok(Route::Run((*id).to_owned()))
+            } else {
+                Err(ApiError::new(404, "not_found", format!("no run {id:?}")))
+            },
         ),
         ["recommendations"] => ("GET", Ok(Route::Recommendations)),
         ["status"] => ("GET", Ok(Route::Status)),
@@ -268,6 +284,12 @@ mod tests {
         );
         assert_eq!(route("POST", "/apply/cost").map_err(|e| e.status), Err(404));
         assert_eq!(route("GET", "/nope").map_err(|e| e.code), Err("not_found"));
+        assert_eq!(
+            route("GET", "/runs/18c0ffee-00ab0001"),
+            Ok(Route::Run("18c0ffee-00ab0001".into()))
+        );
+        assert_eq!(route("GET", "/runs/x;y").map_err(|e| e.status), Err(404));
+        assert_eq!(route("POST", "/runs/abc").map_err(|e| e.status), Err(405));
     }
 
     #[test]

@@ -3,18 +3,43 @@
 //! measured by the other jobs, EMF headline metrics and SNS alerts (each at most once).
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use trimtab_aws::Clients;
 use trimtab_aws::costs::{self, CostRow, Grouping};
+use trimtab_aws::{CallCounts, Clients, calls};
 use trimtab_core::cost::{
     Anomaly, Budget, BudgetStatus, DailyCosts, Forecast, Params, Trend, anomalies, budget_status,
     changes, forecast, format_date, round2, trends,
 };
 pub use trimtab_lambda::JobError;
-use trimtab_lambda::{EventError, Mode, Trigger, parse_trigger};
+use trimtab_lambda::{EventError, Invocation, Job, Mode, Trigger, parse_trigger};
+
+/// The cost analysis job, as `main.rs`, `trimtab invoke` and the API run it.
+#[derive(Debug, Clone, Copy)]
+pub struct CostAnalysis;
+
+impl Job for CostAnalysis {
+    const KIND: &'static str = "cost";
+    const LOGICAL_ID: &'static str = "CostAnalysisFunction";
+    const TIMEOUT: Duration = Duration::from_secs(120);
+    type Config = JobConfig;
+    type Error = JobError;
+
+    fn configure(_region: Option<&str>) -> Result<JobConfig, String> {
+        JobConfig::from_env()
+    }
+
+    async fn handle(
+        clients: &Clients,
+        config: &JobConfig,
+        _invocation: &Invocation,
+        payload: Value,
+    ) -> Result<Value, JobError> {
+        Box::pin(handle(clients, config, payload)).await
+    }
+}
 
 /// The cost analysis event. Every field is optional.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -93,7 +118,7 @@ pub struct Report {
     pub estimated_days: Vec<String>,
     pub cost_explorer_requests: u64,
     pub alerts_sent: Vec<String>,
-    pub api_calls: BTreeMap<&'static str, u64>,
+    pub api_calls: CallCounts,
     pub notes: Vec<String>,
 }
 
@@ -351,7 +376,7 @@ pub async fn run_job(
             notes.push(format!("result not stored for other jobs: {e}"));
         }
     }
-    let calls = clients.calls();
+    let calls = calls::so_far();
     Ok(Report {
         job: "cost",
         metric: run.metric.clone(),

@@ -2,27 +2,63 @@
 //! policy its own traffic calls for (by simulation), and target tracking configured where it
 //! belongs: idempotently, as a diff in recommend mode, carried out in apply mode.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::{SystemTime, UNIX_EPOCH};
+mod act;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use std::time::{Duration, SystemTime};
+
+use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use trimtab_aws::Clients;
-use trimtab_aws::decisions::DecisionTable;
+use trimtab_act::{Invocation, epoch_s, new_run_id};
 use trimtab_aws::dynamodb::{self as ddb, TableInfo};
 use trimtab_aws::metrics::{self, Window};
-use trimtab_core::apply::{ChangeRecord, DecisionRecord, RecordState};
+use trimtab_aws::{CallCounts, Clients, calls};
+use trimtab_core::apply::ChangeRecord;
 use trimtab_core::capacity::{
     BillingMode, CapacityPrices, Dimension, DimensionAdvice, Options, Policy, Setup, Trace,
     recommend_table,
 };
 use trimtab_core::scaling_plan::{
-    Desired, Existing, NamedPolicy, Overrides, ScalingSettings, Step, TargetKey,
-    environment_defaults, plan,
+    Desired, Existing, Foreign, Overrides, ScalingSettings, Step, environment_defaults, plan,
 };
 pub use trimtab_lambda::JobError;
-use trimtab_lambda::{EventError, Mode, Trigger, parse_trigger};
+use trimtab_lambda::{EventError, Job, Mode, Trigger, parse_trigger};
+
+/// The DynamoDB scaling job, as `main.rs`, `trimtab invoke` and the API run it.
+#[derive(Debug, Clone, Copy)]
+pub struct DynamoDbScaling;
+
+impl Job for DynamoDbScaling {
+    const KIND: &'static str = "dynamodb";
+    const LOGICAL_ID: &'static str = "DynamoDBScalingFunction";
+    const TIMEOUT: Duration = Duration::from_secs(600);
+    type Config = JobConfig;
+    type Error = JobError;
+
+    fn configure(_region: Option<&str>) -> Result<JobConfig, String> {
+        Ok(JobConfig::from_env())
+    }
+
+    fn validate(config: &JobConfig, payload: &Value) -> Result<(), EventError> {
+        let trigger: Trigger<Request> = parse_trigger(payload.clone())?;
+        let mode = trigger.mode(config.configured_mode, |r| r.mode);
+        validate(config, trigger.request(), mode).map(|_| ())
+    }
+
+    async fn handle(
+        clients: &Clients,
+        config: &JobConfig,
+        invocation: &Invocation,
+        payload: Value,
+    ) -> Result<Value, JobError> {
+        Box::pin(handle(clients, config, invocation, payload)).await
+    }
+}
+
+/// Tag that keeps Trimtab's hands off a table's autoscaling.
+pub const LOCK_TAG: &str = "trimtab:lock";
+/// Tag by which a table hands Trimtab the scaling policies someone else made.
+pub const MANAGED_TAG: &str = "trimtab:managed";
 
 /// Tag on Trimtab's own resources (the decision table).
 pub const OWN_TABLE_TAG: &str = "trimtab:component";
@@ -40,6 +76,9 @@ pub struct Request {
     pub throttle_budget_pct: Option<f64>,
     /// Environment whose defaults apply to tables without an `environment` tag.
     pub environment: Option<String>,
+    /// Take over scaling policies Trimtab did not create, on every table in scope (per table:
+    /// the `trimtab:managed=true` tag). Default false: such targets are left alone, reported.
+    pub adopt: Option<bool>,
 }
 
 /// Per-process configuration.
@@ -79,17 +118,28 @@ pub struct ResourceRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub job: &'static str,
+    pub run_id: String,
     pub mode: Mode,
+    pub requested_by: Option<String>,
+    /// Set when the run changed nothing because another run held the lease.
+    pub skipped: Option<String>,
     pub lookback_days: u32,
     pub resources: Vec<ResourceRow>,
     /// The writes that bring Application Auto Scaling in step, as a diff.
     pub plan: Vec<String>,
     /// The writes this run made (apply mode).
     pub applied: Vec<String>,
-    /// Tables that could not be judged, with why.
+    /// Scalable targets carrying policies Trimtab did not create: left alone.
+    pub foreign: Vec<Foreign>,
+    /// Tables with the `trimtab:lock` tag: judged, never written.
+    pub locked: Vec<String>,
+    /// Change records an interrupted run left pending, and what they turned out to be.
+    pub reconciled: Vec<ChangeRecord>,
+    /// Tables or writes that failed, with why; the rest of the run went on.
     pub errors: Vec<String>,
     pub monthly_savings_usd: f64,
-    pub api_calls: BTreeMap<&'static str, u64>,
+    /// AWS requests this run made, per operation, retries included.
+    pub api_calls: CallCounts,
     pub metric_queries: usize,
     pub notes: Vec<String>,
 }
@@ -98,31 +148,48 @@ pub struct Report {
 pub async fn handle(
     clients: &Clients,
     config: &JobConfig,
+    invocation: &Invocation,
     payload: Value,
 ) -> Result<Value, JobError> {
     let trigger: Trigger<Request> = parse_trigger(payload)?;
     let mode = trigger.mode(config.configured_mode, |r| r.mode);
-    let r = trigger.request();
+    let requested_by = match &trigger {
+        Trigger::Scheduled { rule, .. } => Some(format!(
+            "schedule {}",
+            rule.as_deref().unwrap_or("(unnamed rule)")
+        )),
+        Trigger::Direct(_) => invocation.requested_by.clone(),
+    };
+    let invocation = Invocation {
+        requested_by,
+        ..invocation.clone()
+    };
+    let run = validate(config, trigger.request(), mode)?;
+    let report = run_job(clients, config, &invocation, &run, SystemTime::now()).await?;
+    Ok(serde_json::to_value(report).unwrap_or(Value::Null))
+}
+
+/// Checks a request into a run.
+fn validate(config: &JobConfig, r: &Request, mode: Mode) -> Result<Run, EventError> {
     let lookback = r.lookback_days.unwrap_or(14);
     if !(1..=30).contains(&lookback) {
-        return Err(
-            EventError::new("lookback_days", format!("must be 1..=30, got {lookback}")).into(),
-        );
+        return Err(EventError::new(
+            "lookback_days",
+            format!("must be 1..=30, got {lookback}"),
+        ));
     }
     let budget = r.throttle_budget_pct.unwrap_or(0.1);
     if !(0.0..=10.0).contains(&budget) {
         return Err(EventError::new(
             "throttle_budget_pct",
             format!("must be 0..=10, got {budget}"),
-        )
-        .into());
+        ));
     }
     if r.table_name_prefix.as_deref() == Some("") {
         return Err(EventError::new(
             "table_name_prefix",
             "must not be empty; omit it for all tables",
-        )
-        .into());
+        ));
     }
     let environment = trimtab_lambda::environment(
         "environment",
@@ -130,15 +197,20 @@ pub async fn handle(
             .clone()
             .unwrap_or_else(|| config.environment.clone()),
     )?;
-    let run = Run {
+    if mode == Mode::Apply && config.table_name.is_none() {
+        return Err(EventError::new(
+            "mode",
+            "apply needs the decision table (TRIMTAB_TABLE) to record its changes",
+        ));
+    }
+    Ok(Run {
         mode,
         prefix: r.table_name_prefix.clone(),
         lookback_days: lookback as u32,
         throttle_budget: budget / 100.0,
         environment,
-    };
-    let report = run_job(clients, config, &run, SystemTime::now()).await?;
-    Ok(serde_json::to_value(report).unwrap_or(Value::Null))
+        adopt: r.adopt.unwrap_or(false),
+    })
 }
 
 /// A validated run.
@@ -149,6 +221,7 @@ pub struct Run {
     pub lookback_days: u32,
     pub throttle_budget: f64,
     pub environment: String,
+    pub adopt: bool,
 }
 
 /// One table or index dimension being judged.
@@ -160,35 +233,39 @@ struct Slot {
     query_id: String,
 }
 
-pub async fn run_job(
-    clients: &Clients,
-    config: &JobConfig,
-    run: &Run,
-    now: SystemTime,
-) -> Result<Report, JobError> {
-    let now_s = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default();
-    let end = now_s / 60 * 60;
-    let window = Window {
-        start_epoch_s: end - i64::from(run.lookback_days) * 86_400,
-        end_epoch_s: end,
-    };
+/// Everything the run read: the tables in scope (each described on its own; one failing is
+/// an error row), what Application Auto Scaling holds, and per-minute consumed capacity.
+struct Gathered {
+    tables: Vec<TableInfo>,
+    existing: Existing,
+    slots: Vec<Slot>,
+    grids: Vec<Vec<f64>>,
+    start_epoch_min: i64,
+    metric_queries: usize,
+    errors: Vec<String>,
+    notes: Vec<String>,
+}
+
+async fn gather(clients: &Clients, run: &Run, window: Window) -> Result<Gathered, JobError> {
     let period_s: i64 = if run.lookback_days > 15 { 300 } else { 60 };
     let minutes = (window.seconds() / 60) as usize;
-
     let names = ddb::list_tables(clients, run.prefix.as_deref()).await?;
-    let tables: Vec<TableInfo> = stream::iter(names.iter())
-        .map(|n| ddb::describe_table(clients, n))
+    let described: Vec<_> = stream::iter(names.clone())
+        .map(|n| async move { ddb::describe_table(clients, &n).await })
         .buffered(8)
-        .try_collect::<Vec<_>>()
-        .await?
-        .into_iter()
-        // Trimtab's own tables (tagged trimtab:component) are not Trimtab's to scale.
-        .filter(|t| !t.tags.contains_key(OWN_TABLE_TAG))
-        .collect();
-    let existing = existing(clients).await?;
+        .collect()
+        .await;
+    let mut tables = Vec::new();
+    let mut errors = Vec::new();
+    for (name, t) in names.iter().zip(described) {
+        match t {
+            // Trimtab's own tables (tagged trimtab:component) are not Trimtab's to scale.
+            Ok(t) if t.tags.contains_key(OWN_TABLE_TAG) => {}
+            Ok(t) => tables.push(t),
+            Err(e) => errors.push(format!("{name}: not judged: {e}")),
+        }
+    }
+    let existing = ddb::existing(clients, None).await?;
 
     // Every table and GSI, read and write: two queries per resource, all in one batched pass.
     let mut slots = Vec::new();
@@ -228,9 +305,7 @@ pub async fn run_job(
         calls = fetched.calls,
         "consumed capacity fetched"
     );
-
-    let start_epoch_min = window.start_epoch_s / 60;
-    let grids: Vec<Vec<f64>> = slots
+    let grids = slots
         .iter()
         .map(|s| {
             ddb::per_minute(
@@ -244,39 +319,72 @@ pub async fn run_job(
             )
         })
         .collect();
-
-    let mut resources = Vec::new();
-    let mut desired = Vec::new();
-    let mut errors = Vec::new();
     let mut notes = Vec::new();
     if period_s > 60 {
         notes.push("lookback over 15 days: CloudWatch keeps 5-minute data there, spread evenly over its minutes".to_owned());
     }
-    for (t, table) in tables.iter().enumerate() {
+    Ok(Gathered {
+        tables,
+        existing,
+        slots,
+        grids,
+        start_epoch_min: window.start_epoch_s / 60,
+        metric_queries: fetched.queries,
+        errors,
+        notes,
+    })
+}
+
+/// What the run judged: a row per dimension, and what target tracking should hold.
+struct Judged {
+    resources: Vec<ResourceRow>,
+    desired: Vec<Desired>,
+    locked: Vec<String>,
+    errors: Vec<String>,
+}
+
+/// Judges each table on its traffic (the core's simulator) and sets what target tracking should
+/// hold: the simulation's choice where the table has traffic and stays provisioned, else the
+/// environment's defaults; tags win. Locked tables are judged but get no desired state.
+fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered) -> Judged {
+    let mut out = Judged {
+        resources: Vec::new(),
+        desired: Vec::new(),
+        locked: Vec::new(),
+        errors: Vec::new(),
+    };
+    for (t, table) in g.tables.iter().enumerate() {
         let overrides = match Overrides::from_tags(&table.tags) {
             Ok(o) => o,
             Err(e) => {
-                errors.push(format!("{}: {e}", table.name));
+                out.errors.push(format!("{}: {e}", table.name));
                 continue;
             }
         };
+        let locked = table.tags.get(LOCK_TAG).is_some_and(|v| v == "true");
+        if locked {
+            out.locked.push(table.name.clone());
+        }
+        let adopt = run.adopt || table.tags.get(MANAGED_TAG).is_some_and(|v| v == "true");
         let env = table
             .tags
             .get("environment")
             .or_else(|| table.tags.get("env"))
             .cloned()
             .unwrap_or_else(|| run.environment.clone());
-        let members: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].table == t).collect();
+        let members: Vec<usize> = (0..g.slots.len())
+            .filter(|&i| g.slots[i].table == t)
+            .collect();
         let traces: Vec<Trace<'_>> = members
             .iter()
             .map(|&i| Trace {
-                dimension: slots[i].dimension,
-                demand: &grids[i],
-                start_epoch_min,
-                setup: setup(table, &slots[i], &existing),
+                dimension: g.slots[i].dimension,
+                demand: &g.grids[i],
+                start_epoch_min: g.start_epoch_min,
+                setup: setup(table, &g.slots[i], &g.existing),
             })
             .collect();
-        let has_data = members.iter().any(|&i| grids[i].iter().any(|&d| d > 0.0));
+        let has_data = members.iter().any(|&i| g.grids[i].iter().any(|&d| d > 0.0));
         let options = Options {
             throttle_budget: run.throttle_budget,
             fixed_target_pct: overrides.target_pct,
@@ -288,10 +396,8 @@ pub async fn run_job(
             Vec::new()
         };
         for (k, &i) in members.iter().enumerate() {
-            let s = &slots[i];
+            let s = &g.slots[i];
             let a = advice.get(k).cloned();
-            // What target tracking should hold: the simulation's choice where the table has
-            // traffic and stays provisioned, else the environment's defaults; tags win.
             let base = match &a {
                 Some(a) if a.recommended_billing_mode == BillingMode::Provisioned => {
                     ScalingSettings {
@@ -303,102 +409,105 @@ pub async fn run_job(
                 _ => environment_defaults(&env),
             };
             let configured = (!table.on_demand).then(|| overrides.apply(base));
-            if let Some(settings) = configured {
-                desired.push(Desired {
+            if let (Some(settings), false) = (configured, locked) {
+                out.desired.push(Desired {
                     resource_id: ddb::resource_id(&table.name, s.index.as_deref()),
                     scalable_dimension: ddb::scalable_dimension(s.index.is_some(), s.dimension)
                         .to_owned(),
                     dimension: s.dimension,
                     settings,
+                    adopt,
                 });
             }
-            let advice = a.unwrap_or_else(|| no_data(table, s));
-            resources.push(ResourceRow {
+            out.resources.push(ResourceRow {
                 table_name: table.name.clone(),
                 index_name: s.index.clone(),
-                advice,
+                advice: a.unwrap_or_else(|| no_data(table, s)),
                 configured,
             });
         }
     }
+    out
+}
 
-    let steps = plan(&desired, &existing);
-    let mut applied = Vec::new();
+pub async fn run_job(
+    clients: &Clients,
+    config: &JobConfig,
+    invocation: &Invocation,
+    run: &Run,
+    now: SystemTime,
+) -> Result<Report, JobError> {
+    let now_s = epoch_s(now);
+    let run_id = invocation.run_id.clone().unwrap_or_else(|| new_run_id(now));
+    let end = now_s / 60 * 60;
+    let window = Window {
+        start_epoch_s: end - i64::from(run.lookback_days) * 86_400,
+        end_epoch_s: end,
+    };
+    let gathered = gather(clients, run, window).await?;
+    let judged = judge_tables(config, run, &gathered);
+    let outcome = plan(&judged.desired, &gathered.existing);
+    let mut errors = gathered.errors.clone();
+    errors.extend(judged.errors);
+    let mut report = Report {
+        job: "dynamodb-scaling",
+        run_id: run_id.clone(),
+        mode: run.mode,
+        requested_by: invocation.requested_by.clone(),
+        skipped: None,
+        lookback_days: run.lookback_days,
+        monthly_savings_usd: savings(&judged.resources),
+        resources: judged.resources,
+        plan: outcome.steps.iter().map(Step::describe).collect(),
+        applied: Vec::new(),
+        foreign: outcome.foreign,
+        locked: judged.locked,
+        reconciled: Vec::new(),
+        errors,
+        api_calls: CallCounts::new(),
+        metric_queries: gathered.metric_queries,
+        notes: gathered.notes,
+    };
     if run.mode == Mode::Apply {
-        // Every write recorded first, marked after: the audit trail, and what to restore.
-        let Some(table) = config.table_name.as_ref().map(DecisionTable::new) else {
-            return Err(EventError::new(
-                "mode",
-                "apply needs the decision table (TRIMTAB_TABLE) to record its changes",
-            )
-            .into());
-        };
-        let run_id = format!("{now_s:x}");
-        for (k, step) in steps.iter().enumerate() {
-            let mut record = ChangeRecord {
-                record_id: DecisionRecord::id(now_s, &format!("{run_id}-{k}")),
-                job: "dynamodb-scaling".into(),
-                resource: step.resource(),
-                run_id: run_id.clone(),
-                created_at_epoch_s: now_s,
-                before: step.before(),
-                after: serde_json::to_value(step).unwrap_or(Value::Null),
-                reason: step.describe(),
-                state: RecordState::Pending,
-                state_reason: None,
-                updated_at_epoch_s: now_s,
-            };
-            table.create_change(clients, &record).await?;
-            match carry_out(clients, step).await {
-                Ok(()) => {
-                    record.state = RecordState::Applied;
-                    applied.push(step.describe());
-                }
-                Err(e) => {
-                    record.state = RecordState::NotApplied;
-                    record.state_reason = Some(e.to_string());
-                    errors.push(format!("{}: {e}", step.resource()));
-                }
-            }
-            table
-                .update_change(clients, &record, RecordState::Pending)
-                .await?;
-        }
+        act::apply(
+            clients,
+            config,
+            invocation,
+            &run_id,
+            &outcome.steps,
+            now,
+            &mut report,
+        )
+        .await?;
     }
-    let monthly_savings_usd = resources
-        .iter()
-        .map(|r| r.advice.current_monthly_cost_usd - r.advice.projected_monthly_cost_usd)
-        .sum::<f64>();
-    let monthly_savings_usd = (monthly_savings_usd * 100.0).round() / 100.0;
     // Only a run over every table speaks for the account.
-    if let (Some(table), None) = (&config.table_name, &run.prefix) {
+    if let (Some(table), None, None) = (&config.table_name, &run.prefix, &report.skipped) {
         let summary = serde_json::json!({
             "generated_at_epoch_s": now_s,
             "generated_at": trimtab_core::cost::format_date(now_s / 86_400),
             "mode": run.mode,
-            "monthly_savings_usd": monthly_savings_usd,
-            "resources": resources.len(),
-            "detail": format!("{} table and index dimensions", resources.len()),
+            "monthly_savings_usd": report.monthly_savings_usd,
+            "resources": report.resources.len(),
+            "detail": format!("{} table and index dimensions", report.resources.len()),
         });
         if let Err(e) =
             trimtab_aws::costs::store_result(clients, table, "dynamodb-scaling", &summary).await
         {
-            notes.push(format!("result not stored for other jobs: {e}"));
+            report
+                .notes
+                .push(format!("result not stored for other jobs: {e}"));
         }
     }
-    Ok(Report {
-        job: "dynamodb-scaling",
-        mode: run.mode,
-        lookback_days: run.lookback_days,
-        resources,
-        plan: steps.iter().map(Step::describe).collect(),
-        applied,
-        errors,
-        monthly_savings_usd,
-        api_calls: clients.calls(),
-        metric_queries: fetched.queries,
-        notes,
-    })
+    report.api_calls = calls::so_far();
+    Ok(report)
+}
+
+fn savings(resources: &[ResourceRow]) -> f64 {
+    let usd: f64 = resources
+        .iter()
+        .map(|r| r.advice.current_monthly_cost_usd - r.advice.projected_monthly_cost_usd)
+        .sum();
+    (usd * 100.0).round() / 100.0
 }
 
 /// A row for a resource without traffic in the window: nothing to choose from.
@@ -455,64 +564,4 @@ fn setup(table: &TableInfo, s: &Slot, existing: &Existing) -> Setup {
         capacity: s.provisioned.max(1.0),
         policy,
     }
-}
-
-async fn existing(clients: &Clients) -> Result<Existing, JobError> {
-    let mut e = Existing::default();
-    for t in ddb::scalable_targets(clients).await? {
-        e.targets.insert(
-            (t.resource_id, t.dimension),
-            (t.min_capacity, t.max_capacity),
-        );
-    }
-    let mut policies: HashMap<TargetKey, Vec<NamedPolicy>> = HashMap::new();
-    for p in ddb::scaling_policies(clients).await? {
-        policies
-            .entry((p.resource_id, p.dimension))
-            .or_default()
-            .push((p.name, p.target_pct));
-    }
-    e.policies = policies;
-    Ok(e)
-}
-
-async fn carry_out(clients: &Clients, step: &Step) -> Result<(), JobError> {
-    match step {
-        Step::RegisterScalableTarget {
-            resource_id,
-            scalable_dimension,
-            min_capacity,
-            max_capacity,
-            ..
-        } => {
-            ddb::register_target(
-                clients,
-                resource_id,
-                scalable_dimension,
-                *min_capacity,
-                *max_capacity,
-            )
-            .await?;
-        }
-        Step::PutScalingPolicy {
-            resource_id,
-            scalable_dimension,
-            dimension,
-            policy_name,
-            target_pct,
-            ..
-        } => {
-            ddb::put_policy(
-                clients,
-                resource_id,
-                scalable_dimension,
-                *dimension,
-                policy_name,
-                *target_pct,
-            )
-            .await?;
-        }
-    }
-    tracing::info!(step = %step.describe(), "applied");
-    Ok(())
 }

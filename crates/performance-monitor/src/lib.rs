@@ -3,22 +3,47 @@
 //! and (apply mode) a dashboard and SLO alarms kept in step with the resources.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use trimtab_aws::Clients;
 use trimtab_aws::dynamodb as ddb;
 use trimtab_aws::inventory::{FunctionFilter, list_functions};
 use trimtab_aws::metrics::{self, Fold, Query, Series, Window, fold};
 use trimtab_aws::monitoring::{self, list_api_stages};
+use trimtab_aws::{CallCounts, Clients, calls};
 use trimtab_core::monitor::{Subject, dashboard_body, desired_alarms, plan_alarms};
 use trimtab_core::slo::{
     Bottleneck, BurnAlert, Counts, ErrorBudget, Objectives, Severity, burn_alerts, burn_rate,
     default_objectives, error_budget, failure_budget, health_score, rank_bottlenecks, slow_budget,
 };
 pub use trimtab_lambda::JobError;
-use trimtab_lambda::{EventError, Mode, Trigger, parse_trigger, setting};
+use trimtab_lambda::{EventError, Invocation, Job, Mode, Trigger, parse_trigger, setting};
+
+/// The performance monitor, as `main.rs`, `trimtab invoke` and the API run it.
+#[derive(Debug, Clone, Copy)]
+pub struct PerformanceMonitor;
+
+impl Job for PerformanceMonitor {
+    const KIND: &'static str = "performance";
+    const LOGICAL_ID: &'static str = "PerformanceMonitorFunction";
+    const TIMEOUT: Duration = Duration::from_secs(120);
+    type Config = JobConfig;
+    type Error = JobError;
+
+    fn configure(_region: Option<&str>) -> Result<JobConfig, String> {
+        Ok(JobConfig::from_env())
+    }
+
+    async fn handle(
+        clients: &Clients,
+        config: &JobConfig,
+        _invocation: &Invocation,
+        payload: Value,
+    ) -> Result<Value, JobError> {
+        Box::pin(handle(clients, config, payload)).await
+    }
+}
 
 /// Prefix of every alarm the monitor owns.
 pub const ALARM_PREFIX: &str = "trimtab-slo-";
@@ -109,7 +134,7 @@ pub struct Report {
     pub alarms_put: Vec<String>,
     pub alarms_deleted: Vec<String>,
     pub alarms_unchanged: usize,
-    pub api_calls: BTreeMap<&'static str, u64>,
+    pub api_calls: CallCounts,
     pub metric_queries: usize,
     pub notes: Vec<String>,
 }
@@ -609,7 +634,7 @@ pub async fn run(
         alarms_put: to_put.iter().map(|a| a.name.clone()).collect(),
         alarms_deleted: to_delete,
         alarms_unchanged,
-        api_calls: clients.calls(),
+        api_calls: calls::so_far(),
         metric_queries,
         notes,
     })

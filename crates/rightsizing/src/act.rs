@@ -1,41 +1,46 @@
-//! Acting on advice, safely: the run lease, reconciling records an interrupted run left pending,
-//! verifying earlier changes (and rolling back the ones that hurt), applying new changes record
-//! first, and the operator's rollback and history.
+//! Apply mode, as AWS behaves: settle the records an interrupted run left pending, verify earlier
+//! changes (rolling back the ones that hurt, compare-and-set), then make new changes record
+//! first, each conditional on the configuration read just before it and marked applied only
+//! once Lambda reports the update `Successful`. One function, record or call failing is reported
+//! on its row and the run goes on; only the decision table failing stops a run.
 //!
-//! The protocol for every change: write the decision record `Pending` (a conditional put), make
-//! the change, mark the record `Applied`. A crash between the first two steps leaves a pending
-//! record whose change never happened; between the last two, one whose change did. The next run
-//! tells them apart by reading the function's live configuration.
+//! docs/actuation.md walks through the protocol and what a crash at each step leaves behind.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use futures::stream::{self, StreamExt};
 use serde::Serialize;
-use trimtab_aws::decisions::DecisionTable;
+use trimtab_act::failpoint;
+use trimtab_aws::changes::{self, ProvisionStep};
+use trimtab_aws::decisions::{DecisionTable, RIGHTSIZING_JOB};
 use trimtab_aws::metrics::{self, Window};
-use trimtab_aws::{Clients, changes};
-use trimtab_core::apply::{
-    Change, DecisionRecord, FunctionSettings, FunctionState, Health, ProvisionedChange,
-    RecordState, Verdict, Verification, decide, verify,
+use trimtab_core::actuation::{
+    LiveFunction, ProvisionedLive, Settlement, settle_function_change, settle_provision,
 };
+use trimtab_core::apply::{
+    Change, DecisionRecord, FunctionState, Health, ProvisionedChange, RecordState, Verdict,
+    Verification, decide, to_archive, verify,
+};
+use trimtab_core::concurrency::ProvisionedAdvice;
 use trimtab_core::rightsizing::Status;
 
 use crate::job::Analysis;
+use crate::protocol::{Ctx, UPDATE_WAIT, change_and_settle, settle_into};
 use crate::request::Plan;
+use crate::undo::{Undo, finish_rollback, restore};
 use crate::{JobConfig, JobError};
 
+/// The lease and the open-record index key of right-sizing.
+pub const JOB: &str = RIGHTSIZING_JOB;
 /// Tag that keeps Trimtab's hands off a function.
 pub const LOCK_TAG: &str = "trimtab:lock";
 /// Tag naming the alias provisioned concurrency goes on.
 pub const ALIAS_TAG: &str = "trimtab:alias";
-/// A lease outlives the longest Lambda run (900 s) by a minute.
-const LEASE_S: i64 = 960;
-
-fn epoch_s(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
+/// The longest Trimtab waits for provisioned concurrency to be allocated.
+const ALLOCATION_WAIT: Duration = Duration::from_secs(60);
+/// Functions changed at once (each change mostly waits for Lambda).
+const PARALLEL_CHANGES: usize = 4;
 
 pub(crate) fn table(config: &JobConfig, what: &'static str) -> Result<DecisionTable, JobError> {
     config
@@ -45,96 +50,165 @@ pub(crate) fn table(config: &JobConfig, what: &'static str) -> Result<DecisionTa
         .ok_or(JobError::NoDecisionTable(what))
 }
 
-/// Takes the right-sizing lease; `Some(why)` when another run holds it.
-pub(crate) async fn take_lease(
-    c: &Clients,
-    table: &DecisionTable,
-    run_id: &str,
-    now_s: i64,
-) -> Result<Option<String>, JobError> {
-    if table
-        .acquire_lease(c, "rightsizing", run_id, now_s, now_s + LEASE_S)
-        .await?
-    {
-        Ok(None)
-    } else {
-        tracing::warn!(run_id, "another right-sizing run holds the lease; skipping");
-        Ok(Some(
-            "another right-sizing run holds the lease: this run changed nothing".to_owned(),
-        ))
-    }
-}
-
-pub(crate) async fn release_lease(
-    c: &Clients,
-    table: &DecisionTable,
-    run_id: &str,
-) -> Result<(), JobError> {
-    Ok(table.release_lease(c, "rightsizing", run_id).await?)
-}
-
-/// The records a run must know about before it acts.
+/// The records a run must know about before it acts, settled.
 #[derive(Debug, Default)]
 pub(crate) struct Open {
-    /// Applied and not yet verified (rollbacks excluded: they are verified when made).
-    pub applied: Vec<DecisionRecord>,
-    /// Pending records found and settled by this run.
+    /// Every open record after this run's settlement.
+    pub records: Vec<DecisionRecord>,
+    /// Records left pending by an earlier run, and what they turned out to be.
     pub reconciled: Vec<DecisionRecord>,
-    /// Every record not `NotApplied`, for the per-function checks.
-    pub all: Vec<DecisionRecord>,
+    pub notes: Vec<String>,
 }
 
-/// Settles pending records: a function whose live configuration is the record's `after` was
-/// changed (`Applied`); otherwise the change never happened (`NotApplied`).
-pub(crate) async fn reconcile(
-    c: &Clients,
-    table: &DecisionTable,
-    now: SystemTime,
-) -> Result<Open, JobError> {
-    use RecordState::*;
-    let records = table
-        .in_states(c, &[Pending, Applied, Verified, RolledBack])
-        .await?;
-    let mut open = Open::default();
-    for mut r in records {
-        if r.state == Pending {
-            let was = r.clone();
-            let live = match &r.provisioned {
-                Some(_) => None,
-                None => Some(
-                    changes::get_configuration(c, &r.function_name)
-                        .await?
-                        .settings,
-                ),
-            };
-            if live == Some(r.after) && r.after != r.before {
-                r.state = Applied;
-                r.applied_at_epoch_s = Some(r.created_at_epoch_s);
-                r.state_reason =
-                    Some("reconciled: the change was made before the run stopped".into());
-            } else {
-                r.state = NotApplied;
-                r.state_reason = Some(match live {
-                    Some(s) => format!(
-                        "reconciled: the run stopped before the change; the function is at {} MB / {} s",
-                        s.memory_mb, s.timeout_s
-                    ),
-                    None => "reconciled: the run stopped before provisioning was confirmed; re-planned next run".into(),
-                });
+impl Open {
+    /// Memory changes applied and not yet verified.
+    pub fn awaiting_verification(&self) -> Vec<&DecisionRecord> {
+        self.records
+            .iter()
+            .filter(|r| {
+                r.state == RecordState::Applied
+                    && r.rollback_of.is_none()
+                    && r.provisioned.is_none()
+            })
+            .collect()
+    }
+
+    /// When each function's configuration last changed through Trimtab (a change or a
+    /// rollback): it is judged on the metrics since.
+    pub fn since(&self) -> HashMap<String, i64> {
+        let mut since: HashMap<String, i64> = HashMap::new();
+        for r in self.records.iter().filter(|r| r.provisioned.is_none()) {
+            if matches!(
+                r.state,
+                RecordState::Applied | RecordState::Verified | RecordState::RolledBack
+            ) {
+                let e = since.entry(r.function_name.clone()).or_default();
+                *e = (*e).max(r.effective_at_epoch_s());
             }
-            r.updated_at_epoch_s = epoch_s(now);
-            table.update(c, &r, was.state).await?;
-            tracing::info!(function = %r.function_name, record = %r.record_id, state = ?r.state, "reconciled");
-            open.reconciled.push(r.clone());
         }
-        if r.state == Applied && r.rollback_of.is_none() && r.provisioned.is_none() {
-            open.applied.push(r.clone());
+        since
+    }
+}
+
+/// Settles every pending record from live state, and archives the records no later run needs.
+/// A record that cannot be settled now (its function cannot be read) stays pending, noted.
+pub(crate) async fn reconcile(ctx: &Ctx<'_>) -> Result<Open, JobError> {
+    let mut records: Vec<DecisionRecord> = ctx.table.open(ctx.c, JOB).await?;
+    records.sort_by(|a, b| a.record_id.cmp(&b.record_id));
+    let mut open = Open::default();
+    for i in 0..records.len() {
+        if records[i].state != RecordState::Pending {
+            continue;
         }
-        if r.state != NotApplied {
-            open.all.push(r);
+        let mut r = records[i].clone();
+        match settle_pending(ctx, &mut r).await {
+            Ok(()) => {
+                ctx.save(&r, RecordState::Pending).await?;
+                tracing::info!(function = %r.function_name, record = %r.record_id, state = r.state.name(), "reconciled");
+                if r.state == RecordState::Verified
+                    && let Some(original) = r.rollback_of.as_deref()
+                    && let Some(o) = records.iter().position(|x| x.record_id == original)
+                {
+                    let orig = records[o].clone();
+                    if orig.state.in_force() {
+                        finish_rollback(ctx, &orig, &r, "rollback reconciled", &[]).await?;
+                        records[o].state = RecordState::RolledBack;
+                        records[o].updated_at_epoch_s = ctx.clock.now_s();
+                    }
+                }
+                open.reconciled.push(r.clone());
+                records[i] = r;
+            }
+            Err(why) => open.notes.push(format!(
+                "{}: record {} left pending: {why}",
+                r.function_name, r.record_id
+            )),
         }
     }
+    for i in to_archive(&records, ctx.clock.now_s()) {
+        let mut r = records[i].clone();
+        r.archived = true;
+        ctx.save(&r, r.state).await?;
+        records[i] = r;
+    }
+    records.retain(DecisionRecord::is_open);
+    open.records = records;
     Ok(open)
+}
+
+/// Settles one pending record from what the function or alias shows now. `Err`: it could not
+/// be read (the record stays pending).
+async fn settle_pending(ctx: &Ctx<'_>, r: &mut DecisionRecord) -> Result<(), String> {
+    let now_s = ctx.clock.now_s();
+    let prefix = "reconciled";
+    if let Some(p) = r.provisioned.clone() {
+        let live = changes::provisioned_live(ctx.c, &r.function_name, &p.alias)
+            .await
+            .map_err(|e| e.to_string())?;
+        let settlement = if r.rollback_of.is_some() {
+            if live.is_empty() {
+                Settlement::Applied
+            } else {
+                undo_provision(ctx, &r.function_name, &p.alias, "rollback interrupted").await
+            }
+        } else {
+            match settle_provision(&p, &live) {
+                Settlement::Undo(why) => {
+                    undo_provision(ctx, &r.function_name, &p.alias, &why).await
+                }
+                other => other,
+            }
+        };
+        settle_into(
+            r,
+            &settlement,
+            None,
+            now_s,
+            &format!("{prefix}: provisioned and allocated"),
+        );
+    } else {
+        let mut live = changes::read_function(ctx.c, &r.function_name)
+            .await
+            .map_err(|e| e.to_string())?;
+        if live
+            .as_ref()
+            .is_some_and(|l| l.update == trimtab_core::actuation::UpdateStatus::InProgress)
+        {
+            // The crashed run's update (or someone's) is still being applied: wait for it.
+            let _ = changes::wait_for_update(ctx.c, &r.function_name, UPDATE_WAIT).await;
+            live = changes::read_function(ctx.c, &r.function_name)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let revision = live.as_ref().and_then(|l| l.revision_id.clone());
+        let settlement = settle_function_change(r.before, r.after, live.as_ref());
+        settle_into(
+            r,
+            &settlement,
+            revision,
+            now_s,
+            &format!("{prefix}: the change was made before the run stopped"),
+        );
+    }
+    if let Some(reason) = &mut r.state_reason
+        && !reason.starts_with(prefix)
+    {
+        *reason = format!("{prefix}: {reason}");
+    }
+    Ok(())
+}
+
+/// Removes a half-made or failed provision; not applied once nothing is left.
+async fn undo_provision(ctx: &Ctx<'_>, function: &str, alias: &str, why: &str) -> Settlement {
+    let undone = changes::unprovision(ctx.c, function, alias).await;
+    let empty = changes::provisioned_live(ctx.c, function, alias)
+        .await
+        .is_ok_and(|l| l.is_empty());
+    match (undone, empty) {
+        (_, true) => Settlement::NotApplied(format!("{why}; what was made is removed")),
+        (Err(e), false) => Settlement::Pending(format!("{why}; removing it failed: {e}")),
+        (Ok(()), false) => Settlement::Pending(format!("{why}; removal not yet visible")),
+    }
 }
 
 /// One earlier change, judged.
@@ -146,350 +220,311 @@ pub struct VerificationRow {
     pub after: Health,
     /// The rollback this run made, if it made one.
     pub rollback_record_id: Option<String>,
+    /// Why a regression was not rolled back (refused, deferred, failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_not_made: Option<String>,
 }
 
-/// Judges every applied, unverified change on the metrics since it was made: healthy ones are
-/// marked `Verified`, regressed ones rolled back to their recorded configuration.
+/// Judges every applied, unverified change on the metrics since it was made, if the function
+/// still has the change's settings (otherwise the record is superseded and not judged). Healthy
+/// changes are verified, regressed ones rolled back compare-and-set.
 pub(crate) async fn verify_applied(
-    c: &Clients,
-    config: &JobConfig,
-    table: &DecisionTable,
+    ctx: &Ctx<'_>,
     plan: &Plan,
-    applied: &[DecisionRecord],
-    now: SystemTime,
-    run_id: &str,
+    open: &Open,
+    notes: &mut Vec<String>,
 ) -> Result<Vec<VerificationRow>, JobError> {
-    let now_s = epoch_s(now) / 60 * 60;
-    // One batched fetch per distinct start (changes made by one run share it).
-    let mut by_start: BTreeMap<i64, Vec<&DecisionRecord>> = BTreeMap::new();
-    for r in applied {
-        let start = (r.applied_at_epoch_s.unwrap_or(r.created_at_epoch_s) + 59) / 60 * 60;
-        by_start.entry(start).or_default().push(r);
-    }
+    let applied = open.awaiting_verification();
+    let healths = healths_since(ctx, plan, &applied, notes).await;
     let mut rows = Vec::new();
-    for (start, records) in by_start {
-        let healths: Vec<Health> = if now_s - start >= 60 {
-            let names: Vec<&str> = records.iter().map(|r| r.function_name.as_str()).collect();
-            let window = Window {
-                start_epoch_s: start,
-                end_epoch_s: now_s,
-            };
-            let (series, _) =
-                metrics::fetch(c, metrics::health_queries(&names, plan.percentiles), window)
-                    .await?;
-            (0..records.len())
-                .map(|i| metrics::health(&series, i))
-                .collect()
-        } else {
-            vec![Health::default(); records.len()]
+    for (r, after) in applied.into_iter().zip(healths) {
+        let mut row = VerificationRow {
+            function_name: r.function_name.clone(),
+            record_id: r.record_id.clone(),
+            verification: Verification::Wait("metrics unavailable".into()),
+            after: after.unwrap_or_default(),
+            rollback_record_id: None,
+            rollback_not_made: None,
         };
-        for (r, after) in records.into_iter().zip(healths) {
-            let verification = verify(&r.evidence, &after, plan.settings.latency_guard_pct);
-            let mut row = VerificationRow {
-                function_name: r.function_name.clone(),
-                record_id: r.record_id.clone(),
-                verification: verification.clone(),
-                after,
-                rollback_record_id: None,
-            };
-            match verification {
-                Verification::Wait(_) => {}
-                Verification::Healthy => {
-                    let mut v = r.clone();
-                    v.state = RecordState::Verified;
-                    v.state_reason = Some("verified: no regression since the change".into());
-                    v.updated_at_epoch_s = epoch_s(now);
-                    table.update(c, &v, RecordState::Applied).await?;
-                }
-                Verification::Regressed(why) => {
-                    tracing::warn!(function = %r.function_name, record = %r.record_id, %why, "regressed; rolling back");
-                    let undo = restore(
-                        c,
-                        config,
-                        table,
-                        r,
-                        &format!("regressed: {why}"),
-                        now,
-                        run_id,
-                    )
-                    .await?;
-                    row.rollback_record_id = Some(undo.record_id);
+        let live = match changes::read_function(ctx.c, &r.function_name).await {
+            Ok(live) => live,
+            Err(e) => {
+                row.verification = Verification::Wait(format!("function unreadable: {e}"));
+                rows.push(row);
+                continue;
+            }
+        };
+        if let Some(why) = not_as_left(live.as_ref(), r) {
+            let mut s = r.clone();
+            ctx.mark(&mut s, RecordState::Superseded, why.clone())
+                .await?;
+            row.verification = Verification::Superseded(why);
+            rows.push(row);
+            continue;
+        }
+        let Some(after) = after else {
+            rows.push(row);
+            continue;
+        };
+        row.verification = verify(&r.evidence, &after, plan.settings.latency_guard_pct);
+        match &row.verification {
+            Verification::Healthy => {
+                let mut v = r.clone();
+                ctx.mark(
+                    &mut v,
+                    RecordState::Verified,
+                    "verified: no regression since the change".into(),
+                )
+                .await?;
+            }
+            Verification::Regressed(why) => {
+                tracing::warn!(function = %r.function_name, record = %r.record_id, %why, "regressed; rolling back");
+                match restore(ctx, r, &[], &format!("regressed: {why}"), false).await? {
+                    Undo::Restored(undo, _) => row.rollback_record_id = Some(undo.record_id),
+                    Undo::Superseded(why) => row.verification = Verification::Superseded(why),
+                    Undo::Deferred(why) | Undo::Failed(why) => row.rollback_not_made = Some(why),
                 }
             }
-            rows.push(row);
+            _ => {}
         }
+        rows.push(row);
     }
     Ok(rows)
 }
 
-/// Undoes `original`, record first: a new record (`rollback_of`) is written pending, the recorded
-/// `before` is restored, the new record is marked done and the original `RolledBack`.
-async fn restore(
-    c: &Clients,
-    config: &JobConfig,
-    table: &DecisionTable,
-    original: &DecisionRecord,
-    reason: &str,
-    now: SystemTime,
-    run_id: &str,
-) -> Result<DecisionRecord, JobError> {
-    let now_s = epoch_s(now);
-    let live = changes::get_configuration(c, &original.function_name)
-        .await?
-        .settings;
-    let mut undo = DecisionRecord {
-        record_id: DecisionRecord::id(now_s, run_id),
-        function_name: original.function_name.clone(),
-        run_id: run_id.to_owned(),
-        created_at_epoch_s: now_s,
-        before: live,
-        after: if original.provisioned.is_some() {
-            live
-        } else {
-            original.before
-        },
-        evidence: Health::default(),
-        predicted_duration_ms: None,
-        monthly_savings_usd: -original.monthly_savings_usd,
-        confidence: 1.0,
-        reason: format!("rollback of {}: {reason}", original.record_id),
-        state: RecordState::Pending,
-        state_reason: None,
-        applied_at_epoch_s: None,
-        updated_at_epoch_s: now_s,
-        rollback_of: Some(original.record_id.clone()),
-        provisioned: original.provisioned.clone(),
-    };
-    table.create(c, &undo).await?;
-    if config.faults.crash_after_record {
-        return Err(JobError::Injected(
-            "crash after writing the rollback record",
-        ));
+/// Why an applied record no longer describes its function, if it does not: deleted, or
+/// changed outside Trimtab since (its metrics then say nothing about the change).
+fn not_as_left(live: Option<&LiveFunction>, r: &DecisionRecord) -> Option<String> {
+    match live {
+        None => Some("the function no longer exists".into()),
+        Some(l) if l.settings != r.after => Some(format!(
+            "the function is at {} MB / {} s, not {} MB / {} s as record {} left it: changed outside Trimtab",
+            l.settings.memory_mb,
+            l.settings.timeout_s,
+            r.after.memory_mb,
+            r.after.timeout_s,
+            r.record_id
+        )),
+        Some(_) => None,
     }
-    let done = match &original.provisioned {
-        Some(p) => changes::unprovision(c, &original.function_name, &p.alias).await,
-        None => changes::set_configuration(c, &original.function_name, original.before).await,
-    };
-    if let Err(e) = done {
-        undo.state = RecordState::NotApplied;
-        undo.state_reason = Some(e.to_string());
-        table.update(c, &undo, RecordState::Pending).await?;
-        return Err(e.into());
-    }
-    undo.state = RecordState::Verified;
-    undo.applied_at_epoch_s = Some(now_s);
-    undo.state_reason = Some("restored the recorded configuration".into());
-    table.update(c, &undo, RecordState::Pending).await?;
-    let mut rolled = original.clone();
-    let expected = rolled.state;
-    rolled.state = RecordState::RolledBack;
-    rolled.state_reason = Some(format!("{reason} (rollback record {})", undo.record_id));
-    rolled.updated_at_epoch_s = now_s;
-    table.update(c, &rolled, expected).await?;
-    Ok(undo)
 }
 
-/// Applies every recommendation that passes the guards, record first. Functions with a change
-/// still awaiting verification, or rolled back within the lookback window, are left alone.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn apply(
-    c: &Clients,
-    config: &JobConfig,
-    table: &DecisionTable,
+/// Health since each record's change: one batched fetch per distinct start. `None` where it
+/// cannot be measured yet or the fetch failed (noted).
+async fn healths_since(
+    ctx: &Ctx<'_>,
     plan: &Plan,
-    a: &mut Analysis,
+    applied: &[&DecisionRecord],
+    notes: &mut Vec<String>,
+) -> Vec<Option<Health>> {
+    let now_s = ctx.clock.started_s() / 60 * 60;
+    let mut by_start: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (i, r) in applied.iter().enumerate() {
+        let start = (r.effective_at_epoch_s() + 59) / 60 * 60;
+        by_start.entry(start).or_default().push(i);
+    }
+    let mut out = vec![None; applied.len()];
+    for (start, members) in by_start {
+        if now_s - start < 60 {
+            for i in members {
+                out[i] = Some(Health::default());
+            }
+            continue;
+        }
+        let names: Vec<&str> = members
+            .iter()
+            .map(|&i| applied[i].function_name.as_str())
+            .collect();
+        let window = Window {
+            start_epoch_s: start,
+            end_epoch_s: now_s,
+        };
+        match metrics::fetch(
+            ctx.c,
+            metrics::health_queries(&names, plan.percentiles),
+            window,
+        )
+        .await
+        {
+            Ok((series, _)) => {
+                for (k, &i) in members.iter().enumerate() {
+                    out[i] = Some(metrics::health(&series, k));
+                }
+            }
+            Err(e) => notes.push(format!("changes since {start} not verified this run: {e}")),
+        }
+    }
+    out
+}
+
+/// Why each function must not be changed this run, from verification and the open records.
+fn holds(
     open: &Open,
     verifications: &[VerificationRow],
-    now: SystemTime,
-    run_id: &str,
-) -> Result<(), JobError> {
-    let now_s = epoch_s(now);
-    let since = now_s - i64::from(plan.lookback_days) * 86_400;
-    // Functions with a change in flight: waiting for verification, rolled back by this run, or
-    // just settled after an interrupted run. Their next change waits for a later run.
-    let mut held: HashMap<&str, String> = HashMap::new();
-    for v in verifications {
-        match &v.verification {
-            Verification::Healthy => {}
-            Verification::Wait(why) => {
-                held.insert(
-                    &v.function_name,
-                    format!("the last change is awaiting verification ({why})"),
-                );
-            }
-            Verification::Regressed(why) => {
-                held.insert(&v.function_name, format!("rolled back by this run ({why})"));
-            }
+    since_epoch_s: i64,
+) -> HashMap<String, String> {
+    let mut held: HashMap<String, String> = HashMap::new();
+    for r in &open.records {
+        let why = match r.state {
+            RecordState::Pending => Some(format!("record {} is still pending", r.record_id)),
+            RecordState::Applied if r.provisioned.is_none() => Some(format!(
+                "the last change (record {}) is awaiting verification",
+                r.record_id
+            )),
+            RecordState::RolledBack if r.updated_at_epoch_s >= since_epoch_s => Some(format!(
+                "rolled back recently ({}); not retried within the lookback window",
+                r.record_id
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
+            held.entry(r.function_name.clone()).or_insert(why);
         }
     }
     for r in &open.reconciled {
         held.insert(
-            &r.function_name,
+            r.function_name.clone(),
             format!("record {} was just reconciled", r.record_id),
         );
     }
-    for i in 0..a.recommendations.len() {
-        let f = &a.functions[i];
-        let name = f.name.clone();
-        let history: Vec<&DecisionRecord> = open
-            .all
-            .iter()
-            .filter(|r| r.function_name == name)
-            .collect();
-        let recent_rollback = history
-            .iter()
-            .find(|r| r.state == RecordState::RolledBack && r.updated_at_epoch_s >= since);
-        let hold = if let Some(why) = held.get(name.as_str()) {
-            Some(why.clone())
-        } else {
-            recent_rollback.map(|r| {
-                format!(
-                    "rolled back recently ({}); not retried within the lookback window",
-                    r.record_id
-                )
-            })
-        };
-        let state = FunctionState {
-            locked: f.tags.contains_key(LOCK_TAG),
-            last_update_status: f.last_update_status.clone(),
-        };
-        let rec = &a.recommendations[i];
-        let verdict = match &hold {
-            Some(why) => Verdict::Skip(why.clone()),
-            None => decide(rec, &state, &plan.guards),
-        };
-        match verdict {
-            Verdict::Skip(why) => {
-                if rec.status == Status::Recommended || hold.is_some() {
-                    a.recommendations[i]
-                        .reasons
-                        .push(format!("not applied: {why}"));
-                }
+    for v in verifications {
+        let why = match &v.verification {
+            Verification::Healthy => {
+                held.remove(&v.function_name);
+                continue;
             }
-            Verdict::Apply(change) => {
-                let evidence = a.health[i];
-                let record = new_record(&change, rec, evidence, now_s, run_id);
-                let outcome = make(c, config, table, record, |c| {
-                    let to = change.after;
-                    let name = name.clone();
-                    async move { changes::set_configuration(c, &name, to).await }
-                })
-                .await?;
-                let row = &mut a.recommendations[i];
-                match outcome {
-                    Ok(r) => {
-                        row.status = Status::Applied;
-                        row.applied = Some(change.after);
-                        row.reasons.push(format!(
-                            "applied {} MB / {} s -> {} MB / {} s ({}; record {})",
-                            change.before.memory_mb,
-                            change.before.timeout_s,
-                            change.after.memory_mb,
-                            change.after.timeout_s,
-                            change.reason,
-                            r.record_id
-                        ));
-                    }
-                    Err(why) => {
-                        row.status = Status::Error;
-                        row.reasons.push(format!("apply failed: {why}"));
-                    }
-                }
-            }
-        }
-        // Provisioned concurrency, where advised, on the alias the function names by tag.
-        let provisioned = a.recommendations[i]
-            .concurrency
-            .as_ref()
-            .and_then(|x| x.provisioned.clone());
-        let Some(advice) = provisioned else { continue };
-        let already = history
-            .iter()
-            .any(|r| r.provisioned.is_some() && r.state != RecordState::RolledBack);
-        let alias = f.tags.get(ALIAS_TAG).cloned();
-        let saving = advice.on_demand_monthly_usd - advice.provisioned_monthly_usd;
-        let skip = if state.locked {
-            Some("locked".to_owned())
-        } else if already {
-            Some("already provisioned by an earlier record".to_owned())
-        } else if hold.is_some() {
-            hold.clone()
-        } else if alias.is_none() {
-            Some(format!("no {ALIAS_TAG} tag naming the alias to provision"))
-        } else if saving < plan.guards.min_monthly_savings_usd
-            && !f.tags.contains_key(crate::job::LATENCY_OBJECTIVE_TAG)
-        {
-            Some(format!("saves ${saving:.2}/month, under the floor"))
-        } else {
-            None
+            Verification::Wait(why) => format!("the last change is awaiting verification ({why})"),
+            Verification::Regressed(why) => format!("regressed ({why}); rolled back by this run"),
+            Verification::Superseded(why) => format!("changed outside Trimtab ({why})"),
         };
-        if let Some(why) = skip {
-            a.recommendations[i]
-                .reasons
-                .push(format!("provisioned concurrency not applied: {why}"));
-            continue;
-        }
-        let alias = alias.unwrap_or_default();
-        let settings = FunctionSettings {
-            memory_mb: f.memory_mb,
-            timeout_s: f.timeout_s,
-        };
-        let change = ProvisionedChange {
-            alias: alias.clone(),
-            min_capacity: advice.min_capacity,
-            max_capacity: advice.max_capacity,
-            target_utilization: advice.target_utilization,
-            scheduled_actions: advice.schedule.len(),
-        };
-        let record = DecisionRecord {
-            record_id: DecisionRecord::id(now_s, &format!("{run_id}-pc")),
-            function_name: name.clone(),
-            run_id: run_id.to_owned(),
-            created_at_epoch_s: now_s,
-            before: settings,
-            after: settings,
-            evidence: a.health[i],
-            predicted_duration_ms: None,
-            monthly_savings_usd: saving,
-            confidence: a.recommendations[i].confidence,
-            reason: advice.reason.clone(),
-            state: RecordState::Pending,
-            state_reason: None,
-            applied_at_epoch_s: None,
-            updated_at_epoch_s: now_s,
-            rollback_of: None,
-            provisioned: Some(change),
-        };
-        let outcome = make(c, config, table, record, |c| {
-            let (name, alias, advice) = (name.clone(), alias.clone(), advice.clone());
-            async move { changes::provision(c, &name, &alias, &advice).await }
+        held.insert(v.function_name.clone(), why);
+    }
+    held
+}
+
+/// What happened to one function's memory change this run.
+enum Outcome {
+    Applied(Change, DecisionRecord),
+    /// Sent; Lambda has not finished, or the outcome could not be read.
+    Pending(DecisionRecord, String),
+    Failed(String),
+    Skipped(String),
+}
+
+/// Applies every recommendation that passes the guards, record first, a few functions at a
+/// time; then provisioned concurrency where advised.
+pub(crate) async fn apply(
+    ctx: &Ctx<'_>,
+    plan: &Plan,
+    a: &mut Analysis,
+    open: &Open,
+    verifications: &[VerificationRow],
+) -> Result<(), JobError> {
+    let since = ctx.clock.started_s() - i64::from(plan.lookback_days) * 86_400;
+    let held = holds(open, verifications, since);
+    // Functions with advice to act on, and held ones (whose rows say why they wait).
+    let candidates: Vec<usize> = (0..a.recommendations.len())
+        .filter(|&i| {
+            a.recommendations[i].status == Status::Recommended
+                || held.contains_key(&a.functions[i].name)
         })
-        .await?;
-        a.recommendations[i].reasons.push(match outcome {
-            Ok(r) => format!(
-                "provisioned concurrency {}..{} at {:.0}% target on {alias} (record {})",
-                advice.min_capacity,
-                advice.max_capacity,
-                100.0 * advice.target_utilization,
+        .collect();
+    let outcomes: Vec<(usize, Result<Outcome, JobError>)> = stream::iter(candidates)
+        .map(|i| {
+            let hold = held
+                .get(&a.functions[i].name)
+                .cloned()
+                .or_else(|| a.unreadable_tags.get(&a.functions[i].name).cloned());
+            let (f, rec, evidence) = (&a.functions[i], &a.recommendations[i], a.health[i]);
+            async move {
+                let outcome = match hold {
+                    Some(why) => Ok(Outcome::Skipped(why)),
+                    None => change_one(ctx, plan, f, rec, evidence).await,
+                };
+                (i, outcome)
+            }
+        })
+        .buffer_unordered(PARALLEL_CHANGES)
+        .collect()
+        .await;
+    for (i, outcome) in outcomes {
+        let row = &mut a.recommendations[i];
+        match outcome? {
+            Outcome::Applied(change, r) => {
+                row.status = Status::Applied;
+                row.applied = Some(change.after);
+                row.reasons.push(format!(
+                    "applied {} MB / {} s -> {} MB / {} s ({}; record {})",
+                    change.before.memory_mb,
+                    change.before.timeout_s,
+                    change.after.memory_mb,
+                    change.after.timeout_s,
+                    change.reason,
+                    r.record_id
+                ));
+            }
+            Outcome::Pending(r, why) => row.reasons.push(format!(
+                "change sent, not yet settled ({why}); record {} is pending and the next run settles it",
                 r.record_id
-            ),
-            Err(why) => format!("provisioned concurrency not applied: {why}"),
-        });
+            )),
+            Outcome::Failed(why) => {
+                row.status = Status::Error;
+                row.reasons.push(format!("apply failed: {why}"));
+            }
+            Outcome::Skipped(why) => row.reasons.push(format!("not applied: {why}")),
+        }
+    }
+    for i in 0..a.recommendations.len() {
+        provision_if_advised(ctx, plan, a, i, open, held.get(&a.functions[i].name)).await?;
     }
     Ok(())
 }
 
-fn new_record(
-    change: &Change,
+/// The protocol for one function: fresh read, guards, record, conditional change, wait, settle.
+async fn change_one(
+    ctx: &Ctx<'_>,
+    plan: &Plan,
+    f: &trimtab_aws::inventory::FunctionConfig,
     rec: &trimtab_core::rightsizing::Recommendation,
     evidence: Health,
-    now_s: i64,
-    run_id: &str,
-) -> DecisionRecord {
-    DecisionRecord {
-        record_id: DecisionRecord::id(now_s, run_id),
+) -> Result<Outcome, JobError> {
+    // The guards that need no live read first: most advice is below the floors, and reading a
+    // function costs a call.
+    let assumed = FunctionState {
+        locked: f.tags.contains_key(LOCK_TAG),
+        live: Some(LiveFunction {
+            settings: trimtab_core::apply::FunctionSettings {
+                memory_mb: rec.current_memory_mb,
+                timeout_s: rec.current_timeout_s,
+            },
+            update: trimtab_core::actuation::UpdateStatus::Successful,
+            revision_id: None,
+        }),
+    };
+    if let Verdict::Skip(why) = decide(rec, &assumed, &plan.guards) {
+        return Ok(Outcome::Skipped(why));
+    }
+    if let Err(why) = ctx.may_start().await {
+        return Ok(Outcome::Skipped(why));
+    }
+    let live = match changes::read_function(ctx.c, &f.name).await {
+        Ok(Some(live)) => live,
+        Ok(None) => return Ok(Outcome::Failed("the function no longer exists".into())),
+        Err(e) => return Ok(Outcome::Failed(format!("could not read it: {e}"))),
+    };
+    let state = FunctionState {
+        locked: f.tags.contains_key(LOCK_TAG),
+        live: Some(live.clone()),
+    };
+    let change = match decide(rec, &state, &plan.guards) {
+        Verdict::Skip(why) => return Ok(Outcome::Skipped(why)),
+        Verdict::Apply(change) => change,
+    };
+    let now_s = ctx.clock.now_s();
+    let mut record = DecisionRecord {
+        record_id: DecisionRecord::id(now_s, ctx.run_id),
         function_name: change.function_name.clone(),
-        run_id: run_id.to_owned(),
+        run_id: ctx.run_id.to_owned(),
         created_at_epoch_s: now_s,
         before: change.before,
         after: change.after,
@@ -504,89 +539,204 @@ fn new_record(
         updated_at_epoch_s: now_s,
         rollback_of: None,
         provisioned: None,
-    }
-}
-
-/// Record, change, mark: the protocol. The inner result is the change's own failure (recorded
-/// as `NotApplied`); the outer one a failure to keep the record, which stops the run.
-async fn make<'c, F, Fut>(
-    c: &'c Clients,
-    config: &JobConfig,
-    table: &DecisionTable,
-    mut record: DecisionRecord,
-    change: F,
-) -> Result<Result<DecisionRecord, String>, JobError>
-where
-    F: FnOnce(&'c Clients) -> Fut,
-    Fut: std::future::Future<Output = Result<(), trimtab_aws::AwsError>>,
-{
-    table.create(c, &record).await?;
-    if config.faults.crash_after_record {
-        return Err(JobError::Injected(
-            "crash after writing the decision record",
-        ));
-    }
-    match change(c).await {
-        Ok(()) => {
-            record.state = RecordState::Applied;
-            record.applied_at_epoch_s = Some(record.created_at_epoch_s);
-            table.update(c, &record, RecordState::Pending).await?;
-            tracing::info!(function = %record.function_name, record = %record.record_id, "applied");
-            Ok(Ok(record))
-        }
-        Err(e) => {
-            record.state = RecordState::NotApplied;
-            record.state_reason = Some(e.to_string());
-            table.update(c, &record, RecordState::Pending).await?;
-            tracing::warn!(function = %record.function_name, error = %e, "change failed");
-            Ok(Err(e.to_string()))
-        }
-    }
-}
-
-/// Restores a function's recorded configuration: the `before` of `record_id`, or of its latest
-/// change still in force.
-pub async fn rollback(
-    c: &Clients,
-    config: &JobConfig,
-    function: &str,
-    record_id: Option<&str>,
-    now: SystemTime,
-) -> Result<DecisionRecord, JobError> {
-    let table = table(config, "rollback")?;
-    let records = table.history(c, function).await?;
-    let in_force =
-        |r: &&DecisionRecord| matches!(r.state, RecordState::Applied | RecordState::Verified);
-    let target = match record_id {
-        Some(id) => records
-            .iter()
-            .find(|r| r.record_id == id)
-            .ok_or_else(|| JobError::NotFound(format!("no record {id} for function {function}")))?,
-        None => records
-            .iter()
-            .filter(in_force)
-            .find(|r| r.rollback_of.is_none())
-            .ok_or_else(|| {
-                JobError::NotFound(format!(
-                    "function {function} has no change in force to roll back"
-                ))
-            })?,
+        revision_before: live.revision_id.clone(),
+        revision_after: None,
+        requested_by: ctx.requested_by.map(ToOwned::to_owned),
+        archived: false,
     };
-    if !in_force(&target) {
-        return Err(JobError::NotFound(format!(
-            "record {} is {:?}, not in force: nothing to roll back",
-            target.record_id, target.state
-        )));
-    }
-    let run_id = crate::new_run_id(now);
-    restore(c, config, &table, target, "operator rollback", now, &run_id).await
+    ctx.table.create(ctx.c, &record).await?;
+    failpoint("rightsizing.after_record");
+    let (settlement, revision) =
+        change_and_settle(ctx.c, &record, change.after, "rightsizing").await;
+    settle_into(
+        &mut record,
+        &settlement,
+        revision,
+        ctx.clock.now_s(),
+        "Lambda reports the update Successful",
+    );
+    failpoint("rightsizing.before_mark");
+    ctx.save(&record, RecordState::Pending).await?;
+    tracing::info!(function = %record.function_name, record = %record.record_id, state = record.state.name(), "change settled");
+    Ok(match settlement {
+        Settlement::Applied => Outcome::Applied(change, record),
+        Settlement::Pending(why) => Outcome::Pending(record, why),
+        Settlement::NotApplied(why) | Settlement::Superseded(why) | Settlement::Undo(why) => {
+            Outcome::Failed(format!("{why} (record {})", record.record_id))
+        }
+    })
 }
 
-/// Every decision record of a function, newest first.
-pub async fn history(
-    c: &Clients,
-    config: &JobConfig,
+/// Provisioned concurrency, where advised and allowed, on the alias the function names by tag.
+async fn provision_if_advised(
+    ctx: &Ctx<'_>,
+    plan: &Plan,
+    a: &mut Analysis,
+    i: usize,
+    open: &Open,
+    hold: Option<&String>,
+) -> Result<(), JobError> {
+    let Some(advice) = a.recommendations[i]
+        .concurrency
+        .as_ref()
+        .and_then(|x| x.provisioned.clone())
+    else {
+        return Ok(());
+    };
+    let f = &a.functions[i];
+    let already = open
+        .records
+        .iter()
+        .any(|r| r.function_name == f.name && r.provisioned.is_some() && r.state.in_force());
+    let alias = f.tags.get(ALIAS_TAG).cloned();
+    let saving = advice.on_demand_monthly_usd - advice.provisioned_monthly_usd;
+    let skip = if let Some(why) = a.unreadable_tags.get(&f.name) {
+        Some(why.clone())
+    } else if f.tags.contains_key(LOCK_TAG) {
+        Some("locked".to_owned())
+    } else if already {
+        Some("already provisioned by an earlier record".to_owned())
+    } else if let Some(why) = hold {
+        Some(why.clone())
+    } else if alias.is_none() {
+        Some(format!("no {ALIAS_TAG} tag naming the alias to provision"))
+    } else if saving < plan.guards.min_monthly_savings_usd
+        && !f.tags.contains_key(crate::job::LATENCY_OBJECTIVE_TAG)
+    {
+        Some(format!("saves ${saving:.2}/month, under the floor"))
+    } else {
+        ctx.may_start().await.err()
+    };
+    if let Some(why) = skip {
+        a.recommendations[i]
+            .reasons
+            .push(format!("provisioned concurrency not applied: {why}"));
+        return Ok(());
+    }
+    let alias = alias.unwrap_or_default();
+    let now_s = ctx.clock.now_s();
+    let settings = trimtab_core::apply::FunctionSettings {
+        memory_mb: f.memory_mb,
+        timeout_s: f.timeout_s,
+    };
+    let record = DecisionRecord {
+        record_id: DecisionRecord::id(now_s, &format!("{}-pc", ctx.run_id)),
+        function_name: f.name.clone(),
+        run_id: ctx.run_id.to_owned(),
+        created_at_epoch_s: now_s,
+        before: settings,
+        after: settings,
+        evidence: a.health[i],
+        predicted_duration_ms: None,
+        monthly_savings_usd: saving,
+        confidence: a.recommendations[i].confidence,
+        reason: advice.reason.clone(),
+        state: RecordState::Pending,
+        state_reason: None,
+        applied_at_epoch_s: None,
+        updated_at_epoch_s: now_s,
+        rollback_of: None,
+        provisioned: Some(ProvisionedChange {
+            alias: alias.clone(),
+            min_capacity: advice.min_capacity,
+            max_capacity: advice.max_capacity,
+            target_utilization: advice.target_utilization,
+            scheduled_actions: advice.schedule.len(),
+        }),
+        revision_before: None,
+        revision_after: None,
+        requested_by: ctx.requested_by.map(ToOwned::to_owned),
+        archived: false,
+    };
+    let r = provision(ctx, record, &alias, &advice).await?;
+    a.recommendations[i].reasons.push(match r.state {
+        RecordState::Applied => format!(
+            "provisioned concurrency {}..{} at {:.0}% target on {alias} (record {})",
+            advice.min_capacity,
+            advice.max_capacity,
+            100.0 * advice.target_utilization,
+            r.record_id
+        ),
+        _ => format!(
+            "provisioned concurrency not applied: {} (record {}, {})",
+            r.state_reason.as_deref().unwrap_or("unknown"),
+            r.record_id,
+            r.state.name()
+        ),
+    });
+    Ok(())
+}
+
+/// Provisions concurrency as one record over several calls: the configuration, the scalable
+/// target, the policy, the scheduled actions. A call failing half way undoes what was made (it
+/// bills by the hour); the record is applied once all of it is in place and allocated.
+async fn provision(
+    ctx: &Ctx<'_>,
+    mut record: DecisionRecord,
+    alias: &str,
+    advice: &ProvisionedAdvice,
+) -> Result<DecisionRecord, JobError> {
+    let function = record.function_name.clone();
+    ctx.table.create(ctx.c, &record).await?;
+    failpoint("rightsizing.provision.after_record");
+    let mut settlement = None;
+    for (n, step) in ProvisionStep::all(advice).into_iter().enumerate() {
+        if let Err(e) = changes::provision_step(ctx.c, &function, alias, advice, step).await {
+            tracing::warn!(%function, step = %step.name(), error = %e, "provisioning failed; undoing");
+            settlement = Some(
+                undo_provision(
+                    ctx,
+                    &function,
+                    alias,
+                    &format!("{} failed: {e}", step.name()),
+                )
+                .await,
+            );
+            break;
+        }
+        failpoint(&format!("rightsizing.provision.after_step{n}"));
+    }
+    let settlement = match (settlement, &record.provisioned) {
+        (Some(s), _) => s,
+        (None, None) => Settlement::Pending("not a provisioned-concurrency record".into()),
+        (None, Some(change)) => match wait_for_allocation(ctx, &function, alias).await {
+            Err(e) => Settlement::Pending(format!(
+                "the alias could not be read after provisioning ({e}); the next run settles it"
+            )),
+            Ok(live) => match settle_provision(change, &live) {
+                Settlement::Undo(why) => undo_provision(ctx, &function, alias, &why).await,
+                other => other,
+            },
+        },
+    };
+    settle_into(
+        &mut record,
+        &settlement,
+        None,
+        ctx.clock.now_s(),
+        "provisioned and allocated",
+    );
+    ctx.save(&record, RecordState::Pending).await?;
+    Ok(record)
+}
+
+/// Polls the alias until its allocation is no longer in progress, or `ALLOCATION_WAIT` passed
+/// (Lambda offers no waiter for provisioned concurrency).
+async fn wait_for_allocation(
+    ctx: &Ctx<'_>,
     function: &str,
-) -> Result<Vec<DecisionRecord>, JobError> {
-    Ok(table(config, "history")?.history(c, function).await?)
+    alias: &str,
+) -> Result<ProvisionedLive, trimtab_aws::AwsError> {
+    use trimtab_core::actuation::AllocationStatus;
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let live = changes::provisioned_live(ctx.c, function, alias).await?;
+        let in_progress = matches!(live.config, Some((_, AllocationStatus::InProgress)));
+        if !in_progress || started.elapsed() + delay > ALLOCATION_WAIT {
+            return Ok(live);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }

@@ -1,22 +1,24 @@
 //! One right-sizing run: gather, judge, and in apply mode act.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use futures::stream::{self, StreamExt};
+use trimtab_act::{Clock, Invocation, Lease, LeaseError, epoch_s, new_run_id};
 use trimtab_aws::inventory::{FunctionConfig, list_functions, read_tags};
 use trimtab_aws::metrics::{self, Window};
-use trimtab_aws::{Clients, changes, logs};
-use trimtab_core::apply::{Health, RecordState};
+use trimtab_aws::{Clients, calls, changes, logs};
+use trimtab_core::apply::Health;
 use trimtab_core::concurrency::{ConcurrencyInput, advise};
 use trimtab_core::rightsizing::{
     FunctionMetrics, FunctionObservation, MemoryEvidence, Recommendation, recommend_fleet, totals,
 };
 use trimtab_lambda::Mode;
 
-use crate::act;
+use crate::act::{self, JOB};
+use crate::protocol::Ctx;
 use crate::request::Plan;
-use crate::{JobConfig, JobError, Report, new_run_id};
+use crate::{JobConfig, JobError, Report};
 
 /// Tag carrying a function's latency objective, in ms (provisioned concurrency advice).
 pub const LATENCY_OBJECTIVE_TAG: &str = "trimtab:latency-objective-ms";
@@ -28,8 +30,25 @@ pub(crate) struct Analysis {
     pub recommendations: Vec<Recommendation>,
     /// Health over the window, per function: the evidence a change is later verified against.
     pub health: Vec<Health>,
+    /// Functions whose tags could not be read (so whether they are locked is unknown): never
+    /// changed this run.
+    pub unreadable_tags: HashMap<String, String>,
     pub metric_queries: usize,
     pub notes: Vec<String>,
+}
+
+impl Analysis {
+    fn empty(window: Window) -> Self {
+        Self {
+            window,
+            functions: vec![],
+            recommendations: vec![],
+            health: vec![],
+            unreadable_tags: HashMap::new(),
+            metric_queries: 0,
+            notes: vec![],
+        }
+    }
 }
 
 /// Gathers, judges, and in apply mode acts. Reads nothing from the event: the plan says
@@ -37,46 +56,20 @@ pub(crate) struct Analysis {
 pub async fn run(
     clients: &Clients,
     config: &JobConfig,
+    invocation: &Invocation,
     plan: &Plan,
     now: SystemTime,
 ) -> Result<Report, JobError> {
-    let run_id = new_run_id(now);
-    let now_s = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default();
+    let run_id = invocation.run_id.clone().unwrap_or_else(|| new_run_id(now));
+    let now_s = epoch_s(now);
     let mut report = match plan.mode {
         Mode::Recommend => {
             let a = analyse(clients, config, plan, now, false, &HashMap::new()).await?;
             report(clients, plan, run_id, a)
         }
-        Mode::Apply => {
-            let table = act::table(config, "apply mode")?;
-            if let Some(holder) = act::take_lease(clients, &table, &run_id, now_s).await? {
-                let window = Window::last_days(now, plan.lookback_days);
-                let a = Analysis {
-                    window,
-                    functions: vec![],
-                    recommendations: vec![],
-                    health: vec![],
-                    metric_queries: 0,
-                    notes: vec![],
-                };
-                let mut r = report(clients, plan, run_id, a);
-                r.skipped = Some(holder);
-                return Ok(r);
-            }
-            let outcome = apply_run(clients, config, plan, now, &table, &run_id).await;
-            // The lease is given back whatever happened; an expired lease covers a crash.
-            let released = act::release_lease(clients, &table, &run_id).await;
-            let mut r = outcome?;
-            if let Err(e) = released {
-                r.notes
-                    .push(format!("lease not released (it expires by itself): {e}"));
-            }
-            r
-        }
+        Mode::Apply => apply_run(clients, config, invocation, plan, now, run_id).await?,
     };
+    report.requested_by = invocation.requested_by.clone();
     let fleet_wide = plan.filter == trimtab_aws::inventory::FunctionFilter::default();
     if let (Some(table), None, true) = (&config.table_name, &report.skipped, fleet_wide) {
         // Leave the fleet's headline for the cost job and the API (a scoped run's savings are
@@ -98,58 +91,76 @@ pub async fn run(
                 .push(format!("result not stored for other jobs: {e}"));
         }
     }
-    report.api_calls = clients.calls();
+    report.api_calls = calls::so_far();
     Ok(report)
 }
 
+/// Apply mode: the lease, then reconcile, verify, analyse and act, all within the invocation's
+/// deadline. The lease is released on every way out (a crash leaves it to expire).
 async fn apply_run(
     clients: &Clients,
     config: &JobConfig,
+    invocation: &Invocation,
     plan: &Plan,
     now: SystemTime,
-    table: &trimtab_aws::decisions::DecisionTable,
-    run_id: &str,
+    run_id: String,
 ) -> Result<Report, JobError> {
-    let open = act::reconcile(clients, table, now).await?;
-    let verifications =
-        act::verify_applied(clients, config, table, plan, &open.applied, now, run_id).await?;
-    // Each function's last change (or rollback) made by an earlier run.
-    let mut since: HashMap<String, i64> = HashMap::new();
-    for r in &open.all {
-        let t = r.applied_at_epoch_s.unwrap_or(r.updated_at_epoch_s).max(
-            if r.state == RecordState::RolledBack {
-                r.updated_at_epoch_s
-            } else {
-                0
-            },
-        );
-        let e = since.entry(r.function_name.clone()).or_default();
-        *e = (*e).max(t);
+    let table = act::table(config, "apply mode")?;
+    let clock = Clock::starting_at(now);
+    let lease = match Lease::acquire(clients, &table, JOB, &run_id, clock).await {
+        Ok(lease) => lease,
+        Err(LeaseError::Aws(e)) => return Err(e.into()),
+        Err(held) => {
+            tracing::warn!(run_id, "{held}; skipping");
+            let mut r = report(
+                clients,
+                plan,
+                run_id,
+                Analysis::empty(Window::last_days(now, plan.lookback_days)),
+            );
+            r.skipped = Some(format!("{held}: this run changed nothing"));
+            return Ok(r);
+        }
+    };
+    trimtab_act::failpoint("rightsizing.after_lease");
+    let ctx = Ctx {
+        c: clients,
+        table: &table,
+        run_id: &run_id,
+        requested_by: invocation.requested_by.as_deref(),
+        clock,
+        deadline: invocation.deadline,
+        lease: &lease,
+    };
+    let outcome = act_under_lease(&ctx, config, plan, now).await;
+    let released = lease.release().await;
+    let mut r = outcome?;
+    if let Err(e) = released {
+        r.notes
+            .push(format!("lease not released (it expires by itself): {e}"));
     }
+    Ok(r)
+}
+
+async fn act_under_lease(
+    ctx: &Ctx<'_>,
+    config: &JobConfig,
+    plan: &Plan,
+    now: SystemTime,
+) -> Result<Report, JobError> {
+    let open = act::reconcile(ctx).await?;
+    let mut notes = open.notes.clone();
+    let verifications = act::verify_applied(ctx, plan, &open, &mut notes).await?;
+    let mut since = open.since();
     for v in &verifications {
         if v.rollback_record_id.is_some() {
-            since.insert(
-                v.function_name.clone(),
-                now.duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or_default(),
-            );
+            since.insert(v.function_name.clone(), ctx.clock.now_s());
         }
     }
-    let mut a = analyse(clients, config, plan, now, true, &since).await?;
-    act::apply(
-        clients,
-        config,
-        table,
-        plan,
-        &mut a,
-        &open,
-        &verifications,
-        now,
-        run_id,
-    )
-    .await?;
-    let mut r = report(clients, plan, run_id.to_owned(), a);
+    let mut a = analyse(ctx.c, config, plan, now, true, &since).await?;
+    a.notes.splice(0..0, notes);
+    act::apply(ctx, plan, &mut a, &open, &verifications).await?;
+    let mut r = report(ctx.c, plan, ctx.run_id.to_owned(), a);
     r.verifications = verifications;
     r.reconciled = open.reconciled;
     Ok(r)
@@ -165,12 +176,13 @@ fn report(clients: &Clients, plan: &Plan, run_id: String, a: Analysis) -> Report
         window_start_epoch_s: a.window.start_epoch_s,
         window_end_epoch_s: a.window.end_epoch_s,
         region: clients.region.clone(),
+        requested_by: None,
         skipped: None,
         totals: totals(&a.recommendations),
         functions: a.recommendations,
         verifications: Vec::new(),
         reconciled: Vec::new(),
-        api_calls: clients.calls(),
+        api_calls: calls::so_far(),
         metric_queries: a.metric_queries,
         notes: a.notes,
     }
@@ -188,8 +200,14 @@ pub(crate) async fn analyse(
 ) -> Result<Analysis, JobError> {
     let window = Window::last_days(now, plan.lookback_days);
     let mut functions = list_functions(clients, &plan.filter).await?;
+    let mut unreadable_tags = HashMap::new();
     if with_tags && plan.filter.tags.is_empty() {
-        read_tags(clients, &mut functions).await?;
+        for (name, e) in read_tags(clients, &mut functions).await {
+            unreadable_tags.insert(
+                name,
+                format!("its tags could not be read, so whether it is locked is unknown ({e})"),
+            );
+        }
     }
     tracing::info!(
         functions = functions.len(),
@@ -283,6 +301,7 @@ pub(crate) async fn analyse(
         functions,
         recommendations,
         health,
+        unreadable_tags,
         metric_queries: metric_queries + extra_queries,
         notes,
     })

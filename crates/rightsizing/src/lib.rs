@@ -4,29 +4,56 @@
 
 mod act;
 mod job;
+mod protocol;
 mod request;
+mod undo;
 
-use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde_json::Value;
-use trimtab_aws::{AwsError, Clients};
+use trimtab_act::Invocation;
+use trimtab_aws::{AwsError, CallCounts, Clients};
 use trimtab_core::apply::DecisionRecord;
 use trimtab_core::pricing::PriceTable;
 use trimtab_core::rightsizing::{FleetTotals, Recommendation, Strategy};
-use trimtab_lambda::{EventError, Mode, Trigger, parse_trigger};
+use trimtab_lambda::{EventError, FailureKind, Job, Mode, Trigger, parse_trigger};
 
-pub use act::{VerificationRow, history, rollback};
+pub use act::{ALIAS_TAG, LOCK_TAG, VerificationRow};
 pub use job::run;
 pub use request::{Action, Command, Plan, Request};
+pub use undo::{RollbackReport, history, rollback};
 
-/// Failure points a test can switch on to prove the record-first protocol; always off in
-/// production (nothing reads them from the environment or an event).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Faults {
-    /// Stop the run (as a crash would) after a decision record is written, before the change.
-    pub crash_after_record: bool,
+/// The right-sizing job, as `main.rs`, `trimtab invoke` and the API run it.
+#[derive(Debug, Clone, Copy)]
+pub struct RightSizing;
+
+impl Job for RightSizing {
+    const KIND: &'static str = "rightsizing";
+    const LOGICAL_ID: &'static str = "RightSizingFunction";
+    const TIMEOUT: Duration = Duration::from_secs(300);
+    type Config = JobConfig;
+    type Error = JobError;
+
+    fn configure(region: Option<&str>) -> Result<JobConfig, String> {
+        JobConfig::from_env(region)
+    }
+
+    fn validate(_config: &JobConfig, payload: &Value) -> Result<(), EventError> {
+        let trigger: Trigger<Request> = parse_trigger(payload.clone())?;
+        let mode = trigger.request().mode.unwrap_or_default();
+        trigger.request().command(mode).map(|_| ())
+    }
+
+    async fn handle(
+        clients: &Clients,
+        config: &JobConfig,
+        invocation: &Invocation,
+        payload: Value,
+    ) -> Result<Value, JobError> {
+        // Boxed: the protocol's futures nest deep enough to strain layout computation.
+        Box::pin(handle(clients, config, invocation, payload)).await
+    }
 }
 
 /// Per-process configuration, read once at start from the function's environment.
@@ -40,7 +67,6 @@ pub struct JobConfig {
     /// The decision table (`TRIMTAB_TABLE`): audit records and the run lease. Apply, rollback
     /// and history need it.
     pub table_name: Option<String>,
-    pub faults: Faults,
 }
 
 impl JobConfig {
@@ -71,7 +97,6 @@ impl JobConfig {
             prices,
             price_note,
             table_name,
-            faults: Faults::default(),
         })
     }
 
@@ -82,7 +107,6 @@ impl JobConfig {
             prices: PriceTable::us_east_1(),
             price_note: None,
             table_name,
-            faults: Faults::default(),
         }
     }
 }
@@ -98,26 +122,27 @@ pub enum JobError {
     NoDecisionTable(&'static str),
     #[error("{0}")]
     NotFound(String),
-    #[error("injected fault: {0}")]
-    Injected(&'static str),
+    /// Refused in the present state (another run holds the lease; a superseded record).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl JobError {
     /// The `errorType` of the Lambda error shape.
     pub fn error_type(&self) -> &'static str {
-        match self {
-            Self::InvalidEvent(_) => "InvalidEvent",
-            Self::Aws(_) => "AwsError",
-            Self::NoDecisionTable(_) => "Configuration",
-            Self::NotFound(_) => "NotFound",
-            Self::Injected(_) => "InjectedFault",
-        }
+        trimtab_lambda::JobFailure::error_type(self)
     }
 }
 
 impl trimtab_lambda::JobFailure for JobError {
-    fn error_type(&self) -> &'static str {
-        JobError::error_type(self)
+    fn kind(&self) -> FailureKind {
+        match self {
+            Self::InvalidEvent(_) => FailureKind::InvalidEvent,
+            Self::Aws(_) => FailureKind::Aws,
+            Self::NoDecisionTable(_) => FailureKind::Configuration,
+            Self::NotFound(_) => FailureKind::NotFound,
+            Self::Refused(_) => FailureKind::Refused,
+        }
     }
 }
 
@@ -132,6 +157,8 @@ pub struct Report {
     pub window_start_epoch_s: i64,
     pub window_end_epoch_s: i64,
     pub region: Option<String>,
+    /// Who asked for the run: the schedule, an API caller, an operator.
+    pub requested_by: Option<String>,
     /// Set when the run did nothing because another run held the lease.
     pub skipped: Option<String>,
     pub functions: Vec<Recommendation>,
@@ -140,57 +167,64 @@ pub struct Report {
     pub verifications: Vec<VerificationRow>,
     /// Records left pending by an interrupted run, and what they turned out to be.
     pub reconciled: Vec<DecisionRecord>,
-    /// AWS requests this run made, per operation.
-    pub api_calls: BTreeMap<&'static str, u64>,
+    /// AWS requests this run made, per operation, retries included.
+    pub api_calls: CallCounts,
     pub metric_queries: usize,
     pub notes: Vec<String>,
-}
-
-/// A run id: unique enough to tell runs apart in records and leases.
-pub fn new_run_id(now: SystemTime) -> String {
-    let nanos = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{:x}{:04x}", nanos, std::process::id() & 0xffff)
 }
 
 /// The Lambda handler: parses the trigger, runs the command, returns its result as JSON.
 pub async fn handle(
     clients: &Clients,
     config: &JobConfig,
+    invocation: &Invocation,
     payload: Value,
 ) -> Result<Value, JobError> {
     let trigger: Trigger<Request> = parse_trigger(payload)?;
     let mut notes = Vec::new();
     // A schedule runs in the configured mode; a direct invoke (which IAM authorised) may ask.
-    let mode = match &trigger {
-        Trigger::Scheduled { request, .. } => {
+    let (mode, requested_by) = match &trigger {
+        Trigger::Scheduled { request, rule } => {
             if request.mode.is_some_and(|m| m != config.configured_mode) {
                 notes.push(
                     "mode in the scheduled event ignored: schedules use TRIMTAB_MODE".to_owned(),
                 );
             }
-            config.configured_mode
+            let by = format!("schedule {}", rule.as_deref().unwrap_or("(unnamed rule)"));
+            (config.configured_mode, Some(by))
         }
-        Trigger::Direct(request) => request.mode.unwrap_or_default(),
+        Trigger::Direct(request) => (
+            request.mode.unwrap_or_default(),
+            invocation.requested_by.clone(),
+        ),
+    };
+    let invocation = Invocation {
+        requested_by,
+        ..invocation.clone()
     };
     let now = SystemTime::now();
     let value = match trigger.request().command(mode)? {
         Command::Run(plan) => {
-            let mut report = run(clients, config, &plan, now).await?;
+            let mut report = run(clients, config, &invocation, &plan, now).await?;
             report.notes.splice(0..0, notes);
             serde_json::to_value(report)
         }
         Command::Rollback {
             function_name,
             record_id,
+            force,
         } => {
-            let record =
-                rollback(clients, config, &function_name, record_id.as_deref(), now).await?;
-            serde_json::to_value(
-                serde_json::json!({"job": "rightsizing", "action": "rollback", "record": record}),
+            let report = rollback(
+                clients,
+                config,
+                &invocation,
+                &function_name,
+                record_id.as_deref(),
+                force,
+                now,
             )
+            .await?;
+            serde_json::to_value(report)
         }
         Command::History { function_name } => {
             let records = history(clients, config, &function_name).await?;

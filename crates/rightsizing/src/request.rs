@@ -56,6 +56,8 @@ pub struct Request {
     pub function_name: Option<String>,
     /// For `rollback`: the record to restore the `before` of (default: the latest applied).
     pub record_id: Option<String>,
+    /// For `rollback`: restore even though the function was changed outside Trimtab since.
+    pub force: Option<bool>,
 }
 
 /// A request with defaults filled in and ranges checked.
@@ -77,6 +79,7 @@ pub enum Command {
     Rollback {
         function_name: String,
         record_id: Option<String>,
+        force: bool,
     },
     History {
         function_name: String,
@@ -108,6 +111,7 @@ impl Request {
             Action::Rollback => Ok(Command::Rollback {
                 function_name: function()?,
                 record_id: self.record_id.clone(),
+                force: self.force.unwrap_or(false),
             }),
             Action::History => Ok(Command::History {
                 function_name: function()?,
@@ -243,7 +247,8 @@ mod tests {
             c,
             Ok(Command::Rollback {
                 function_name: "f".into(),
-                record_id: Some("r".into())
+                record_id: Some("r".into()),
+                force: false,
             })
         );
         let c = parse(serde_json::json!({"action": "history", "function_name": "f"}));

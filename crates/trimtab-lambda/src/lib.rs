@@ -4,10 +4,14 @@
 //! Architecture Invariant: only the Lambda crates (this one and the function crates) know event
 //! JSON. Nothing here calls AWS: `serve_job` only builds the adapter's clients for the job.
 
+use std::future::Future;
+use std::time::Duration;
+
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+pub use trimtab_act::{Deadline, Invocation};
 
 /// Whether a run may change anything.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +165,45 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
+/// How a job failed, as callers need to tell: the API's status code, the CLI's `errorType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The event is malformed or asks for something invalid (names the field).
+    InvalidEvent,
+    /// What the event names does not exist (a function, a record).
+    NotFound,
+    /// Refused in the present state: another run holds the lease, a record was superseded.
+    Refused,
+    /// The function is not configured for what was asked (no decision table, say).
+    Configuration,
+    /// AWS refused a call the run cannot do without.
+    Aws,
+    /// A test's injected fault.
+    Injected,
+}
+
+impl FailureKind {
+    /// The `errorType` of the Lambda error shape.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            Self::InvalidEvent => "InvalidEvent",
+            Self::NotFound => "NotFound",
+            Self::Refused => "Refused",
+            Self::Configuration => "Configuration",
+            Self::Aws => "AwsError",
+            Self::Injected => "InjectedFault",
+        }
+    }
+}
+
+/// A job's failure as Lambda reports it: `errorType` and `errorMessage`.
+pub trait JobFailure: std::fmt::Display {
+    fn kind(&self) -> FailureKind;
+    fn error_type(&self) -> &'static str {
+        self.kind().error_type()
+    }
+}
+
 /// Why a job failed as a whole: a bad event, or AWS refusing a call the run cannot do without
 /// (one resource failing is reported in its row instead). Jobs with more ways to fail have
 /// their own enum.
@@ -170,44 +213,205 @@ pub enum JobError {
     InvalidEvent(#[from] EventError),
     #[error(transparent)]
     Aws(#[from] trimtab_aws::AwsError),
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl JobError {
     /// The `errorType` of the Lambda error shape.
     pub fn error_type(&self) -> &'static str {
+        JobFailure::error_type(self)
+    }
+}
+
+impl JobFailure for JobError {
+    fn kind(&self) -> FailureKind {
         match self {
-            Self::InvalidEvent(_) => "InvalidEvent",
-            Self::Aws(_) => "AwsError",
+            Self::InvalidEvent(_) => FailureKind::InvalidEvent,
+            Self::Aws(_) => FailureKind::Aws,
+            Self::Refused(_) => FailureKind::Refused,
         }
     }
 }
 
-/// A job's failure as Lambda reports it: `errorType` and `errorMessage`.
-pub trait JobFailure: std::fmt::Display {
-    fn error_type(&self) -> &'static str;
+/// One of Trimtab's jobs: what `main.rs`, `trimtab invoke` and the API all run. Adding a job is
+/// a crate with one `impl Job` and one line in the registry (`analysis_api::jobs`).
+pub trait Job: 'static {
+    /// Its name in the API (`/analyses/{kind}`) and in run records.
+    const KIND: &'static str;
+    /// Its logical ID in `template.yaml`.
+    const LOGICAL_ID: &'static str;
+    /// Its `Timeout` in `template.yaml`; under `trimtab invoke` the same budget stands in for
+    /// Lambda's deadline.
+    const TIMEOUT: Duration;
+    /// Read once per process (a Lambda cold start) from the function's environment.
+    type Config: Send + Sync + 'static;
+    type Error: JobFailure + Send + 'static;
+
+    /// `region`: the SDK's region (prices are per region).
+    fn configure(region: Option<&str>) -> Result<Self::Config, String>;
+
+    /// Checks an event without running it, so a caller that starts the job asynchronously (the
+    /// API) can refuse bad input at once. The default accepts any object.
+    fn validate(config: &Self::Config, payload: &Value) -> Result<(), EventError> {
+        let _ = config;
+        parse_trigger::<Value>(payload.clone()).map(|_| ())
+    }
+
+    /// Handles one event.
+    fn handle(
+        clients: &trimtab_aws::Clients,
+        config: &Self::Config,
+        invocation: &Invocation,
+        payload: Value,
+    ) -> impl Future<Output = Result<Value, Self::Error>> + Send;
 }
 
-impl JobFailure for JobError {
-    fn error_type(&self) -> &'static str {
-        JobError::error_type(self)
+/// A run the API started asynchronously: the job function is invoked with
+/// `{"trimtab_run": {...}}` and keeps the run's status and report in the decision table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncRun {
+    pub run_id: String,
+    /// The job, where the function receiving it runs several (the API's own analyses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub requested_by: Option<String>,
+    /// The job's own event.
+    pub request: Value,
+}
+
+impl AsyncRun {
+    /// The payload that starts it.
+    pub fn payload(&self) -> Value {
+        serde_json::json!({ "trimtab_run": self })
+    }
+
+    /// The async run in `payload`, if it is one.
+    pub fn from_payload(payload: &Value) -> Option<Result<Self, EventError>> {
+        let run = payload.as_object()?.get("trimtab_run")?;
+        Some(parse_request::<Self>(run.clone()).map_err(|e| EventError {
+            field: format!("trimtab_run.{}", e.field),
+            message: e.message,
+        }))
+    }
+}
+
+/// Runs an [`AsyncRun`] of job `J`: marks it running, handles its request, and leaves the
+/// outcome (report or error) in the decision table for `GET /runs/{id}`. The report is also
+/// returned.
+pub async fn run_async<J: Job>(
+    clients: &trimtab_aws::Clients,
+    config: &J::Config,
+    table: Option<&str>,
+    run: AsyncRun,
+    deadline: Deadline,
+) -> Result<Value, J::Error> {
+    use trimtab_aws::decisions::{DecisionTable, RunState, RunStatus};
+    let table = table.map(DecisionTable::new);
+    let now = trimtab_act::epoch_s(std::time::SystemTime::now());
+    let mut status = RunStatus {
+        run_id: run.run_id.clone(),
+        kind: J::KIND.to_owned(),
+        mode: run.request["mode"]
+            .as_str()
+            .unwrap_or("recommend")
+            .to_owned(),
+        state: RunState::Running,
+        requested_by: run.requested_by.clone(),
+        created_at_epoch_s: now,
+        updated_at_epoch_s: now,
+        error: None,
+    };
+    if let Some(t) = &table
+        && let Err(e) = t.put_run(clients, &status, None).await
+    {
+        tracing::warn!(error = %e, run_id = %run.run_id, "run status not written");
+    }
+    let invocation = Invocation {
+        deadline,
+        requested_by: run.requested_by.clone(),
+        run_id: Some(run.run_id.clone()),
+    };
+    let result = J::handle(clients, config, &invocation, run.request).await;
+    status.updated_at_epoch_s = trimtab_act::epoch_s(std::time::SystemTime::now());
+    let report = match &result {
+        Ok(v) => {
+            status.state = RunState::Done;
+            Some(v)
+        }
+        Err(e) => {
+            status.state = RunState::Failed;
+            status.error = Some(format!("{}: {e}", e.error_type()));
+            None
+        }
+    };
+    if let Some(t) = &table
+        && let Err(e) = t.put_run(clients, &status, report).await
+    {
+        tracing::error!(error = %e, run_id = %run.run_id, "run outcome not written");
+    }
+    result
+}
+
+/// Runs one invocation of job `J`: the async run `payload` carries (see [`AsyncRun`]), or the
+/// job's own event. What a Lambda does per event, and `trimtab invoke` once.
+pub async fn invoke<J: Job>(
+    clients: &trimtab_aws::Clients,
+    config: &J::Config,
+    table: Option<&str>,
+    invocation: Invocation,
+    payload: Value,
+) -> Result<Value, InvokeError<J::Error>> {
+    match AsyncRun::from_payload(&payload) {
+        Some(Ok(run)) => run_async::<J>(clients, config, table, run, invocation.deadline)
+            .await
+            .map_err(InvokeError::Job),
+        Some(Err(e)) => Err(InvokeError::Event(e)),
+        None => J::handle(clients, config, &invocation, payload)
+            .await
+            .map_err(InvokeError::Job),
+    }
+}
+
+/// A failed invocation: the job's own error, or an async-run envelope that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError<E: std::fmt::Display> {
+    #[error("{0}")]
+    Job(E),
+    #[error(transparent)]
+    Event(EventError),
+}
+
+impl<E: JobFailure> JobFailure for InvokeError<E> {
+    fn kind(&self) -> FailureKind {
+        match self {
+            Self::Job(e) => e.kind(),
+            Self::Event(_) => FailureKind::InvalidEvent,
+        }
     }
 }
 
 /// The whole `main` of a job's binary: JSON logging, SDK clients from the standard chain, the
-/// job's configuration from its environment (read once, at cold start), then `handle` for every
-/// event, with failures in Lambda's error shape.
-pub async fn serve_job<C, E: JobFailure>(
-    configure: impl FnOnce(&trimtab_aws::SdkConfig) -> Result<C, String>,
-    handle: impl AsyncFn(&trimtab_aws::Clients, &C, Value) -> Result<Value, E>,
-) -> Result<(), lambda_runtime::Error> {
+/// job's configuration from its environment (read once, at cold start), then [`invoke`] for
+/// every event with its requests counted per invocation and failures in Lambda's error shape.
+pub async fn serve_job<J: Job>() -> Result<(), lambda_runtime::Error> {
     init_logging();
     let sdk = trimtab_aws::load_config().await;
     let clients = trimtab_aws::Clients::new(&sdk);
-    let config = configure(&sdk)?;
+    let config = J::configure(clients.region.as_deref())?;
+    let table = setting("TRIMTAB_TABLE");
+    let (clients, config, table) = (&clients, &config, &table);
     lambda_runtime::run(lambda_runtime::service_fn(
-        |event: lambda_runtime::LambdaEvent<Value>| async {
-            handle(&clients, &config, event.payload)
+        move |event: lambda_runtime::LambdaEvent<Value>| async move {
+            let invocation = Invocation {
+                deadline: Deadline::at_epoch_ms(event.context.deadline),
+                ..Invocation::default()
+            };
+            let work = invoke::<J>(clients, config, table.as_deref(), invocation, event.payload);
+            trimtab_aws::counted(Box::pin(work))
                 .await
+                .0
                 .map_err(|e| lambda_runtime::Diagnostic {
                     error_type: e.error_type().to_owned(),
                     error_message: e.to_string(),

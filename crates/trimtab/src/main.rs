@@ -4,7 +4,8 @@
 //!   logical ID in `template.yaml`, in-process, with AWS configuration from the standard chain.
 //!   The handler's JSON goes to stdout and the process exits 0; a handler error prints the Lambda
 //!   error shape `{"errorType", "errorMessage"}` on stderr and exits 1. Logs go to stderr.
-//! - `trimtab rollback <function> [--to <record-id>]` restores a recorded configuration, and
+//! - `trimtab rollback <function> [--to <record-id>] [--force]` restores a recorded
+//!   configuration (`--force`: even over a change made outside Trimtab since), and
 //!   `trimtab history <function>` lists a function's decision records: both are the
 //!   right-sizing function's `rollback` and `history` events, run the same way.
 //! - `trimtab summary <report.json>` prints a right-sizing report as a table.
@@ -13,14 +14,15 @@ mod summary;
 
 use std::process::ExitCode;
 
+use analysis_api::Jobs;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use trimtab_aws::Clients;
-use trimtab_lambda::LambdaErrorBody;
+use trimtab_lambda::{Invocation, LambdaErrorBody};
 
 const USAGE: &str = "usage:
   trimtab invoke <LogicalId> --event <event.json>
-  trimtab rollback <function> [--to <record-id>]
+  trimtab rollback <function> [--to <record-id>] [--force]
   trimtab history <function>
   trimtab summary <report.json>
 
@@ -34,16 +36,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("invoke") => invoke(&args[1..]),
-        Some("rollback") => match &args[1..] {
-            [function] => run(
-                "RightSizingFunction",
-                json!({"action": "rollback", "function_name": function}),
-            ),
-            [function, flag, id] if flag == "--to" => run(
-                "RightSizingFunction",
-                json!({"action": "rollback", "function_name": function, "record_id": id}),
-            ),
-            _ => usage(),
+        Some("rollback") => match rollback_event(&args[1..]) {
+            Some(event) => run("RightSizingFunction", event),
+            None => usage(),
         },
         Some("history") => match &args[1..] {
             [function] => run(
@@ -61,6 +56,21 @@ fn main() -> ExitCode {
         },
         _ => usage(),
     }
+}
+
+/// `<function> [--to <record-id>] [--force]` as a right-sizing rollback event.
+fn rollback_event(args: &[String]) -> Option<Value> {
+    let (function, rest) = args.split_first()?;
+    let mut event = json!({"action": "rollback", "function_name": function});
+    let mut rest = rest.iter();
+    while let Some(flag) = rest.next() {
+        match flag.as_str() {
+            "--to" => event["record_id"] = json!(rest.next()?),
+            "--force" => event["force"] = json!(true),
+            _ => return None,
+        }
+    }
+    Some(event)
 }
 
 fn usage() -> ExitCode {
@@ -118,50 +128,45 @@ fn run(logical_id: &str, payload: Value) -> ExitCode {
     }
 }
 
-/// Runs the handler behind `logical_id`. Each function of `template.yaml` has one arm.
+/// Runs the handler behind `logical_id`, its requests counted as one invocation, within the
+/// function's own timeout (Lambda's deadline, here a budget).
 async fn dispatch(logical_id: &str, payload: Value) -> Result<Value, (String, String)> {
     let sdk = trimtab_aws::load_config().await;
     let clients = Clients::new(&sdk);
+    let region = clients.region.clone();
+    let fail = |k: &str, m: String| (k.to_owned(), m);
+    if let Some(kind) = Jobs::kind_of(logical_id) {
+        let jobs = Jobs::from_env(region.as_deref(), None).map_err(|e| fail("Configuration", e))?;
+        let invocation = Invocation::with_budget(Jobs::timeout(kind));
+        let (result, _) =
+            trimtab_aws::counted(jobs.invoke(kind, &clients, invocation, payload)).await;
+        return result.map_err(|f| fail(f.kind.error_type(), f.message));
+    }
     match logical_id {
-        "RightSizingFunction" => {
-            let config = rightsizing::JobConfig::from_env(sdk.region().map(|r| r.as_ref()))
-                .map_err(|e| ("Configuration".to_owned(), e))?;
-            rightsizing::handle(&clients, &config, payload)
-                .await
-                .map_err(|e| (e.error_type().to_owned(), e.to_string()))
-        }
-        "DynamoDBScalingFunction" => {
-            let config = dynamodb_scaling::JobConfig::from_env();
-            dynamodb_scaling::handle(&clients, &config, payload)
-                .await
-                .map_err(|e| (e.error_type().to_owned(), e.to_string()))
-        }
-        "CostAnalysisFunction" => {
-            let config = cost_analysis::JobConfig::from_env()
-                .map_err(|e| ("Configuration".to_owned(), e))?;
-            cost_analysis::handle(&clients, &config, payload)
-                .await
-                .map_err(|e| (e.error_type().to_owned(), e.to_string()))
-        }
-        "PerformanceMonitorFunction" => {
-            let config = performance_monitor::JobConfig::from_env();
-            performance_monitor::handle(&clients, &config, payload)
-                .await
-                .map_err(|e| (e.error_type().to_owned(), e.to_string()))
-        }
         "ApiFunction" | "ApiApplyFunction" => {
+            let config = analysis_api::ApiConfig::from_env(region.as_deref())
+                .map_err(|e| fail("Configuration", e))?;
+            if let Some(run) = trimtab_lambda::AsyncRun::from_payload(&payload) {
+                let run = run.map_err(|e| fail("InvalidEvent", e.to_string()))?;
+                let deadline = trimtab_lambda::Deadline::after(std::time::Duration::from_secs(600));
+                let work = analysis_api::handle_async(&clients, &config, run, deadline);
+                let (result, _) = trimtab_aws::counted(work).await;
+                return result.map_err(|f| fail(f.kind.error_type(), f.message));
+            }
             let request = serde_json::from_value(payload).map_err(|e| {
-                (
-                    "InvalidEvent".to_owned(),
+                fail(
+                    "InvalidEvent",
                     format!("not an API Gateway v2 request: {e}"),
                 )
             })?;
-            let config = analysis_api::ApiConfig::from_env();
-            let response = analysis_api::handle(&clients, &config, request).await;
-            serde_json::to_value(response).map_err(|e| ("Serialization".to_owned(), e.to_string()))
+            let (response, _) =
+                trimtab_aws::counted(analysis_api::handle(&clients, &config, request)).await;
+            // A run the request started goes on in this process: wait for it before exiting.
+            analysis_api::wait_for_runs(&config).await;
+            serde_json::to_value(response).map_err(|e| fail("Serialization", e.to_string()))
         }
-        other => Err((
-            "UnknownFunction".to_owned(),
+        other => Err(fail(
+            "UnknownFunction",
             format!("no function with logical ID {other:?}; known: {FUNCTIONS}"),
         )),
     }

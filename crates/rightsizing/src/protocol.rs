@@ -1,0 +1,158 @@
+//! The steps every right-sizing change goes through, shared by new changes, rollbacks and
+//! reconciliation: the run's context, writing a record first, sending a change conditional on
+//! the `RevisionId` just read, waiting for Lambda to apply it, and settling the record from what
+//! the function then shows (never from what the call returned).
+
+use std::time::Duration;
+
+use trimtab_act::{Clock, Deadline, Lease, LeaseError, failpoint};
+use trimtab_aws::decisions::DecisionTable;
+use trimtab_aws::{Clients, ErrorKind, changes};
+use trimtab_core::actuation::{Settlement, settle_function_change};
+use trimtab_core::apply::{DecisionRecord, FunctionSettings, RecordState};
+
+use crate::JobError;
+
+/// The longest Trimtab waits for Lambda to finish one update (a function in a VPC can take a
+/// minute); past it the record stays pending and the next run settles it.
+pub(crate) const UPDATE_WAIT: Duration = Duration::from_secs(60);
+/// What one change needs at most, end to end: the wait plus its reads and record writes. No
+/// change starts with less than this left before the invocation's deadline.
+pub(crate) const CHANGE_BUDGET: Duration = Duration::from_secs(90);
+
+/// One apply run (or operator rollback): where it records, who it is, and its limits.
+pub(crate) struct Ctx<'a> {
+    pub c: &'a Clients,
+    pub table: &'a DecisionTable,
+    pub run_id: &'a str,
+    pub requested_by: Option<&'a str>,
+    pub clock: Clock,
+    pub deadline: Deadline,
+    pub lease: &'a Lease,
+}
+
+impl Ctx<'_> {
+    /// Whether a new change may start: time left before the deadline, and the lease still ours.
+    pub async fn may_start(&self) -> Result<(), String> {
+        if !self.deadline.allows(CHANGE_BUDGET) {
+            return Err(format!(
+                "the invocation's deadline is less than {} s away: left for the next run",
+                CHANGE_BUDGET.as_secs()
+            ));
+        }
+        match self.lease.keep(CHANGE_BUDGET).await {
+            Ok(()) => Ok(()),
+            Err(LeaseError::Aws(e)) => Err(format!("the lease could not be renewed: {e}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Writes a record's new state, conditional on the state it had.
+    pub async fn save(&self, r: &DecisionRecord, was: RecordState) -> Result<(), JobError> {
+        Ok(self.table.update(self.c, r, was).await?)
+    }
+
+    /// Moves a record to `state` with `reason`, written conditional on its current state.
+    pub async fn mark(
+        &self,
+        r: &mut DecisionRecord,
+        state: RecordState,
+        reason: String,
+    ) -> Result<(), JobError> {
+        let was = r.state;
+        r.state = state;
+        r.state_reason = Some(reason);
+        r.updated_at_epoch_s = self.clock.now_s();
+        self.save(r, was).await
+    }
+}
+
+/// Sends `to` to the function, conditional on `revision_id`, then settles `record` (before ->
+/// after) from the function's live state once Lambda has finished (or `UPDATE_WAIT` passed).
+/// Returns the settlement and the revision read at the end. `point` names the crash points.
+pub(crate) async fn change_and_settle(
+    c: &Clients,
+    record: &DecisionRecord,
+    to: FunctionSettings,
+    point: &str,
+) -> (Settlement, Option<String>) {
+    let sent = changes::update_function(
+        c,
+        &record.function_name,
+        to,
+        record.revision_before.as_deref(),
+    )
+    .await;
+    failpoint(&format!("{point}.after_update"));
+    if let Err(e) = &sent {
+        tracing::warn!(function = %record.function_name, error = %e, "update call failed; reading what happened");
+    }
+    // A refused call changed nothing; any other outcome (a lost answer, a conflict with our own
+    // retried request) may have: wait for Lambda, then look.
+    let refused = sent.as_ref().is_err_and(|e| {
+        matches!(
+            e.kind,
+            ErrorKind::PreconditionFailed | ErrorKind::AccessDenied | ErrorKind::NotFound
+        )
+    });
+    if !refused
+        && let Err(e) = changes::wait_for_update(c, &record.function_name, UPDATE_WAIT).await
+    {
+        tracing::warn!(function = %record.function_name, error = %e, "waiting for the update failed");
+    }
+    let live = match changes::read_function(c, &record.function_name).await {
+        Ok(live) => live,
+        Err(e) => {
+            return (
+                Settlement::Pending(format!(
+                    "the function could not be read after the change ({e}); the next run settles it"
+                )),
+                None,
+            );
+        }
+    };
+    let revision = live.as_ref().and_then(|l| l.revision_id.clone());
+    let settlement = match settle_function_change(record.before, record.after, live.as_ref()) {
+        Settlement::NotApplied(why) => Settlement::NotApplied(match sent {
+            Err(e) => format!("{e}; {why}"),
+            Ok(()) => why,
+        }),
+        other => other,
+    };
+    (settlement, revision)
+}
+
+/// Writes a settlement into a record (rollbacks are verified when they take effect).
+pub(crate) fn settle_into(
+    r: &mut DecisionRecord,
+    settlement: &Settlement,
+    revision: Option<String>,
+    now_s: i64,
+    applied_reason: &str,
+) {
+    r.updated_at_epoch_s = now_s;
+    match settlement {
+        Settlement::Applied => {
+            r.state = if r.rollback_of.is_some() {
+                RecordState::Verified
+            } else {
+                RecordState::Applied
+            };
+            r.applied_at_epoch_s = Some(r.applied_at_epoch_s.unwrap_or(now_s));
+            r.revision_after = revision;
+            r.state_reason = Some(applied_reason.to_owned());
+        }
+        Settlement::NotApplied(why) => {
+            r.state = RecordState::NotApplied;
+            r.state_reason = Some(why.clone());
+        }
+        Settlement::Pending(why) => {
+            r.state = RecordState::Pending;
+            r.state_reason = Some(why.clone());
+        }
+        Settlement::Superseded(why) | Settlement::Undo(why) => {
+            r.state = RecordState::Superseded;
+            r.state_reason = Some(why.clone());
+        }
+    }
+}
