@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# The demo, from a fresh clone: starts moto on a free loopback port, seeds a demo account with a
-# fleet of functions and 14 days of metrics, runs every event in events/ through
-# `trimtab invoke`, and prints the right-sizing summary. Full JSON reports land in target/demo/.
+# The demo, from a fresh clone: starts moto on a free loopback port behind the AWS fidelity layer
+# (which makes it answer as AWS documents: updates that take time, no LastUpdateStatus in
+# listings, RevisionId preconditions), seeds a demo account with a fleet of functions and 14
+# days of metrics, runs every event in events/ through `trimtab invoke`, and prints the
+# summaries. Full JSON reports land in target/demo/.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 cargo build --locked --quiet -p trimtab -p trimtab-tests --bins
-endpoint="$(scripts/emulator.sh start)"
-trap 'scripts/emulator.sh stop' EXIT
+bin="${CARGO_TARGET_DIR:-target}/debug"
+moto="$(scripts/emulator.sh start)"
+mkdir -p .emulator
+"$bin/aws-fidelity" "$moto" > .emulator/fidelity.endpoint &
+fidelity=$!
+trap 'kill $fidelity 2>/dev/null || true; scripts/emulator.sh stop' EXIT
+for _ in $(seq 1 50); do [ -s .emulator/fidelity.endpoint ] && break; sleep 0.1; done
+endpoint="$(cat .emulator/fidelity.endpoint)"
 
 # Dummy credentials and the local endpoint, through the standard configuration chain.
 export AWS_ENDPOINT_URL="$endpoint" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing \
   AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true RUST_LOG="${RUST_LOG:-warn}" \
   TRIMTAB_TABLE=trimtab-decisions-demo
-bin="${CARGO_TARGET_DIR:-target}/debug"
 "$bin/seed-demo" "${DEMO_FUNCTIONS:-36}"
 
 out="${CARGO_TARGET_DIR:-target}/demo"

@@ -2,7 +2,7 @@
 //! paths answer with analyses, every malformed input class gets the right 4xx with a clear
 //! message and changes nothing in the account.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::Value;
 use trimtab_aws::Clients;
@@ -21,16 +21,18 @@ struct Reply {
     allow: Option<String>,
 }
 
+fn api_config() -> analysis_api::ApiConfig {
+    analysis_api::ApiConfig::in_process(Some(TABLE.into()), vec![OPERATOR.into()]).expect("config")
+}
+
 async fn call(moto: &Moto, req: Value) -> Reply {
+    call_with(moto, &api_config(), req).await
+}
+
+async fn call_with(moto: &Moto, config: &analysis_api::ApiConfig, req: Value) -> Reply {
     let clients = Clients::new(&moto.sdk_config().await);
-    let config = analysis_api::ApiConfig {
-        apply_principals: vec![OPERATOR.into()],
-        table_name: Some(TABLE.into()),
-        budget: Duration::from_secs(25),
-        environment: "prod".into(),
-    };
     let req = serde_json::from_value(req).expect("an API Gateway v2 request");
-    let r = analysis_api::handle(&clients, &config, req).await;
+    let r = crate::invoke(analysis_api::handle(&clients, config, req)).await;
     let body = match &r.body {
         Some(aws_lambda_events::encodings::Body::Text(t)) => {
             serde_json::from_str(t).expect("JSON body")
@@ -71,7 +73,8 @@ async fn every_route_answers_and_every_bad_input_is_refused_without_changes() {
         .await
         .expect("seed");
 
-    // Happy paths.
+    // Happy paths, each call held against the read-only role.
+    moto.fidelity.clear_seen();
     let r = call(
         &moto,
         request(
@@ -116,6 +119,7 @@ async fn every_route_answers_and_every_bad_input_is_refused_without_changes() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    crate::assert_role_allows(&moto, "ApiFunction");
 
     // Malformed input classes: status, code, and a message that says what is wrong.
     let huge = format!(r#"{{"function_name_prefix": "{}"}}"#, "x".repeat(70_000));
@@ -247,13 +251,112 @@ async fn every_route_answers_and_every_bad_input_is_refused_without_changes() {
             .is_empty()
     );
 
-    // A listed identity applies.
-    let r = call(
+    // A listed identity starts an apply run; it answers at once with the run to follow.
+    let config = api_config();
+    let r = call_with(
         &moto,
+        &config,
         request("POST", "/apply/rightsizing", "", Some("{}"), Some(OPERATOR)),
     )
     .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let run_id = r.body["run_id"].as_str().expect("run id").to_owned();
+    analysis_api::wait_for_runs(&config).await;
+    let r = call(
+        &moto,
+        request("GET", &format!("/runs/{run_id}"), "", None, None),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body["functions"][0]["status"], "applied");
+    assert_eq!(r.body["run"]["state"], "done", "{}", r.body);
+    assert_eq!(r.body["run"]["requested_by"], OPERATOR);
+    assert_eq!(r.body["report"]["functions"][0]["status"], "applied");
     assert_eq!(memory(&moto, "orders-api").await, 768);
+    let r = call(&moto, request("GET", "/runs/0bad-0000", "", None, None)).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // An analysis that outruns the API's budget goes on as a run instead of failing.
+    let mut hurried = api_config();
+    hurried.budget = std::time::Duration::from_millis(1);
+    let r = call_with(
+        &moto,
+        &hurried,
+        request("POST", "/analyses/rightsizing", "", Some("{}"), None),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(
+        r.body["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("goes on")
+    );
+    let run_id = r.body["run_id"].as_str().expect("run id").to_owned();
+    analysis_api::wait_for_runs(&hurried).await;
+    let r = call(
+        &moto,
+        request("GET", &format!("/runs/{run_id}"), "limit=1", None, None),
+    )
+    .await;
+    assert_eq!(r.body["run"]["state"], "done", "{}", r.body);
+    assert_eq!(r.body["run"]["mode"], "recommend");
+    assert_eq!(r.body["report"]["mode"], "recommend");
+    assert_eq!(r.body["report"]["page"]["limit"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_longer_than_api_gateways_30_s_answers_202_finishes_and_leaves_nothing_open() {
+    let moto = Moto::start().expect("moto");
+    let sdk = moto.sdk_config().await;
+    create_decision_table(&sdk, TABLE).await.expect("table");
+    let io = fleet::io_bound_over_provisioned("slow-deploy-api");
+    Seeder::new(&sdk)
+        .await
+        .expect("seeder")
+        .seed(&io, Layout::fourteen_days(SystemTime::now()))
+        .await
+        .expect("seed");
+    // Lambda takes 31 s to apply the update (a function in a VPC, say).
+    moto.fidelity
+        .set_update_duration(std::time::Duration::from_secs(31));
+    let config = api_config();
+    let started = std::time::Instant::now();
+    let r = call_with(
+        &moto,
+        &config,
+        request("POST", "/apply/rightsizing", "", Some("{}"), Some(OPERATOR)),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let run_id = r.body["run_id"].as_str().expect("run id").to_owned();
+    let r = call(
+        &moto,
+        request("GET", &format!("/runs/{run_id}"), "", None, None),
+    )
+    .await;
+    assert!(
+        ["queued", "running"].contains(&r.body["run"]["state"].as_str().unwrap_or_default()),
+        "{}",
+        r.body
+    );
+
+    analysis_api::wait_for_runs(&config).await;
+    assert!(started.elapsed() > std::time::Duration::from_secs(31));
+    let r = call(
+        &moto,
+        request("GET", &format!("/runs/{run_id}"), "", None, None),
+    )
+    .await;
+    assert_eq!(r.body["run"]["state"], "done", "{}", r.body);
+    assert_eq!(r.body["report"]["functions"][0]["status"], "applied");
+    let clients = Clients::new(&sdk);
+    let table = DecisionTable::new(TABLE);
+    assert_eq!(
+        table.lease(&clients, "rightsizing").await.expect("lease"),
+        None
+    );
+    let records = table.history(&clients, &io.name).await.expect("history");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].state, trimtab_core::apply::RecordState::Applied);
 }

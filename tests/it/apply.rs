@@ -1,14 +1,17 @@
-//! Apply mode against moto: guarded changes with decision records, verification and rollback,
-//! the lock tag, the run lease, and a crash between record and change.
+//! Apply mode through the AWS fidelity layer (moto answering as AWS documents): changes made
+//! although `ListFunctions` carries no `LastUpdateStatus`, conditional on the fresh `RevisionId`,
+//! marked applied only once Lambda reports the update `Successful`; lost answers, conflicts,
+//! denied rollbacks, deleted functions and out-of-band changes each settled honestly; the lease.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
 use serde_json::{Value, json};
 use trimtab_aws::Clients;
 use trimtab_aws::decisions::DecisionTable;
-use trimtab_core::apply::RecordState;
-use trimtab_lambda::Mode;
+use trimtab_core::apply::{DecisionRecord, FunctionSettings, Health, RecordState};
+use trimtab_lambda::{Invocation, Mode};
+use trimtab_tests::fidelity::{Fault, FaultKind};
 use trimtab_tests::fleet;
 use trimtab_tests::moto::Moto;
 use trimtab_tests::seed::{Layout, Seeder, Workload, create_decision_table, put_traffic};
@@ -16,7 +19,7 @@ use trimtab_tests::seed::{Layout, Seeder, Workload, create_decision_table, put_t
 const TABLE: &str = "trimtab-decisions-test";
 
 struct Account {
-    _moto: Moto,
+    moto: Moto,
     sdk: SdkConfig,
     seeder: Seeder,
     now: SystemTime,
@@ -34,8 +37,10 @@ async fn account(workloads: &[Workload]) -> Account {
             .await
             .expect("seed");
     }
+    // What the runs call from here on is held against the role (tests check it).
+    moto.fidelity.clear_seen();
     Account {
-        _moto: moto,
+        moto,
         sdk,
         seeder,
         now,
@@ -46,22 +51,34 @@ fn config() -> rightsizing::JobConfig {
     rightsizing::JobConfig::with_table(Some(TABLE.into()))
 }
 
-fn apply_plan() -> rightsizing::Plan {
-    let request = rightsizing::Request {
+fn plan(request: rightsizing::Request) -> rightsizing::Plan {
+    rightsizing::Request {
         mode: Some(Mode::Apply),
-        ..Default::default()
-    };
-    request.plan(Mode::Apply).expect("plan")
+        ..request
+    }
+    .plan(Mode::Apply)
+    .expect("plan")
 }
 
-async fn run_at(
+async fn run_plan(
     a: &Account,
-    config: &rightsizing::JobConfig,
+    plan: &rightsizing::Plan,
     at: SystemTime,
 ) -> Result<Value, rightsizing::JobError> {
     let clients = Clients::new(&a.sdk);
-    let report = rightsizing::run(&clients, config, &apply_plan(), at).await?;
+    let invocation = Invocation {
+        requested_by: Some("arn:aws:iam::123456789012:role/platform-operator".into()),
+        ..Invocation::default()
+    };
+    let report =
+        crate::invoke(rightsizing::run(&clients, &config(), &invocation, plan, at)).await?;
     Ok(serde_json::to_value(report).expect("json"))
+}
+
+async fn run_at(a: &Account, at: SystemTime) -> Value {
+    run_plan(a, &plan(rightsizing::Request::default()), at)
+        .await
+        .expect("apply run")
 }
 
 async fn memory_and_timeout(a: &Account, function: &str) -> (i32, i32) {
@@ -78,7 +95,7 @@ async fn memory_and_timeout(a: &Account, function: &str) -> (i32, i32) {
     )
 }
 
-async fn history(a: &Account, function: &str) -> Vec<trimtab_core::apply::DecisionRecord> {
+async fn history(a: &Account, function: &str) -> Vec<DecisionRecord> {
     DecisionTable::new(TABLE)
         .history(&Clients::new(&a.sdk), function)
         .await
@@ -89,58 +106,70 @@ fn row<'a>(report: &'a Value, function: &str) -> &'a Value {
     crate::row(report, function)
 }
 
+fn epoch_s(t: SystemTime) -> i64 {
+    trimtab_act::epoch_s(t)
+}
+
+/// Traffic after a change, as the function at `memory_mb` would record it.
+async fn traffic_after(a: &Account, w: &Workload, memory_mb: u32, r: &DecisionRecord, errors: f64) {
+    let at = r.applied_at_epoch_s.unwrap_or(r.created_at_epoch_s) + 1800;
+    put_traffic(&a.seeder.cloudwatch, w, memory_mb, at, 20_000.0, errors)
+        .await
+        .expect("traffic");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apply_changes_memory_and_writes_a_complete_record_then_rolls_back_a_regression() {
+async fn apply_changes_functions_although_list_functions_has_no_last_update_status() {
     let io = fleet::io_bound_over_provisioned("orders-api");
     let a = account(std::slice::from_ref(&io)).await;
+    let fidelity = &a.moto.fidelity;
+    fidelity.set_update_duration(Duration::from_secs(2));
 
-    let report = run_at(&a, &config(), a.now).await.expect("apply run");
+    let started = Instant::now();
+    let report = run_at(&a, a.now).await;
+    crate::assert_role_allows(&a.moto, "RightSizingFunction");
     let r = row(&report, &io.name);
     assert_eq!(r["status"], "applied", "{r:#}");
     // Recommended ~220 MB; one run moves at most by half.
     let (memory, timeout) = memory_and_timeout(&a, &io.name).await;
     assert_eq!(memory, 768);
     assert!(timeout < 30, "timeout {timeout}");
+
     let records = history(&a, &io.name).await;
     assert_eq!(records.len(), 1);
     let rec = &records[0];
     assert_eq!(rec.state, RecordState::Applied);
     assert_eq!((rec.before.memory_mb, rec.before.timeout_s), (1536, 30));
-    assert_eq!(
-        (
-            rec.after.memory_mb,
-            i32::try_from(rec.after.timeout_s).unwrap_or(0)
-        ),
-        (768, timeout)
-    );
+    assert_eq!(rec.after.memory_mb, 768);
     assert!(rec.evidence.invocations > 1_000_000.0, "{:?}", rec.evidence);
-    assert!(rec.monthly_savings_usd > 1.0 && rec.confidence > 0.5);
     assert!(rec.reason.contains("step bounded"), "{}", rec.reason);
     assert_eq!(rec.run_id, report["run_id"].as_str().unwrap_or_default());
-    assert!(rec.applied_at_epoch_s.is_some());
+    assert_eq!(
+        rec.requested_by.as_deref(),
+        Some("arn:aws:iam::123456789012:role/platform-operator")
+    );
+    // The update carried the RevisionId read just before it; the record keeps the one read
+    // once Lambda had finished (it changes again on completion).
+    let updates = fidelity.seen("lambda:UpdateFunctionConfiguration");
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].revision_id, rec.revision_before);
+    assert!(rec.revision_before.is_some());
+    assert_eq!(
+        rec.revision_after.as_deref(),
+        Some(fidelity.revision_id(&io.name).as_str())
+    );
+    // Applied only after Lambda said Successful: the run waited out the update.
+    assert!(!fidelity.seen("lambda:GetFunction").is_empty());
+    assert!(started.elapsed() >= Duration::from_secs(2));
 
-    // After the change the function starts failing: the next run rolls it back.
-    let applied_at = rec.applied_at_epoch_s.unwrap_or_default();
-    put_traffic(
-        &a.seeder.cloudwatch,
-        &io,
-        768,
-        applied_at + 1800,
-        5000.0,
-        900.0,
-    )
-    .await
-    .expect("traffic");
-    let later = a.now + Duration::from_secs(2 * 3600);
-    let report = run_at(&a, &config(), later).await.expect("verify run");
+    // After the change the function starts failing: the next run rolls it back, conditional
+    // on the revision it reads then.
+    traffic_after(&a, &io, 768, rec, 900.0).await;
+    fidelity.clear_seen();
+    let report = run_at(&a, a.now + Duration::from_secs(2 * 3600)).await;
+    crate::assert_role_allows(&a.moto, "RightSizingFunction");
     let v = &report["verifications"][0];
     assert_eq!(v["verification"]["outcome"], "regressed", "{v:#}");
-    assert!(
-        v["verification"]["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("error rate")
-    );
     assert_eq!(memory_and_timeout(&a, &io.name).await, (1536, 30));
     let records = history(&a, &io.name).await;
     assert_eq!(records.len(), 2);
@@ -148,6 +177,9 @@ async fn apply_changes_memory_and_writes_a_complete_record_then_rolls_back_a_reg
     assert_eq!(undo.rollback_of.as_deref(), Some(rec.record_id.as_str()));
     assert_eq!(undo.state, RecordState::Verified);
     assert_eq!(records[1].state, RecordState::RolledBack);
+    let updates = fidelity.seen("lambda:UpdateFunctionConfiguration");
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].revision_id, rec.revision_after);
     // Not retried in the same run, and the row says why.
     assert_ne!(row(&report, &io.name)["status"], "applied");
     assert!(
@@ -158,6 +190,303 @@ async fn apply_changes_memory_and_writes_a_complete_record_then_rolls_back_a_reg
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_response_then_409_on_the_retry_ends_applied_and_the_next_run_leaves_it() {
+    let io = fleet::io_bound_over_provisioned("basket-api");
+    let a = account(std::slice::from_ref(&io)).await;
+    let fidelity = &a.moto.fidelity;
+    // The update lands, its answer never arrives; the SDK retries into the update in progress.
+    fidelity.inject(
+        Fault::new(
+            "lambda:UpdateFunctionConfiguration",
+            FaultKind::LoseResponse,
+        )
+        .on(&io.name),
+    );
+    let one_step = plan(rightsizing::Request {
+        max_step_factor: Some(10.0),
+        ..Default::default()
+    });
+    let report = run_plan(&a, &one_step, a.now).await.expect("run");
+    let updates = fidelity.seen("lambda:UpdateFunctionConfiguration");
+    let statuses: Vec<u16> = updates.iter().map(|s| s.status).collect();
+    assert_eq!(statuses, [0, 409], "{updates:?}");
+    assert_eq!(row(&report, &io.name)["status"], "applied", "{report:#}");
+    let records = history(&a, &io.name).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].state, RecordState::Applied, "{:?}", records[0]);
+    let memory = memory_and_timeout(&a, &io.name).await.0;
+    assert_eq!(memory as u32, records[0].after.memory_mb);
+
+    // The next run verifies the change (traffic as healthy as before it).
+    traffic_after(&a, &io, 1536, &records[0], 2.0).await;
+    fidelity.clear_seen();
+    let report = run_plan(&a, &one_step, a.now + Duration::from_secs(2 * 3600))
+        .await
+        .expect("next run");
+    assert_eq!(
+        report["verifications"][0]["verification"]["outcome"], "healthy",
+        "{report:#}"
+    );
+    // The change is not made again: its record is verified, and no other record repeats it.
+    let first = records[0].clone();
+    let records = history(&a, &io.name).await;
+    let same: Vec<&DecisionRecord> = records
+        .iter()
+        .filter(|r| r.record_id == first.record_id || r.after == first.after)
+        .collect();
+    assert_eq!(same.len(), 1, "{records:#?}");
+    assert_eq!(same[0].state, RecordState::Verified);
+}
+
+/// A function whose cold starts break its latency objective, with the alias provisioned
+/// concurrency goes on.
+async fn cold_start_account(name: &str) -> (Account, Workload) {
+    let w = Workload {
+        tags: vec![
+            ("trimtab:alias".into(), "live".into()),
+            ("trimtab:latency-objective-ms".into(), "150".into()),
+        ],
+        memory_mb: 512,
+        peak_memory_mb: 400.0,
+        wait_ms: 100.0,
+        cpu_ms: 10.0,
+        ..Workload::new(name, 512)
+    };
+    let a = account(std::slice::from_ref(&w)).await;
+    let lambda = aws_sdk_lambda::Client::new(&a.sdk);
+    let version = lambda
+        .publish_version()
+        .function_name(name)
+        .send()
+        .await
+        .expect("version");
+    lambda
+        .create_alias()
+        .function_name(name)
+        .name("live")
+        .function_version(version.version().unwrap_or("1"))
+        .send()
+        .await
+        .expect("alias");
+    (a, w)
+}
+
+async fn provisioned(a: &Account, function: &str) -> Option<i32> {
+    aws_sdk_lambda::Client::new(&a.sdk)
+        .get_provisioned_concurrency_config()
+        .function_name(function)
+        .qualifier("live")
+        .send()
+        .await
+        .ok()
+        .and_then(|o| o.requested_provisioned_concurrent_executions())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioned_concurrency_is_applied_whole_once_allocated() {
+    let (a, w) = cold_start_account("checkout-api").await;
+    a.moto.fidelity.clear_seen();
+    let report = run_at(&a, a.now).await;
+    crate::assert_role_allows(&a.moto, "RightSizingFunction");
+    let r = row(&report, &w.name);
+    let pc = &r["concurrency"]["provisioned"];
+    assert!(
+        pc["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cold starts"),
+        "{r:#}"
+    );
+    let records = history(&a, &w.name).await;
+    let rec = records
+        .iter()
+        .find(|r| r.provisioned.is_some())
+        .expect("recorded first");
+    assert_eq!(rec.state, RecordState::Applied, "{rec:?}");
+    let min = pc["min_capacity"].as_i64().unwrap_or_default();
+    assert_eq!(provisioned(&a, &w.name).await, i32::try_from(min).ok());
+    // A second run leaves it as it is.
+    a.moto.fidelity.clear_seen();
+    run_at(&a, a.now + Duration::from_secs(3600)).await;
+    assert!(
+        a.moto
+            .fidelity
+            .seen("lambda:PutProvisionedConcurrencyConfig")
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_scalable_target_failing_after_put_provisioned_concurrency_leaves_nothing_billing()
+{
+    let (a, w) = cold_start_account("payment-api").await;
+    a.moto.fidelity.inject(Fault::new(
+        "application-autoscaling:RegisterScalableTarget",
+        FaultKind::Fail {
+            status: 400,
+            code: "ValidationException".into(),
+            message: "Unable to register the scalable target".into(),
+        },
+    ));
+    a.moto.fidelity.clear_seen();
+    let report = run_at(&a, a.now).await;
+    crate::assert_role_allows(&a.moto, "RightSizingFunction");
+    assert_eq!(
+        a.moto
+            .fidelity
+            .seen("lambda:PutProvisionedConcurrencyConfig")
+            .len(),
+        1
+    );
+    // Nothing provisioned is left, and the record says what happened.
+    assert_eq!(provisioned(&a, &w.name).await, None);
+    let records = history(&a, &w.name).await;
+    let rec = records
+        .iter()
+        .find(|r| r.provisioned.is_some())
+        .expect("recorded first");
+    assert_eq!(rec.state, RecordState::NotApplied, "{rec:?}");
+    let why = rec.state_reason.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("RegisterScalableTarget") && why.contains("removed"),
+        "{why}"
+    );
+    assert!(
+        row(&report, &w.name)["reasons"]
+            .to_string()
+            .contains("provisioned concurrency not applied")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_out_of_band_timeout_change_then_a_regression_supersedes_the_record_without_a_write() {
+    let io = fleet::io_bound_over_provisioned("profile-api");
+    let a = account(std::slice::from_ref(&io)).await;
+    run_at(&a, a.now).await;
+    let rec = history(&a, &io.name).await.remove(0);
+    assert_eq!(rec.state, RecordState::Applied);
+    // A team's deploy moves the timeout.
+    let lambda = aws_sdk_lambda::Client::new(&a.sdk);
+    lambda
+        .update_function_configuration()
+        .function_name(&io.name)
+        .timeout(45)
+        .send()
+        .await
+        .expect("team's change");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    traffic_after(&a, &io, 768, &rec, 900.0).await;
+    a.moto.fidelity.clear_seen();
+    let report = run_at(&a, a.now + Duration::from_secs(2 * 3600)).await;
+    assert!(
+        a.moto
+            .fidelity
+            .seen("lambda:UpdateFunctionConfiguration")
+            .is_empty(),
+        "wrote to a function someone else changed"
+    );
+    assert_eq!(memory_and_timeout(&a, &io.name).await, (768, 45));
+    let v = &report["verifications"][0];
+    assert_eq!(v["verification"]["outcome"], "superseded", "{v:#}");
+    let records = history(&a, &io.name).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].state, RecordState::Superseded);
+    assert!(
+        records[0]
+            .state_reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("768 MB / 45 s")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_rollback_and_a_pending_record_of_a_deleted_function_do_not_stop_the_run() {
+    let locked_later = fleet::io_bound_over_provisioned("search-api");
+    let fresh = fleet::io_bound_over_provisioned("catalog-api");
+    let a = account(std::slice::from_ref(&locked_later)).await;
+    run_at(&a, a.now).await;
+    let rec = history(&a, &locked_later.name).await.remove(0);
+    assert_eq!(rec.state, RecordState::Applied);
+
+    // Since then: the function was locked (the template's deny now refuses Trimtab's writes),
+    // it regressed, a new function arrived, and a pending record names a function since deleted.
+    let lambda = aws_sdk_lambda::Client::new(&a.sdk);
+    let arn = format!(
+        "arn:aws:lambda:us-east-1:123456789012:function:{}",
+        locked_later.name
+    );
+    lambda
+        .tag_resource()
+        .resource(&arn)
+        .tags("trimtab:lock", "true")
+        .send()
+        .await
+        .expect("tag");
+    traffic_after(&a, &locked_later, 768, &rec, 900.0).await;
+    a.seeder
+        .seed(&fresh, Layout::fourteen_days(a.now))
+        .await
+        .expect("seed");
+    let settings = FunctionSettings {
+        memory_mb: 1024,
+        timeout_s: 30,
+    };
+    let orphan = DecisionRecord {
+        record_id: DecisionRecord::id(epoch_s(a.now), "crashed-run"),
+        function_name: "deleted-fn".into(),
+        run_id: "crashed-run".into(),
+        created_at_epoch_s: epoch_s(a.now),
+        before: settings,
+        after: FunctionSettings {
+            memory_mb: 512,
+            ..settings
+        },
+        evidence: Health::default(),
+        predicted_duration_ms: None,
+        monthly_savings_usd: 3.0,
+        confidence: 0.9,
+        reason: "saves".into(),
+        state: RecordState::Pending,
+        state_reason: None,
+        applied_at_epoch_s: None,
+        updated_at_epoch_s: epoch_s(a.now),
+        rollback_of: None,
+        provisioned: None,
+        revision_before: None,
+        revision_after: None,
+        requested_by: None,
+        archived: false,
+    };
+    DecisionTable::new(TABLE)
+        .create(&Clients::new(&a.sdk), &orphan)
+        .await
+        .expect("orphan");
+
+    let report = run_at(&a, a.now + Duration::from_secs(2 * 3600)).await;
+    // The rollback was refused: reported on its row, the change still in force.
+    let v = &report["verifications"][0];
+    assert_eq!(v["verification"]["outcome"], "regressed", "{v:#}");
+    assert!(
+        v["rollback_not_made"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("AccessDenied"),
+        "{v:#}"
+    );
+    assert_eq!(memory_and_timeout(&a, &locked_later.name).await.0, 768);
+    let records = history(&a, &locked_later.name).await;
+    assert_eq!(records[0].state, RecordState::NotApplied);
+    assert_eq!(records[1].state, RecordState::Applied);
+    // The deleted function's record is settled, not left pending.
+    let orphan = history(&a, "deleted-fn").await.remove(0);
+    assert_eq!(orphan.state, RecordState::Superseded, "{orphan:?}");
+    // And everything else went ahead.
+    assert_eq!(row(&report, &fresh.name)["status"], "applied", "{report:#}");
+    assert_eq!(memory_and_timeout(&a, &fresh.name).await.0, 768);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_function_is_never_touched_and_an_operator_can_roll_back() {
     let locked = Workload {
         tags: vec![("trimtab:lock".into(), "true".into())],
@@ -165,7 +494,7 @@ async fn a_locked_function_is_never_touched_and_an_operator_can_roll_back() {
     };
     let free = fleet::io_bound_over_provisioned("catalog-api");
     let a = account(&[locked.clone(), free.clone()]).await;
-    let report = run_at(&a, &config(), a.now).await.expect("apply run");
+    let report = run_at(&a, a.now).await;
     assert_eq!(memory_and_timeout(&a, &locked.name).await, (1536, 30));
     assert!(history(&a, &locked.name).await.is_empty());
     assert!(
@@ -177,22 +506,18 @@ async fn a_locked_function_is_never_touched_and_an_operator_can_roll_back() {
 
     // The operator's rollback, through the handler's direct-invoke event.
     let clients = Clients::new(&a.sdk);
-    let out = rightsizing::handle(
-        &clients,
-        &config(),
-        json!({"action": "rollback", "function_name": free.name}),
-    )
-    .await
-    .expect("rollback");
+    let handle = |event: Value| {
+        let (clients, config) = (clients.clone(), config());
+        async move { rightsizing::handle(&clients, &config, &Invocation::default(), event).await }
+    };
+    let out = handle(json!({"action": "rollback", "function_name": free.name}))
+        .await
+        .expect("rollback");
     assert_eq!(out["record"]["state"], "verified");
     assert_eq!(memory_and_timeout(&a, &free.name).await, (1536, 30));
-    let listed = rightsizing::handle(
-        &clients,
-        &config(),
-        json!({"action": "history", "function_name": free.name}),
-    )
-    .await
-    .expect("history");
+    let listed = handle(json!({"action": "history", "function_name": free.name}))
+        .await
+        .expect("history");
     let states: Vec<&str> = listed["records"]
         .as_array()
         .into_iter()
@@ -201,149 +526,132 @@ async fn a_locked_function_is_never_touched_and_an_operator_can_roll_back() {
         .collect();
     assert_eq!(states, ["verified", "rolled_back"]);
     // Nothing left in force to roll back.
-    let err = rightsizing::handle(
-        &clients,
-        &config(),
-        json!({"action": "rollback", "function_name": free.name}),
-    )
-    .await
-    .expect_err("nothing in force");
+    let err = handle(json!({"action": "rollback", "function_name": free.name}))
+        .await
+        .expect_err("nothing in force");
     assert_eq!(err.error_type(), "NotFound");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_run_while_one_holds_the_lease_skips() {
+async fn operator_rollback_refuses_a_function_changed_since_unless_forced_and_takes_the_lease() {
+    let io = fleet::io_bound_over_provisioned("ledger-api");
+    let a = account(std::slice::from_ref(&io)).await;
+    run_at(&a, a.now).await;
+    let rec = history(&a, &io.name).await.remove(0);
+    let lambda = aws_sdk_lambda::Client::new(&a.sdk);
+    lambda
+        .update_function_configuration()
+        .function_name(&io.name)
+        .memory_size(900)
+        .send()
+        .await
+        .expect("team's change");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let clients = Clients::new(&a.sdk);
+    let rollback = |force: bool| {
+        let (clients, config, name) = (clients.clone(), config(), io.name.clone());
+        async move {
+            rightsizing::handle(
+                &clients,
+                &config,
+                &Invocation::default(),
+                json!({"action": "rollback", "function_name": name, "force": force}),
+            )
+            .await
+        }
+    };
+    let err = rollback(false).await.expect_err("refused");
+    assert_eq!(err.error_type(), "Refused");
+    assert!(err.to_string().contains("force"), "{err}");
+    assert_eq!(memory_and_timeout(&a, &io.name).await.0, 900);
+    assert_eq!(
+        history(&a, &io.name).await[0].state,
+        RecordState::Superseded
+    );
+
+    // While another run holds the lease, even a forced rollback waits its turn.
+    let table = DecisionTable::new(TABLE);
+    let now_s = epoch_s(SystemTime::now());
+    table
+        .acquire_lease(&clients, "rightsizing", "other-run", now_s, now_s + 300)
+        .await
+        .expect("lease")
+        .expect("free");
+    let err = rollback(true).await.expect_err("lease held");
+    assert!(err.to_string().contains("lease"), "{err}");
+    table
+        .release_lease(&clients, "rightsizing", "other-run")
+        .await
+        .expect("release");
+
+    let out = rollback(true).await.expect("forced");
+    assert_eq!(out["record"]["state"], "verified");
+    assert_eq!(
+        memory_and_timeout(&a, &io.name).await,
+        (
+            i32::try_from(rec.before.memory_mb).unwrap_or(0),
+            i32::try_from(rec.before.timeout_s).unwrap_or(0)
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_skips_a_second_run_and_recognises_its_own_retried_acquire() {
     let io = fleet::io_bound_over_provisioned("search-api");
     let a = account(std::slice::from_ref(&io)).await;
     let clients = Clients::new(&a.sdk);
-    let now_s = a
-        .now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default();
+    let now_s = epoch_s(a.now);
     let table = DecisionTable::new(TABLE);
-    assert!(
-        table
-            .acquire_lease(&clients, "rightsizing", "other-run", now_s, now_s + 960)
-            .await
-            .expect("lease")
-    );
-
-    let report = run_at(&a, &config(), a.now + Duration::from_secs(60))
+    table
+        .acquire_lease(&clients, "rightsizing", "other-run", now_s, now_s + 300)
         .await
-        .expect("run");
+        .expect("lease")
+        .expect("free");
+
+    let report = run_at(&a, a.now + Duration::from_secs(60)).await;
     assert!(
         report["skipped"]
             .as_str()
             .unwrap_or_default()
-            .contains("lease"),
+            .contains("other-run"),
         "{report:#}"
     );
     assert_eq!(report["functions"].as_array().map(Vec::len), Some(0));
     assert_eq!(memory_and_timeout(&a, &io.name).await, (1536, 30));
 
-    // Once the lease has expired, a run goes ahead.
-    let report = run_at(&a, &config(), a.now + Duration::from_secs(1200))
-        .await
-        .expect("run");
-    assert!(report["skipped"].is_null());
+    // Once the lease has expired a run goes ahead, although the answer to its own lease write
+    // was lost and the SDK's retry found the lease taken (by itself).
+    a.moto
+        .fidelity
+        .inject(Fault::new("dynamodb:PutItem", FaultKind::LoseResponse).on("lease#rightsizing"));
+    let report = run_at(&a, a.now + Duration::from_secs(400)).await;
+    assert!(report["skipped"].is_null(), "{report:#}");
     assert_eq!(row(&report, &io.name)["status"], "applied");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_between_record_and_change_leaves_a_pending_record_the_next_run_settles() {
-    let io = fleet::io_bound_over_provisioned("cart-api");
-    let a = account(std::slice::from_ref(&io)).await;
-    let mut crashing = config();
-    crashing.faults.crash_after_record = true;
-    let err = run_at(&a, &crashing, a.now).await.expect_err("crashed");
-    assert_eq!(err.error_type(), "InjectedFault");
-    assert_eq!(memory_and_timeout(&a, &io.name).await, (1536, 30));
-    let records = history(&a, &io.name).await;
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0].state, RecordState::Pending);
-
-    // The crashed run never released its lease; the next run comes after it expires.
-    let report = run_at(&a, &config(), a.now + Duration::from_secs(3600))
-        .await
-        .expect("next run");
-    assert_eq!(
-        report["reconciled"][0]["state"], "not_applied",
-        "{report:#}"
-    );
-    assert!(
-        report["reconciled"][0]["state_reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("before the change")
-    );
-    let records = history(&a, &io.name).await;
-    assert_eq!(records[0].state, RecordState::NotApplied);
-    assert_eq!(memory_and_timeout(&a, &io.name).await, (1536, 30));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provisioned_concurrency_moto_lacks_is_reported_not_fatal() {
-    let slow_start = Workload {
-        tags: vec![
-            ("trimtab:alias".into(), "live".into()),
-            ("trimtab:latency-objective-ms".into(), "150".into()),
-        ],
-        memory_mb: 512,
-        peak_memory_mb: 400.0,
-        wait_ms: 100.0,
-        cpu_ms: 10.0,
-        ..Workload::new("checkout-api", 512)
-    };
-    let a = account(std::slice::from_ref(&slow_start)).await;
-    let report = run_at(&a, &config(), a.now).await.expect("run");
-    let r = row(&report, &slow_start.name);
-    let pc = &r["concurrency"]["provisioned"];
-    assert!(
-        pc["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("cold starts"),
-        "{r:#}"
-    );
-    let reasons = r["reasons"].to_string();
-    assert!(
-        reasons.contains(
-            "provisioned concurrency not applied: lambda:PutProvisionedConcurrencyConfig failed"
-        ),
-        "{reasons}"
-    );
-    let records = history(&a, &slow_start.name).await;
-    let pc_record = records
+    let lease_writes: Vec<u16> = a
+        .moto
+        .fidelity
+        .seen("dynamodb:PutItem")
         .iter()
-        .find(|r| r.provisioned.is_some())
-        .expect("recorded first");
-    assert_eq!(pc_record.state, RecordState::NotApplied);
+        .map(|s| s.status)
+        .collect();
+    assert!(lease_writes.contains(&0), "{lease_writes:?}");
+    // And it gave the lease back.
+    assert_eq!(
+        table.lease(&clients, "rightsizing").await.expect("read"),
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_change_is_verified_and_the_next_step_follows() {
     let io = fleet::io_bound_over_provisioned("profile-api");
     let a = account(std::slice::from_ref(&io)).await;
-    run_at(&a, &config(), a.now).await.expect("first run");
+    run_at(&a, a.now).await;
     assert_eq!(memory_and_timeout(&a, &io.name).await.0, 768);
-    let applied_at = history(&a, &io.name).await[0]
-        .applied_at_epoch_s
-        .unwrap_or_default();
+    let rec = history(&a, &io.name).await.remove(0);
     // Traffic as the model predicted: no more errors, ~4% slower.
-    put_traffic(
-        &a.seeder.cloudwatch,
-        &io,
-        768,
-        applied_at + 1800,
-        20_000.0,
-        2.0,
-    )
-    .await
-    .expect("traffic");
-    let report = run_at(&a, &config(), a.now + Duration::from_secs(2 * 3600))
-        .await
-        .expect("second run");
+    traffic_after(&a, &io, 768, &rec, 2.0).await;
+    let report = run_at(&a, a.now + Duration::from_secs(2 * 3600)).await;
     assert_eq!(
         report["verifications"][0]["verification"]["outcome"], "healthy",
         "{report:#}"

@@ -50,9 +50,11 @@ async fn totals_anomalies_forecast_budgets_and_a_cheap_second_run() {
         .map(|r| r.2)
         .sum();
     let event = json!({"budgets": {"total": {"monthly_usd": (mtd * 1.5).max(100.0)}}});
-    let report = cost_analysis::handle(&clients, &config, event.clone())
+    moto.fidelity.clear_seen();
+    let report = crate::invoke(cost_analysis::handle(&clients, &config, event.clone()))
         .await
         .expect("report");
+    crate::assert_role_allows(&moto, "CostAnalysisFunction");
 
     // Totals to the cent, per service too.
     let total: f64 = d.rows.iter().map(|r| r.2).sum();
@@ -113,7 +115,7 @@ async fn totals_anomalies_forecast_budgets_and_a_cheap_second_run() {
     );
 
     // The same day again: one request for the estimated days, same numbers, no repeated alerts.
-    let again = cost_analysis::handle(&Clients::new(&sdk), &config, event)
+    let again = crate::invoke(cost_analysis::handle(&Clients::new(&sdk), &config, event))
         .await
         .expect("again");
     assert_eq!(again["cost_explorer_requests"], 1);

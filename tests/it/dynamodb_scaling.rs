@@ -22,9 +22,14 @@ fn config(table: Option<&str>) -> dynamodb_scaling::JobConfig {
 
 async fn run(moto: &Moto, event: Value) -> Value {
     let clients = Clients::new(&moto.sdk_config().await);
-    dynamodb_scaling::handle(&clients, &config(Some(DECISIONS)), event)
-        .await
-        .expect("report")
+    crate::invoke(dynamodb_scaling::handle(
+        &clients,
+        &config(Some(DECISIONS)),
+        &trimtab_lambda::Invocation::default(),
+        event,
+    ))
+    .await
+    .expect("report")
 }
 
 /// (resource id, dimension) -> (min, max, policy targets)
@@ -105,8 +110,16 @@ async fn configures_exactly_the_expected_targets_and_a_second_run_is_a_no_op() {
     trimtab_tests::seed::create_decision_table(&sdk, DECISIONS)
         .await
         .expect("decisions");
-    // sessions already scales reads, by hand, at 50%: drift from the dev default of 85%.
-    let aas = aws_sdk_applicationautoscaling::Client::new(&sdk);
+    create_table(
+        &sdk,
+        "ledger",
+        Some((10, 10)),
+        &[],
+        &[("trimtab:lock", "true")],
+    )
+    .await
+    .expect("ledger");
+    // sessions already scales reads, by hand, at 50%: a policy Trimtab did not make.
     let clients = Clients::new(&sdk);
     trimtab_aws::dynamodb::register_target(
         &clients,
@@ -127,9 +140,9 @@ async fn configures_exactly_the_expected_targets_and_a_second_run_is_a_no_op() {
     )
     .await
     .expect("policy");
-    drop(aas);
 
-    // Recommend mode: the plan as a diff, nothing written.
+    // Recommend mode: the plan as a diff, nothing written; the hand-made policy is reported as
+    // foreign and left out of the plan, the locked table too.
     let report = run(&moto, json!({"lookback_days": 1})).await;
     assert_eq!(writes(&report), 0);
     let plan: Vec<&str> = report["plan"]
@@ -145,22 +158,28 @@ async fn configures_exactly_the_expected_targets_and_a_second_run_is_a_no_op() {
         "{plan:#?}"
     );
     assert!(
-        plan.contains(
-            &"~ table/sessions dynamodb:table:ReadCapacityUnits: legacy-read target 50% -> 85%"
-        ),
+        !plan
+            .iter()
+            .any(|p| p.contains("table/sessions dynamodb:table:Read")),
         "{plan:#?}"
     );
+    assert!(!plan.iter().any(|p| p.contains("ledger")), "{plan:#?}");
+    assert_eq!(report["foreign"][0]["resource_id"], "table/sessions");
+    assert_eq!(report["foreign"][0]["policies"], json!(["legacy-read"]));
+    assert_eq!(report["locked"], json!(["ledger"]));
     assert_eq!(scaling(&moto).await.len(), 1);
 
-    // Apply mode: exactly the expected targets and policies.
+    // Apply mode: exactly the expected targets and policies; the foreign one untouched.
+    moto.fidelity.clear_seen();
     let report = run(&moto, json!({"lookback_days": 1, "mode": "apply"})).await;
+    crate::assert_role_allows(&moto, "DynamoDBScalingFunction");
     assert_eq!(
         report["applied"].as_array().map(Vec::len),
         report["plan"].as_array().map(Vec::len)
     );
     let s = scaling(&moto).await;
     let key = |r: &str, d: &str| (r.to_owned(), format!("dynamodb:{d}CapacityUnits"));
-    let expected = BTreeMap::from([
+    let mut expected = BTreeMap::from([
         (key("table/orders", "table:Read"), (5, 4000, vec![60.0])),
         (key("table/orders", "table:Write"), (5, 4000, vec![60.0])),
         (
@@ -171,7 +190,7 @@ async fn configures_exactly_the_expected_targets_and_a_second_run_is_a_no_op() {
             key("table/orders/index/by-customer", "index:Write"),
             (5, 4000, vec![60.0]),
         ),
-        (key("table/sessions", "table:Read"), (1, 200, vec![85.0])),
+        (key("table/sessions", "table:Read"), (1, 200, vec![50.0])),
         (key("table/sessions", "table:Write"), (1, 200, vec![85.0])),
     ]);
     assert_eq!(s, expected);
@@ -188,16 +207,6 @@ async fn configures_exactly_the_expected_targets_and_a_second_run_is_a_no_op() {
 
     // Each write was recorded first, with what it replaced.
     let table = trimtab_aws::decisions::DecisionTable::new(DECISIONS);
-    let drift = table
-        .changes(&clients, "table/sessions dynamodb:table:ReadCapacityUnits")
-        .await
-        .expect("records");
-    assert_eq!(drift.len(), 1);
-    assert_eq!(drift[0].state, trimtab_core::apply::RecordState::Applied);
-    assert_eq!(
-        drift[0].before,
-        json!({"policy_name": "legacy-read", "target_pct": 50.0})
-    );
     let orders = table
         .changes(&clients, "table/orders dynamodb:table:ReadCapacityUnits")
         .await
@@ -213,6 +222,79 @@ async fn configures_exactly_the_expected_targets_and_a_second_run_is_a_no_op() {
     let report = run(&moto, json!({"lookback_days": 1, "mode": "apply"})).await;
     assert_eq!(writes(&report), 0, "{:#}", report["plan"]);
     assert_eq!(report["plan"].as_array().map(Vec::len), Some(0));
+
+    // Adopted, the hand-made policy is brought in step under its own name, recorded first.
+    let report = run(
+        &moto,
+        json!({"lookback_days": 1, "mode": "apply", "adopt": true}),
+    )
+    .await;
+    assert_eq!(writes(&report), 1, "{:#}", report["plan"]);
+    expected.insert(key("table/sessions", "table:Read"), (1, 200, vec![85.0]));
+    assert_eq!(scaling(&moto).await, expected);
+    let drift = table
+        .changes(&clients, "table/sessions dynamodb:table:ReadCapacityUnits")
+        .await
+        .expect("records");
+    assert_eq!(drift.len(), 1);
+    assert_eq!(drift[0].state, trimtab_core::apply::RecordState::Applied);
+    assert_eq!(
+        drift[0].before,
+        json!({"policy_name": "legacy-read", "target_pct": 50.0})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_answer_was_lost_is_settled_applied_and_a_crashed_runs_records_reconciled() {
+    let moto = Moto::start().expect("moto");
+    let sdk = moto.sdk_config().await;
+    create_table(&sdk, "orders", Some((10, 5)), &[], &[])
+        .await
+        .expect("orders");
+    trimtab_tests::seed::create_decision_table(&sdk, DECISIONS)
+        .await
+        .expect("decisions");
+    // The first policy write lands but its answer never arrives, and the retry is refused.
+    moto.fidelity.inject(
+        trimtab_tests::fidelity::Fault::new(
+            "application-autoscaling:PutScalingPolicy",
+            trimtab_tests::fidelity::FaultKind::LoseResponse,
+        )
+        .times(1),
+    );
+    moto.fidelity.inject(
+        trimtab_tests::fidelity::Fault::new(
+            "application-autoscaling:PutScalingPolicy",
+            trimtab_tests::fidelity::FaultKind::Fail {
+                status: 400,
+                code: "ConcurrentUpdateException".into(),
+                message: "pending update".into(),
+            },
+        )
+        .times(1),
+    );
+    let report = run(&moto, json!({"lookback_days": 1, "mode": "apply"})).await;
+    let clients = Clients::new(&sdk);
+    let table = trimtab_aws::decisions::DecisionTable::new(DECISIONS);
+    let records = table
+        .changes(&clients, "table/orders dynamodb:table:ReadCapacityUnits")
+        .await
+        .expect("records");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.state == trimtab_core::apply::RecordState::Applied),
+        "{records:#?}\n{report:#}"
+    );
+
+    // A crash after a write, before its record was marked: the next run settles it.
+    let mut pending = records[0].clone();
+    pending.record_id = "000000000001-crashed-0".into();
+    pending.state = trimtab_core::apply::RecordState::Pending;
+    table.create(&clients, &pending).await.expect("pending");
+    let report = run(&moto, json!({"lookback_days": 1, "mode": "apply"})).await;
+    assert_eq!(report["reconciled"][0]["state"], "applied", "{report:#}");
+    assert_eq!(writes(&report), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,9 +309,14 @@ async fn bad_events_and_bad_tags_are_named() {
         (json!({"environment": "qa"}), "environment"),
         (json!({"table_prefix": "x"}), "table_prefix"),
     ] {
-        let err = dynamodb_scaling::handle(&clients, &config, event.clone())
-            .await
-            .expect_err("refused");
+        let err = dynamodb_scaling::handle(
+            &clients,
+            &config,
+            &trimtab_lambda::Invocation::default(),
+            event.clone(),
+        )
+        .await
+        .expect_err("refused");
         assert!(err.to_string().contains(field), "{event}: {err}");
     }
     create_table(

@@ -6,6 +6,7 @@ mod apply;
 mod cost_analysis;
 mod dynamodb_scaling;
 mod emulator_contract;
+mod fidelity;
 mod metrics_batching;
 mod performance;
 mod rightsizing_job;
@@ -15,11 +16,23 @@ use serde_json::Value;
 use trimtab_aws::Clients;
 use trimtab_tests::moto::Moto;
 
-/// Runs the right-sizing handler against `moto` with `event`, as a direct invoke.
+/// Runs the right-sizing handler against `moto` with `event`, as a direct invoke (one
+/// invocation: its requests counted on their own).
 pub async fn run_rightsizing(moto: &Moto, event: Value) -> Result<Value, rightsizing::JobError> {
     let clients = Clients::new(&moto.sdk_config().await);
     let config = rightsizing::JobConfig::with_table(None);
-    rightsizing::handle(&clients, &config, event).await
+    invoke(rightsizing::handle(
+        &clients,
+        &config,
+        &trimtab_lambda::Invocation::default(),
+        event,
+    ))
+    .await
+}
+
+/// Runs `work` as one invocation, so the report it builds counts its own requests.
+pub async fn invoke<F: std::future::Future>(work: F) -> F::Output {
+    trimtab_aws::counted(work).await.0
 }
 
 /// The row of `function` in a right-sizing report.
@@ -34,4 +47,17 @@ pub fn f64_of(v: &Value, key: &str) -> f64 {
     v[key]
         .as_f64()
         .unwrap_or_else(|| panic!("{key} missing in {v:#}"))
+}
+
+/// Fails if the role of `logical_id` in template.yaml does not allow a call the layer has seen
+/// since it was last cleared: moto enforces no IAM, so this is where a missing permission shows.
+pub fn assert_role_allows(moto: &Moto, logical_id: &str) {
+    let template = trimtab_tests::template::load().expect("template");
+    let ops = moto.fidelity.operations();
+    assert!(!ops.is_empty(), "no calls seen");
+    let missing = trimtab_tests::template::not_allowed(&template, logical_id, &ops);
+    assert!(
+        missing.is_empty(),
+        "{logical_id}'s role in template.yaml does not allow {missing:?} (calls seen: {ops:?})"
+    );
 }

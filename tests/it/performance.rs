@@ -19,9 +19,11 @@ async fn run(moto: &Moto, event: Value, now: SystemTime) -> Value {
         alarm_actions: vec![],
         table_name: None,
     };
-    performance_monitor::handle_at(&clients, &config, event, now)
-        .await
-        .expect("report")
+    crate::invoke(performance_monitor::handle_at(
+        &clients, &config, event, now,
+    ))
+    .await
+    .expect("report")
 }
 
 fn subject<'a>(report: &'a Value, id: &str) -> &'a Value {
@@ -138,7 +140,9 @@ async fn a_burst_pages_a_quiet_series_does_not_and_the_second_run_writes_nothing
     .await
     .expect("provisioned");
 
+    moto.fidelity.clear_seen();
     let report = run(&moto, json!({"mode": "apply", "window_days": 3}), clock).await;
+    crate::assert_role_allows(&moto, "PerformanceMonitorFunction");
     let api = subject(&report, "api-shop-prod");
     assert_eq!(api["evidence"]["client_errors"], 8640.0, "{api:#}");
     assert_eq!(api["evidence"]["client_error_rate_pct"], 1.0);

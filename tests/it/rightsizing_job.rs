@@ -180,3 +180,41 @@ async fn bad_events_are_refused_naming_the_field_before_any_aws_call() {
         assert!(err.to_string().contains(field), "{event}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_invocations_of_one_warm_process_each_report_their_own_requests() {
+    let moto = Moto::start().expect("moto");
+    let sdk = moto.sdk_config().await;
+    let seeder = Seeder::new(&sdk).await.expect("seeder");
+    seeder
+        .seed(
+            &fleet::io_bound_over_provisioned("warm-api"),
+            Layout::fourteen_days(SystemTime::now()),
+        )
+        .await
+        .expect("seed");
+    // One process, one set of clients (as a warm Lambda keeps them), two invocations.
+    let clients = trimtab_aws::Clients::new(&sdk);
+    let config = rightsizing::JobConfig::with_table(None);
+    let mut counts = Vec::new();
+    for _ in 0..2 {
+        let report = crate::invoke(rightsizing::handle(
+            &clients,
+            &config,
+            &trimtab_lambda::Invocation::default(),
+            json!({}),
+        ))
+        .await
+        .expect("report");
+        counts.push(report["api_calls"].clone());
+    }
+    // Each counts its own requests, not the process's running total (retries may differ).
+    for c in &counts {
+        assert_eq!(c["lambda:ListFunctions"], 1, "{c:#}");
+        assert_eq!(c["lambda:GetFunctionConcurrency"], 1, "{c:#}");
+        assert!(
+            c["cloudwatch:GetMetricData"].as_u64().unwrap_or(0) >= 1,
+            "{c:#}"
+        );
+    }
+}

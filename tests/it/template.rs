@@ -19,3 +19,25 @@ fn template_passes_cfn_lint() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn each_jobs_budget_is_its_functions_timeout_in_the_template() {
+    let template = trimtab_tests::template::load().expect("template");
+    for kind in analysis_api::Kind::ALL {
+        let id = analysis_api::Jobs::logical_id(kind);
+        let timeout = template["Resources"][id]["Properties"]["Timeout"].as_u64();
+        assert_eq!(
+            timeout,
+            Some(analysis_api::Jobs::timeout(kind).as_secs()),
+            "{id}: the CLI's budget must be the function's Timeout"
+        );
+    }
+}
+
+#[test]
+fn the_apply_api_may_only_start_runs_and_record_them() {
+    let template = trimtab_tests::template::load().expect("template");
+    let mut actions = trimtab_tests::template::allowed_actions(&template, "ApiApplyFunction");
+    actions.sort();
+    assert_eq!(actions, ["dynamodb:PutItem", "lambda:InvokeFunction"]);
+}

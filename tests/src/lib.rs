@@ -8,6 +8,8 @@
 pub mod api;
 pub mod costs;
 pub mod demo;
+pub mod fidelity;
 pub mod fleet;
 pub mod moto;
 pub mod seed;
+pub mod template;

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+use crate::fidelity::Fidelity;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 /// The workspace root (this crate lives in `tests/`).
@@ -38,16 +40,22 @@ pub fn ensure_venv() -> anyhow::Result<PathBuf> {
     Ok(root.join(".venv/bin"))
 }
 
-/// A running moto server; stopped when dropped.
+/// A running moto server behind the AWS fidelity layer; both stopped when dropped.
 #[derive(Debug)]
 pub struct Moto {
+    /// Makes moto answer as AWS documents (see [`crate::fidelity`]); tests arm faults here.
+    pub fidelity: Fidelity,
     child: Child,
     dir: PathBuf,
+    /// Where clients connect: the fidelity layer.
     pub endpoint: String,
+    /// moto itself, for the rare check that must bypass the layer.
+    pub upstream: String,
 }
 
 impl Moto {
-    /// Starts a fresh, empty moto server on a free loopback port and waits until it answers.
+    /// Starts a fresh, empty moto server on a free loopback port, and the fidelity layer in
+    /// front of it, and waits until moto answers.
     pub fn start() -> anyhow::Result<Self> {
         let bin = ensure_venv()?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -62,10 +70,14 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .context("starting moto_server")?;
+        let upstream = format!("http://127.0.0.1:{port}");
+        let fidelity = Fidelity::start(&upstream)?;
         let moto = Self {
+            endpoint: fidelity.endpoint(),
+            fidelity,
             child,
             dir,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            upstream,
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(30);

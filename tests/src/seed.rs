@@ -441,7 +441,8 @@ pub async fn create_decision_table(
     name: &str,
 ) -> anyhow::Result<()> {
     use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
     };
     let key = |n: &str, t: KeyType| {
         KeySchemaElement::builder()
@@ -463,6 +464,20 @@ pub async fn create_decision_table(
         .key_schema(key("sk", KeyType::Range)?)
         .attribute_definitions(attr("pk")?)
         .attribute_definitions(attr("sk")?)
+        .attribute_definitions(attr("open")?)
+        // The sparse index of open records, as template.yaml declares it.
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("open")
+                .key_schema(key("open", KeyType::Hash)?)
+                .key_schema(key("sk", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()?,
+        )
         .tags(
             aws_sdk_dynamodb::types::Tag::builder()
                 .key("trimtab:component")

@@ -1,0 +1,1039 @@
+//! The AWS fidelity layer: a loopback HTTP proxy between the SDK and moto that makes the emulator
+//! answer as AWS documents, where moto forgives. Every integration test and the demo talk to AWS
+//! through it by default. One rule per behaviour; docs/aws-behaviour.md lists each with its AWS
+//! source and the test that keeps it.
+//!
+//! Rules (always on):
+//! - `ListFunctions` omits `State*`, `LastUpdateStatus*` and `RuntimeVersionConfig`.
+//! - Functions carry a `RevisionId` that changes with every configuration or code update (and
+//!   once more when the update completes); an update sent with a stale `RevisionId` gets 412
+//!   `PreconditionFailedException`.
+//! - An update leaves `LastUpdateStatus` `InProgress` for [`Fidelity::set_update_duration`]
+//!   (default 1 s); meanwhile another update gets 409 `ResourceConflictException`.
+//! - Provisioned concurrency (which moto lacks) is `IN_PROGRESS`, then `READY` after
+//!   [`Fidelity::set_allocation_duration`]; `$LATEST` and unknown aliases are refused.
+//! - The template's `trimtab:lock` deny: writes to a function tagged `trimtab:lock=true` get 403
+//!   `AccessDeniedException` (moto enforces no IAM).
+//! - `DeregisterScalableTarget` of a missing target is `ObjectNotFoundException`, and deletes the
+//!   target's scaling policies and scheduled actions with it.
+//!
+//! Faults a test switches on ([`Fidelity::inject`]): throttling in each protocol's own shape,
+//! an error of the test's choosing, a delay, and a write committed upstream whose response never
+//! arrives (the connection is closed without an answer).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+
+/// moto's account id, which its ARNs carry.
+const ACCOUNT: &str = "123456789012";
+
+/// Fields `ListFunctions` leaves out (Lambda API reference, ListFunctions).
+const NOT_LISTED: [&str; 7] = [
+    "State",
+    "StateReason",
+    "StateReasonCode",
+    "LastUpdateStatus",
+    "LastUpdateStatusReason",
+    "LastUpdateStatusReasonCode",
+    "RuntimeVersionConfig",
+];
+
+/// What a fault does to a matching request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultKind {
+    /// The service's throttling error (429 `TooManyRequestsException` for Lambda, 400
+    /// `ThrottlingException` for JSON services, 400 `Throttling` for query services).
+    Throttle,
+    /// Answer with this error instead of forwarding.
+    Fail {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// Forward (the write happens upstream), then close the connection without an answer.
+    LoseResponse,
+    /// Wait this long, then forward.
+    Delay(Duration),
+}
+
+/// A fault for requests to `operation` (`lambda:UpdateFunctionConfiguration`), optionally only
+/// those naming `resource` (a function name, or any text of the request body), `times` times
+/// after skipping the first `skip` matches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub operation: String,
+    pub resource: Option<String>,
+    pub kind: FaultKind,
+    pub skip: u32,
+    pub times: u32,
+}
+
+impl Fault {
+    pub fn new(operation: &str, kind: FaultKind) -> Self {
+        Self {
+            operation: operation.to_owned(),
+            resource: None,
+            kind,
+            skip: 0,
+            times: 1,
+        }
+    }
+
+    pub fn on(mut self, resource: &str) -> Self {
+        self.resource = Some(resource.to_owned());
+        self
+    }
+
+    pub fn times(mut self, n: u32) -> Self {
+        self.times = n;
+        self
+    }
+
+    pub fn after(mut self, skip: u32) -> Self {
+        self.skip = skip;
+        self
+    }
+}
+
+/// One request the layer saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    /// `service:Operation`.
+    pub operation: String,
+    /// The function the request named (Lambda).
+    pub function: Option<String>,
+    /// The `RevisionId` the request carried.
+    pub revision_id: Option<String>,
+    pub status: u16,
+}
+
+#[derive(Debug, Default)]
+struct FunctionState {
+    revision: u64,
+    busy_until: Option<Instant>,
+    /// The update in flight bumps the revision once more when it completes.
+    bump_on_completion: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Provisioned {
+    requested: u32,
+    ready_at: Instant,
+    last_modified: String,
+}
+
+#[derive(Debug)]
+struct State {
+    upstream: String,
+    update_duration: Duration,
+    allocation_duration: Duration,
+    lock_deny: bool,
+    functions: HashMap<String, FunctionState>,
+    provisioned: HashMap<(String, String), Provisioned>,
+    faults: Vec<Fault>,
+    seen: Vec<Seen>,
+}
+
+impl State {
+    /// The function's state, with a finished update's completion applied.
+    fn function(&mut self, name: &str) -> &mut FunctionState {
+        let f = self
+            .functions
+            .entry(name.to_owned())
+            .or_insert(FunctionState {
+                revision: 1,
+                ..FunctionState::default()
+            });
+        if f.busy_until.is_some_and(|t| Instant::now() >= t) {
+            f.busy_until = None;
+            if f.bump_on_completion {
+                f.revision += 1;
+                f.bump_on_completion = false;
+            }
+        }
+        f
+    }
+
+    fn revision_id(&mut self, name: &str) -> String {
+        let n = self.function(name).revision;
+        revision_string(name, n)
+    }
+
+    /// Takes the first armed fault matching the request, if any.
+    fn take_fault(&mut self, op: &str, function: Option<&str>, body: &str) -> Option<FaultKind> {
+        for f in &mut self.faults {
+            if f.operation != op || f.times == 0 {
+                continue;
+            }
+            if let Some(r) = &f.resource
+                && function != Some(r.as_str())
+                && !body.contains(r.as_str())
+            {
+                continue;
+            }
+            if f.skip > 0 {
+                f.skip -= 1;
+                continue;
+            }
+            f.times -= 1;
+            return Some(f.kind.clone());
+        }
+        None
+    }
+}
+
+fn revision_string(name: &str, n: u64) -> String {
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8000-{n:012x}",
+        h >> 32,
+        h & 0xffff,
+        (h >> 16) & 0xfff
+    )
+}
+
+/// The running layer; stopped when dropped.
+#[derive(Debug)]
+pub struct Fidelity {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Fidelity {
+    /// Starts the layer on a free loopback port in front of `upstream` (moto's endpoint).
+    pub fn start(upstream: &str) -> anyhow::Result<Self> {
+        let state = Arc::new(Mutex::new(State {
+            upstream: upstream.trim_start_matches("http://").to_owned(),
+            update_duration: Duration::from_secs(1),
+            allocation_duration: Duration::from_secs(1),
+            lock_deny: true,
+            functions: HashMap::new(),
+            provisioned: HashMap::new(),
+            faults: Vec::new(),
+            seen: Vec::new(),
+        }));
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shared = Arc::clone(&state);
+        let thread = std::thread::Builder::new()
+            .name("aws-fidelity".into())
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(std_listener) else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = serve(listener, shared) => {}
+                        _ = stopped => {}
+                    }
+                });
+            })
+            .context("starting the fidelity thread")?;
+        Ok(Self {
+            addr,
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The endpoint clients use instead of moto's.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long a function update stays `InProgress`.
+    pub fn set_update_duration(&self, d: Duration) {
+        self.state().update_duration = d;
+    }
+
+    /// How long provisioned concurrency stays `IN_PROGRESS`.
+    pub fn set_allocation_duration(&self, d: Duration) {
+        self.state().allocation_duration = d;
+    }
+
+    /// Arms a fault.
+    pub fn inject(&self, fault: Fault) {
+        self.state().faults.push(fault);
+    }
+
+    /// Every request seen for `operation` (`service:Operation`), in order.
+    pub fn seen(&self, operation: &str) -> Vec<Seen> {
+        self.state()
+            .seen
+            .iter()
+            .filter(|s| s.operation == operation)
+            .cloned()
+            .collect()
+    }
+
+    /// The distinct operations seen so far (`service:Operation`), sorted.
+    pub fn operations(&self) -> Vec<String> {
+        let mut ops: Vec<String> = self
+            .state()
+            .seen
+            .iter()
+            .map(|s| s.operation.clone())
+            .collect();
+        ops.sort();
+        ops.dedup();
+        ops
+    }
+
+    /// Forgets the requests seen so far.
+    pub fn clear_seen(&self) {
+        self.state().seen.clear();
+    }
+
+    /// The function's current `RevisionId`.
+    pub fn revision_id(&self, function: &str) -> String {
+        self.state().revision_id(function)
+    }
+}
+
+impl Drop for Fidelity {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, state: Arc<Mutex<State>>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = Arc::clone(&state);
+                async move { handle(req, state).await }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// A request, read whole.
+struct Call {
+    method: hyper::Method,
+    path: String,
+    query: String,
+    headers: hyper::HeaderMap,
+    body: Bytes,
+    /// `service:Operation`.
+    operation: String,
+    function: Option<String>,
+    qualifier: Option<String>,
+    protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    RestJson,
+    Json,
+    Query,
+}
+
+/// Closing the connection without an answer.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("response dropped by the fidelity layer")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+type Answer = Response<Full<Bytes>>;
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Answer, Dropped> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let call = identify(parts.method, &parts.uri, parts.headers, body);
+    let text = String::from_utf8_lossy(&call.body).into_owned();
+    let fault = lock(&state).take_fault(&call.operation, call.function.as_deref(), &text);
+    let answer = match fault {
+        Some(FaultKind::Throttle) => Ok(throttle(&call)),
+        Some(FaultKind::Fail {
+            status,
+            code,
+            message,
+        }) => Ok(error(&call, status, &code, &message)),
+        Some(FaultKind::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            apply_rules(&call, &state).await
+        }
+        Some(FaultKind::LoseResponse) => {
+            let _ = apply_rules(&call, &state).await;
+            Err(Dropped)
+        }
+        None => apply_rules(&call, &state).await,
+    };
+    let status = answer.as_ref().map_or(0, |a| a.status().as_u16());
+    let revision_id = revision_sent(&call);
+    lock(&state).seen.push(Seen {
+        operation: call.operation.clone(),
+        function: call.function.clone(),
+        revision_id,
+        status,
+    });
+    answer
+}
+
+fn revision_sent(call: &Call) -> Option<String> {
+    serde_json::from_slice::<Value>(&call.body)
+        .ok()?
+        .get("RevisionId")?
+        .as_str()
+        .map(ToOwned::to_owned)
+}
+
+/// Names the request: service from the signature's credential scope, operation from the
+/// `X-Amz-Target` header (JSON protocols), the `Action` parameter (query protocol) or the path
+/// (Lambda's REST API).
+fn identify(
+    method: hyper::Method,
+    uri: &hyper::Uri,
+    headers: hyper::HeaderMap,
+    body: Bytes,
+) -> Call {
+    let header = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let auth = header("authorization");
+    let service = auth
+        .split("Credential=")
+        .nth(1)
+        .and_then(|c| c.split('/').nth(3))
+        .map(|s| match s {
+            "monitoring" => "cloudwatch",
+            other => other,
+        })
+        .unwrap_or("unknown")
+        .to_owned();
+    let path = uri.path().to_owned();
+    let query = uri.query().unwrap_or_default().to_owned();
+    let target = header("x-amz-target");
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let (protocol, op, function, qualifier) = if !target.is_empty() {
+        let op = target.rsplit('.').next().unwrap_or_default().to_owned();
+        (Protocol::Json, op, None, None)
+    } else if header("content-type").starts_with("application/x-www-form-urlencoded") {
+        let op = text
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("Action="))
+            .unwrap_or_default()
+            .to_owned();
+        (Protocol::Query, op, None, None)
+    } else if service != "lambda" {
+        // API Gateway's REST management API: IAM names its actions by HTTP method.
+        (Protocol::RestJson, method.as_str().to_owned(), None, None)
+    } else {
+        let (op, function) = lambda_operation(&method, &path, &query);
+        let qualifier = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("Qualifier="))
+            .map(percent_decode);
+        (Protocol::RestJson, op, function, qualifier)
+    };
+    Call {
+        method,
+        path,
+        query,
+        headers,
+        body,
+        operation: format!("{service}:{op}"),
+        function,
+        qualifier,
+        protocol,
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A function name from a path segment that may be a name, a partial or a full ARN.
+fn function_name(segment: &str) -> String {
+    let decoded = percent_decode(segment);
+    match decoded.split_once(":function:") {
+        Some((_, rest)) => rest.split(':').next().unwrap_or(rest).to_owned(),
+        None => decoded,
+    }
+}
+
+/// Lambda's REST operations, by method and path.
+fn lambda_operation(method: &hyper::Method, path: &str, query: &str) -> (String, Option<String>) {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let get = method == hyper::Method::GET;
+    let (op, function) = match (parts.as_slice(), method.as_str()) {
+        ([_, "functions"], "GET") => ("ListFunctions", None),
+        ([_, "functions"], "POST") => ("CreateFunction", None),
+        ([_, "functions", f], "GET") => ("GetFunction", Some(*f)),
+        ([_, "functions", f], "DELETE") => ("DeleteFunction", Some(*f)),
+        ([_, "functions", f, "configuration"], "GET") => ("GetFunctionConfiguration", Some(*f)),
+        ([_, "functions", f, "configuration"], "PUT") => ("UpdateFunctionConfiguration", Some(*f)),
+        ([_, "functions", f, "code"], "PUT") => ("UpdateFunctionCode", Some(*f)),
+        ([_, "functions", f, "versions"], "POST") => ("PublishVersion", Some(*f)),
+        ([_, "functions", f, "concurrency"], "GET") => ("GetFunctionConcurrency", Some(*f)),
+        ([_, "functions", f, "concurrency"], "PUT") => ("PutFunctionConcurrency", Some(*f)),
+        ([_, "functions", f, "provisioned-concurrency"], m) => (
+            match m {
+                "PUT" => "PutProvisionedConcurrencyConfig",
+                "DELETE" => "DeleteProvisionedConcurrencyConfig",
+                _ if query.contains("List=ALL") => "ListProvisionedConcurrencyConfigs",
+                _ => "GetProvisionedConcurrencyConfig",
+            },
+            Some(*f),
+        ),
+        ([_, "functions", f, "aliases", ..], _) => {
+            (if get { "GetAlias" } else { "Alias" }, Some(*f))
+        }
+        ([_, "functions", f, "invocations"], _) => ("Invoke", Some(*f)),
+        ([_, "tags", arn], "GET") => ("ListTags", Some(*arn)),
+        ([_, "tags", arn], "POST") => ("TagResource", Some(*arn)),
+        ([_, "tags", arn], "DELETE") => ("UntagResource", Some(*arn)),
+        _ => ("Rest", None),
+    };
+    (op.to_owned(), function.map(function_name))
+}
+
+fn json_answer(status: u16, body: &Value) -> Answer {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// An error in the protocol's own shape.
+fn error(call: &Call, status: u16, code: &str, message: &str) -> Answer {
+    match call.protocol {
+        Protocol::RestJson => {
+            let mut r = json_answer(status, &json!({"Type": "User", "message": message}));
+            if let Ok(v) = hyper::header::HeaderValue::from_str(code) {
+                r.headers_mut().insert("x-amzn-errortype", v);
+            }
+            r
+        }
+        Protocol::Json => {
+            let mut r = json_answer(status, &json!({"__type": code, "message": message}));
+            if let Some(ct) = call.headers.get("content-type") {
+                r.headers_mut().insert("content-type", ct.clone());
+            }
+            r
+        }
+        Protocol::Query => {
+            let xml = format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fidelity</RequestId></ErrorResponse>"
+            );
+            let mut r = Response::new(Full::new(Bytes::from(xml)));
+            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            r.headers_mut().insert(
+                "content-type",
+                hyper::header::HeaderValue::from_static("text/xml"),
+            );
+            r
+        }
+    }
+}
+
+/// Each service's throttling answer.
+fn throttle(call: &Call) -> Answer {
+    match call.protocol {
+        Protocol::RestJson => {
+            let mut r = error(call, 429, "TooManyRequestsException", "Rate exceeded");
+            r.headers_mut()
+                .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+            r
+        }
+        Protocol::Json => error(call, 400, "ThrottlingException", "Rate exceeded"),
+        Protocol::Query => error(call, 400, "Throttling", "Rate exceeded"),
+    }
+}
+
+/// Sends `call` to moto as it came.
+async fn forward(call: &Call, upstream: &str) -> anyhow::Result<(u16, hyper::HeaderMap, Bytes)> {
+    let stream = TcpStream::connect(upstream).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let uri = if call.query.is_empty() {
+        call.path.clone()
+    } else {
+        format!("{}?{}", call.path, call.query)
+    };
+    let mut req = Request::builder().method(call.method.clone()).uri(uri);
+    for (k, v) in &call.headers {
+        if k != "host" {
+            req = req.header(k, v);
+        }
+    }
+    let req = req
+        .header("host", upstream)
+        .body(Full::new(call.body.clone()))?;
+    let res = sender.send_request(req).await?;
+    let status = res.status().as_u16();
+    let (parts, body) = res.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    Ok((status, parts.headers, bytes))
+}
+
+/// A GET of moto's Lambda API on the layer's own account, signed as `like` was (moto picks the
+/// service from the signature's scope).
+async fn get_upstream(upstream: &str, like: &Call, path: &str) -> Option<(u16, Value)> {
+    let mut headers = hyper::HeaderMap::new();
+    for k in ["authorization", "x-amz-date"] {
+        if let Some(v) = like.headers.get(k) {
+            headers.insert(k, v.clone());
+        }
+    }
+    let call = Call {
+        method: hyper::Method::GET,
+        path: path.to_owned(),
+        query: String::new(),
+        headers,
+        body: Bytes::new(),
+        operation: String::new(),
+        function: None,
+        qualifier: None,
+        protocol: Protocol::RestJson,
+    };
+    let (status, _, body) = forward(&call, upstream).await.ok()?;
+    Some((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+}
+
+fn passthrough(status: u16, headers: hyper::HeaderMap, body: Bytes) -> Answer {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    for (k, v) in &headers {
+        if k != "content-length" && k != "transfer-encoding" && k != "connection" {
+            r.headers_mut().insert(k, v.clone());
+        }
+    }
+    r
+}
+
+fn with_json(status: u16, headers: hyper::HeaderMap, body: &Value) -> Answer {
+    passthrough(status, headers, Bytes::from(body.to_string()))
+}
+
+const WRITES: [&str; 5] = [
+    "lambda:UpdateFunctionConfiguration",
+    "lambda:UpdateFunctionCode",
+    "lambda:PublishVersion",
+    "lambda:PutProvisionedConcurrencyConfig",
+    "lambda:DeleteProvisionedConcurrencyConfig",
+];
+
+/// Applies the always-on rules to a request, forwarding to moto where it has the answer.
+async fn apply_rules(call: &Call, state: &Arc<Mutex<State>>) -> Result<Answer, Dropped> {
+    let upstream = lock(state).upstream.clone();
+    let function = call.function.clone().unwrap_or_default();
+    let op = call.operation.as_str();
+
+    if WRITES.contains(&op) && lock(state).lock_deny && locked(&upstream, call, &function).await {
+        let action = op.trim_start_matches("lambda:");
+        return Ok(error(
+            call,
+            403,
+            "AccessDeniedException",
+            &format!(
+                "User: arn:aws:sts::{ACCOUNT}:assumed-role/trimtab/trimtab is not authorized to perform: lambda:{action} on resource: arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function} with an explicit deny in an identity-based policy"
+            ),
+        ));
+    }
+
+    match op {
+        "lambda:UpdateFunctionConfiguration"
+        | "lambda:UpdateFunctionCode"
+        | "lambda:PublishVersion" => {
+            {
+                let mut s = lock(state);
+                let current = s.revision_id(&function);
+                if s.function(&function).busy_until.is_some() {
+                    return Ok(error(
+                        call,
+                        409,
+                        "ResourceConflictException",
+                        &format!(
+                            "The operation cannot be performed at this time. An update is in progress for resource: arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function}"
+                        ),
+                    ));
+                }
+                if let Some(sent) = revision_sent(call)
+                    && sent != current
+                {
+                    return Ok(error(
+                        call,
+                        412,
+                        "PreconditionFailedException",
+                        "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
+                    ));
+                }
+            }
+            let (status, headers, body) = forward(call, &upstream).await.map_err(|_| Dropped)?;
+            if status != 200 || op == "lambda:PublishVersion" {
+                return Ok(passthrough(status, headers, body));
+            }
+            let mut s = lock(state);
+            let duration = s.update_duration;
+            let f = s.function(&function);
+            f.revision += 1;
+            f.busy_until = Some(Instant::now() + duration);
+            f.bump_on_completion = true;
+            let revision = s.revision_id(&function);
+            let mut v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            v["RevisionId"] = json!(revision);
+            v["LastUpdateStatus"] = json!("InProgress");
+            Ok(with_json(status, headers, &v))
+        }
+        "lambda:GetFunctionConfiguration" | "lambda:GetFunction" => {
+            let (status, headers, body) = forward(call, &upstream).await.map_err(|_| Dropped)?;
+            let latest = call.qualifier.as_deref().is_none_or(|q| q == "$LATEST");
+            if status != 200 || !latest {
+                return Ok(passthrough(status, headers, body));
+            }
+            let mut v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let mut s = lock(state);
+            let busy = s.function(&function).busy_until.is_some();
+            let revision = s.revision_id(&function);
+            let config = if op == "lambda:GetFunction" {
+                &mut v["Configuration"]
+            } else {
+                &mut v
+            };
+            config["RevisionId"] = json!(revision);
+            if busy {
+                config["LastUpdateStatus"] = json!("InProgress");
+            }
+            Ok(with_json(status, headers, &v))
+        }
+        "lambda:ListFunctions" => {
+            let (status, headers, body) = forward(call, &upstream).await.map_err(|_| Dropped)?;
+            let mut v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let mut s = lock(state);
+            if let Some(functions) = v.get_mut("Functions").and_then(Value::as_array_mut) {
+                for f in functions {
+                    if let Some(obj) = f.as_object_mut() {
+                        for k in NOT_LISTED {
+                            obj.remove(k);
+                        }
+                    }
+                    let name = f["FunctionName"].as_str().unwrap_or_default().to_owned();
+                    f["RevisionId"] = json!(s.revision_id(&name));
+                }
+            }
+            Ok(with_json(status, headers, &v))
+        }
+        "lambda:PutProvisionedConcurrencyConfig"
+        | "lambda:GetProvisionedConcurrencyConfig"
+        | "lambda:DeleteProvisionedConcurrencyConfig" => {
+            Ok(provisioned_concurrency(call, state, &upstream, &function).await)
+        }
+        "application-autoscaling:DeregisterScalableTarget" => Ok(deregister(call, &upstream).await),
+        _ => {
+            let (status, headers, body) = forward(call, &upstream).await.map_err(|_| Dropped)?;
+            Ok(passthrough(status, headers, body))
+        }
+    }
+}
+
+/// A JSON-protocol call to moto, signed as `like` was.
+async fn json_upstream(upstream: &str, like: &Call, target: &str, body: &Value) -> Option<Value> {
+    let mut headers = like.headers.clone();
+    headers.insert(
+        "x-amz-target",
+        hyper::header::HeaderValue::from_str(target).ok()?,
+    );
+    headers.remove("content-length");
+    let call = Call {
+        method: hyper::Method::POST,
+        path: "/".to_owned(),
+        query: String::new(),
+        headers,
+        body: Bytes::from(body.to_string()),
+        operation: String::new(),
+        function: None,
+        qualifier: None,
+        protocol: Protocol::Json,
+    };
+    let (_, _, body) = forward(&call, upstream).await.ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+/// `DeregisterScalableTarget` as documented: a missing target is `ObjectNotFoundException`
+/// (moto: `ValidationException`), and the target's scaling policies and scheduled actions go with
+/// it (moto keeps them).
+async fn deregister(call: &Call, upstream: &str) -> Answer {
+    let Ok((status, headers, body)) = forward(call, upstream).await else {
+        return error(call, 500, "InternalServiceException", "upstream failed");
+    };
+    let text = String::from_utf8_lossy(&body);
+    if status == 400 && text.contains("No scalable target found") {
+        return error(
+            call,
+            400,
+            "ObjectNotFoundException",
+            "No scalable target found",
+        );
+    }
+    if status == 200
+        && let Ok(req) = serde_json::from_slice::<Value>(&call.body)
+    {
+        let scope = json!({
+            "ServiceNamespace": req["ServiceNamespace"],
+            "ResourceId": req["ResourceId"],
+            "ScalableDimension": req["ScalableDimension"],
+        });
+        let target = |op: &str| format!("AnyScaleFrontendService.{op}");
+        if let Some(v) =
+            json_upstream(upstream, call, &target("DescribeScalingPolicies"), &scope).await
+        {
+            for p in v["ScalingPolicies"].as_array().into_iter().flatten() {
+                let mut del = scope.clone();
+                del["PolicyName"] = p["PolicyName"].clone();
+                json_upstream(upstream, call, &target("DeleteScalingPolicy"), &del).await;
+            }
+        }
+        if let Some(v) =
+            json_upstream(upstream, call, &target("DescribeScheduledActions"), &scope).await
+        {
+            for a in v["ScheduledActions"].as_array().into_iter().flatten() {
+                let mut del = scope.clone();
+                del["ScheduledActionName"] = a["ScheduledActionName"].clone();
+                json_upstream(upstream, call, &target("DeleteScheduledAction"), &del).await;
+            }
+        }
+    }
+    passthrough(status, headers, body)
+}
+
+/// Whether moto holds the `trimtab:lock=true` tag on the function.
+async fn locked(upstream: &str, call: &Call, function: &str) -> bool {
+    let arn = format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function}");
+    get_upstream(upstream, call, &format!("/2017-03-31/tags/{arn}"))
+        .await
+        .is_some_and(|(_, v)| v["Tags"]["trimtab:lock"] == "true")
+}
+
+fn provisioned_json(p: &Provisioned) -> Value {
+    let ready = Instant::now() >= p.ready_at;
+    json!({
+        "RequestedProvisionedConcurrentExecutions": p.requested,
+        "AvailableProvisionedConcurrentExecutions": if ready { p.requested } else { 0 },
+        "AllocatedProvisionedConcurrentExecutions": if ready { p.requested } else { 0 },
+        "Status": if ready { "READY" } else { "IN_PROGRESS" },
+        "LastModified": p.last_modified,
+    })
+}
+
+/// Lambda's provisioned-concurrency API, which moto does not have, as documented: `Put`
+/// answers 202 `IN_PROGRESS`, allocation completes later (`READY`), `$LATEST` is refused, the
+/// alias must exist, `Get` of nothing is 404 `ProvisionedConcurrencyConfigNotFoundException`.
+async fn provisioned_concurrency(
+    call: &Call,
+    state: &Arc<Mutex<State>>,
+    upstream: &str,
+    function: &str,
+) -> Answer {
+    let qualifier = call.qualifier.clone().unwrap_or_default();
+    let key = (function.to_owned(), qualifier.clone());
+    let not_found = || {
+        error(
+            call,
+            404,
+            "ProvisionedConcurrencyConfigNotFoundException",
+            "No Provisioned Concurrency Config found for this function",
+        )
+    };
+    match call.operation.as_str() {
+        "lambda:PutProvisionedConcurrencyConfig" => {
+            if qualifier.is_empty() || qualifier == "$LATEST" {
+                return error(
+                    call,
+                    400,
+                    "InvalidParameterValueException",
+                    "Provisioned Concurrency Configs cannot be applied to unpublished function versions.",
+                );
+            }
+            if !qualifier.chars().all(|c| c.is_ascii_digit()) {
+                let alias = get_upstream(
+                    upstream,
+                    call,
+                    &format!("/2015-03-31/functions/{function}/aliases/{qualifier}"),
+                )
+                .await;
+                if alias.is_none_or(|(status, _)| status / 100 != 2) {
+                    return error(
+                        call,
+                        404,
+                        "ResourceNotFoundException",
+                        &format!(
+                            "Cannot find alias arn: arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function}:{qualifier}"
+                        ),
+                    );
+                }
+            }
+            let requested = serde_json::from_slice::<Value>(&call.body)
+                .ok()
+                .and_then(|v| v["ProvisionedConcurrentExecutions"].as_u64())
+                .unwrap_or(0);
+            let mut s = lock(state);
+            let p = Provisioned {
+                requested: u32::try_from(requested).unwrap_or(u32::MAX),
+                ready_at: Instant::now() + s.allocation_duration,
+                last_modified: iso_now(),
+            };
+            let body = provisioned_json(&p);
+            s.provisioned.insert(key, p);
+            json_answer(202, &body)
+        }
+        "lambda:GetProvisionedConcurrencyConfig" => match lock(state).provisioned.get(&key) {
+            Some(p) => json_answer(200, &provisioned_json(p)),
+            None => not_found(),
+        },
+        _ => match lock(state).provisioned.remove(&key) {
+            Some(_) => {
+                let mut r = Response::new(Full::new(Bytes::new()));
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                r
+            }
+            None => not_found(),
+        },
+    }
+}
+
+fn iso_now() -> String {
+    let s = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let day = s.div_euclid(86_400);
+    let secs = s.rem_euclid(86_400);
+    format!(
+        "{}T{:02}:{:02}:{:02}.000+0000",
+        trimtab_core::cost::format_date(day),
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lambda_paths_name_their_operations() {
+        let op = |m: hyper::Method, p: &str, q: &str| lambda_operation(&m, p, q);
+        assert_eq!(
+            op(hyper::Method::GET, "/2015-03-31/functions/", ""),
+            ("ListFunctions".to_owned(), None)
+        );
+        assert_eq!(
+            op(
+                hyper::Method::PUT,
+                "/2015-03-31/functions/orders/configuration",
+                ""
+            ),
+            (
+                "UpdateFunctionConfiguration".to_owned(),
+                Some("orders".to_owned())
+            )
+        );
+        assert_eq!(
+            op(
+                hyper::Method::GET,
+                "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Aorders/configuration",
+                ""
+            ),
+            (
+                "GetFunctionConfiguration".to_owned(),
+                Some("orders".to_owned())
+            )
+        );
+        assert_eq!(
+            op(
+                hyper::Method::DELETE,
+                "/2019-09-30/functions/orders/provisioned-concurrency",
+                "Qualifier=live"
+            )
+            .0,
+            "DeleteProvisionedConcurrencyConfig"
+        );
+    }
+
+    #[test]
+    fn revision_ids_look_like_uuids_and_differ_by_revision() {
+        let a = revision_string("orders", 1);
+        assert_eq!(a.len(), 36);
+        assert_ne!(a, revision_string("orders", 2));
+        assert_ne!(a, revision_string("payments", 1));
+    }
+}

@@ -1,0 +1,110 @@
+//! `template.yaml` as data, for tests that hold it against what the code does: moto enforces no
+//! IAM, so a call missing from a role would pass every emulator test and fail on AWS. The
+//! template is decoded by cfn-lint's own loader (intrinsic functions included) from `.venv`.
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::moto::{ensure_venv, workspace_root};
+
+/// The template as JSON (intrinsics such as `!Sub` become `{"Fn::Sub": ...}`).
+pub fn load() -> anyhow::Result<Value> {
+    let bin = ensure_venv()?;
+    let script = "import json,sys\nfrom cfnlint.decode import decode\nt,m=decode(sys.argv[1])\nif t is None: sys.exit(str(m))\nprint(json.dumps(t, default=str))";
+    let out = Command::new(bin.join("python"))
+        .args(["-c", script, "template.yaml"])
+        .current_dir(workspace_root())
+        .output()
+        .context("running python")?;
+    if !out.status.success() {
+        bail!(
+            "template.yaml did not decode: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Every statement of a function's inline policies.
+pub fn statements<'a>(template: &'a Value, logical_id: &str) -> Vec<&'a Value> {
+    template["Resources"][logical_id]["Properties"]["Policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["Statement"].as_array().into_iter().flatten())
+        .collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(Into::into))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// Whether `pattern` (IAM wildcards `*` and `?`) matches `action`, case-insensitively as IAM
+/// compares actions.
+pub fn action_matches(pattern: &str, action: &str) -> bool {
+    fn go(p: &[u8], a: &[u8]) -> bool {
+        match (p.first(), a.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], a) || (!a.is_empty() && go(p, &a[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &a[1..]),
+            (Some(x), Some(y)) if x.eq_ignore_ascii_case(y) => go(&p[1..], &a[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), action.as_bytes())
+}
+
+/// The actions a function's role allows (any resource, any condition).
+pub fn allowed_actions(template: &Value, logical_id: &str) -> Vec<String> {
+    statements(template, logical_id)
+        .into_iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .flat_map(|s| strings(&s["Action"]))
+        .collect()
+}
+
+/// The IAM action an API call needs, from the fidelity layer's `service:Operation`.
+pub fn iam_action(operation: &str) -> String {
+    match operation {
+        "lambda:Invoke" => "lambda:InvokeFunction".to_owned(),
+        op => op.to_owned(),
+    }
+}
+
+/// The calls among `operations` that `logical_id`'s role does not allow.
+pub fn not_allowed(template: &Value, logical_id: &str, operations: &[String]) -> Vec<String> {
+    let allowed = allowed_actions(template, logical_id);
+    let mut missing: Vec<String> = operations
+        .iter()
+        .map(|op| iam_action(op))
+        .filter(|action| !allowed.iter().any(|p| action_matches(p, action)))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_as_iam_does() {
+        assert!(action_matches("lambda:Get*", "lambda:GetFunction"));
+        assert!(action_matches("dynamodb:putitem", "dynamodb:PutItem"));
+        assert!(!action_matches(
+            "lambda:Get*",
+            "lambda:UpdateFunctionConfiguration"
+        ));
+        assert!(action_matches("*", "sns:Publish"));
+    }
+}
