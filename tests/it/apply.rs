@@ -158,8 +158,9 @@ async fn apply_changes_functions_although_list_functions_has_no_last_update_stat
         rec.revision_after.as_deref(),
         Some(fidelity.revision_id(&io.name).as_str())
     );
-    // Applied only after Lambda said Successful: the run waited out the update.
-    assert!(!fidelity.seen("lambda:GetFunction").is_empty());
+    // Applied only after Lambda said Successful: the run read the function before the change,
+    // polled it while the update was in progress, and read it once more after.
+    assert!(fidelity.seen("lambda:GetFunctionConfiguration").len() >= 3);
     assert!(started.elapsed() >= Duration::from_secs(2));
 
     // After the change the function starts failing: the next run rolls it back, conditional
@@ -186,6 +187,22 @@ async fn apply_changes_functions_although_list_functions_has_no_last_update_stat
         row(&report, &io.name)["reasons"]
             .to_string()
             .contains("rolled back by this run")
+    );
+
+    // Nor by the next run, within the lookback window.
+    fidelity.clear_seen();
+    let report = run_at(&a, a.now + Duration::from_secs(26 * 3600)).await;
+    assert!(
+        fidelity
+            .seen("lambda:UpdateFunctionConfiguration")
+            .is_empty()
+    );
+    assert!(
+        row(&report, &io.name)["reasons"]
+            .to_string()
+            .contains("rolled back recently"),
+        "{:#}",
+        row(&report, &io.name)
     );
 }
 
@@ -313,6 +330,53 @@ async fn provisioned_concurrency_is_applied_whole_once_allocated() {
             .fidelity
             .seen("lambda:PutProvisionedConcurrencyConfig")
             .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_with_someone_elses_autoscaling_is_left_alone() {
+    let (a, w) = cold_start_account("team-scaled-api").await;
+    // The team scales the alias themselves.
+    let clients = Clients::new(&a.sdk);
+    let advice = trimtab_core::concurrency::ProvisionedAdvice {
+        min_capacity: 1,
+        max_capacity: 4,
+        target_utilization: 0.5,
+        on_demand_monthly_usd: 0.0,
+        provisioned_monthly_usd: 0.0,
+        schedule: vec![],
+        reason: String::new(),
+    };
+    trimtab_aws::changes::provision_step(
+        &clients,
+        &w.name,
+        "live",
+        &advice,
+        trimtab_aws::changes::ProvisionStep::Target,
+    )
+    .await
+    .expect("team's target");
+    a.moto.fidelity.clear_seen();
+    let report = run_at(&a, a.now).await;
+    for op in [
+        "lambda:PutProvisionedConcurrencyConfig",
+        "application-autoscaling:RegisterScalableTarget",
+        "application-autoscaling:DeregisterScalableTarget",
+    ] {
+        assert!(a.moto.fidelity.seen(op).is_empty(), "{op}");
+    }
+    assert!(
+        row(&report, &w.name)["reasons"]
+            .to_string()
+            .contains("already has provisioned concurrency or autoscaling"),
+        "{:#}",
+        row(&report, &w.name)
+    );
+    assert!(
+        history(&a, &w.name)
+            .await
+            .iter()
+            .all(|r| r.provisioned.is_none())
     );
 }
 

@@ -11,15 +11,16 @@ use trimtab_aws::dynamodb as ddb;
 use trimtab_aws::{AwsError, Clients};
 use trimtab_core::actuation::Settlement;
 use trimtab_core::apply::{ChangeRecord, DecisionRecord, RecordState};
-use trimtab_core::scaling_plan::Step;
+use trimtab_core::scaling_plan::{Desired, Step, plan};
 use trimtab_lambda::{EventError, JobError};
 
 use crate::{JobConfig, Report};
 
 /// The lease and the open-record index key of this job.
 pub const JOB: &str = "dynamodb-scaling";
-/// What one write needs at most: the call, a live read, two record writes.
-const WRITE_BUDGET: Duration = Duration::from_secs(30);
+/// What one write needs, when calls answer within an attempt: the call, a live read, two record
+/// writes.
+const WRITE_BUDGET: Duration = Duration::from_secs(60);
 
 struct Ctx<'a> {
     c: &'a Clients,
@@ -62,7 +63,7 @@ pub(crate) async fn apply(
     config: &JobConfig,
     invocation: &Invocation,
     run_id: &str,
-    steps: &[Step],
+    desired: &[Desired],
     now: SystemTime,
     report: &mut Report,
 ) -> Result<(), JobError> {
@@ -87,7 +88,7 @@ pub(crate) async fn apply(
         table: &table,
         clock,
     };
-    let outcome = under_lease(&ctx, invocation, &lease, run_id, steps, report).await;
+    let outcome = under_lease(&ctx, invocation, &lease, run_id, desired, report).await;
     let released = lease.release().await;
     outcome?;
     if let Err(e) = released {
@@ -103,10 +104,15 @@ async fn under_lease(
     invocation: &Invocation,
     lease: &Lease,
     run_id: &str,
-    steps: &[Step],
+    desired: &[Desired],
     report: &mut Report,
 ) -> Result<(), JobError> {
     report.reconciled = reconcile(ctx, &mut report.errors).await?;
+    let existing = ddb::existing(ctx.c, None).await?;
+    let outcome = plan(desired, &existing);
+    report.plan = outcome.steps.iter().map(Step::describe).collect();
+    report.foreign = outcome.foreign;
+    let steps = &outcome.steps;
     for (k, step) in steps.iter().enumerate() {
         if !invocation.deadline.allows(WRITE_BUDGET) {
             report.notes.push(format!(

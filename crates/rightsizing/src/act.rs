@@ -7,38 +7,32 @@
 //! docs/actuation.md walks through the protocol and what a crash at each step leaves behind.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use trimtab_act::failpoint;
-use trimtab_aws::changes::{self, ProvisionStep};
+use trimtab_aws::changes;
 use trimtab_aws::decisions::{DecisionTable, RIGHTSIZING_JOB};
 use trimtab_aws::metrics::{self, Window};
-use trimtab_core::actuation::{
-    LiveFunction, ProvisionedLive, Settlement, settle_function_change, settle_provision,
-};
+use trimtab_core::actuation::{LiveFunction, Settlement, settle_function_change};
 use trimtab_core::apply::{
-    Change, DecisionRecord, FunctionState, Health, ProvisionedChange, RecordState, Verdict,
-    Verification, decide, to_archive, verify,
+    Change, DecisionRecord, FunctionState, Health, RecordState, Verdict, Verification, decide,
+    is_locked, to_archive, verify,
 };
-use trimtab_core::concurrency::ProvisionedAdvice;
 use trimtab_core::rightsizing::Status;
 
 use crate::job::Analysis;
 use crate::protocol::{Ctx, UPDATE_WAIT, change_and_settle, settle_into};
+use crate::provision;
 use crate::request::Plan;
 use crate::undo::{Undo, finish_rollback, restore};
 use crate::{JobConfig, JobError};
 
 /// The lease and the open-record index key of right-sizing.
 pub const JOB: &str = RIGHTSIZING_JOB;
-/// Tag that keeps Trimtab's hands off a function.
-pub const LOCK_TAG: &str = "trimtab:lock";
-/// Tag naming the alias provisioned concurrency goes on.
+/// Tag naming the alias provisioned concurrency goes on (and through which the function is
+/// served).
 pub const ALIAS_TAG: &str = "trimtab:alias";
-/// The longest Trimtab waits for provisioned concurrency to be allocated.
-const ALLOCATION_WAIT: Duration = Duration::from_secs(60);
 /// Functions changed at once (each change mostly waits for Lambda).
 const PARALLEL_CHANGES: usize = 4;
 
@@ -142,23 +136,7 @@ async fn settle_pending(ctx: &Ctx<'_>, r: &mut DecisionRecord) -> Result<(), Str
     let now_s = ctx.clock.now_s();
     let prefix = "reconciled";
     if let Some(p) = r.provisioned.clone() {
-        let live = changes::provisioned_live(ctx.c, &r.function_name, &p.alias)
-            .await
-            .map_err(|e| e.to_string())?;
-        let settlement = if r.rollback_of.is_some() {
-            if live.is_empty() {
-                Settlement::Applied
-            } else {
-                undo_provision(ctx, &r.function_name, &p.alias, "rollback interrupted").await
-            }
-        } else {
-            match settle_provision(&p, &live) {
-                Settlement::Undo(why) => {
-                    undo_provision(ctx, &r.function_name, &p.alias, &why).await
-                }
-                other => other,
-            }
-        };
+        let settlement = provision::settle_pending(ctx, r, &p).await?;
         settle_into(
             r,
             &settlement,
@@ -196,19 +174,6 @@ async fn settle_pending(ctx: &Ctx<'_>, r: &mut DecisionRecord) -> Result<(), Str
         *reason = format!("{prefix}: {reason}");
     }
     Ok(())
-}
-
-/// Removes a half-made or failed provision; not applied once nothing is left.
-async fn undo_provision(ctx: &Ctx<'_>, function: &str, alias: &str, why: &str) -> Settlement {
-    let undone = changes::unprovision(ctx.c, function, alias).await;
-    let empty = changes::provisioned_live(ctx.c, function, alias)
-        .await
-        .is_ok_and(|l| l.is_empty());
-    match (undone, empty) {
-        (_, true) => Settlement::NotApplied(format!("{why}; what was made is removed")),
-        (Err(e), false) => Settlement::Pending(format!("{why}; removing it failed: {e}")),
-        (Ok(()), false) => Settlement::Pending(format!("{why}; removal not yet visible")),
-    }
 }
 
 /// One earlier change, judged.
@@ -363,18 +328,35 @@ fn holds(
     verifications: &[VerificationRow],
     since_epoch_s: i64,
 ) -> HashMap<String, String> {
+    let verified_now: Vec<&str> = verifications
+        .iter()
+        .filter(|v| v.verification == Verification::Healthy)
+        .map(|v| v.record_id.as_str())
+        .collect();
     let mut held: HashMap<String, String> = HashMap::new();
     for r in &open.records {
         let why = match r.state {
             RecordState::Pending => Some(format!("record {} is still pending", r.record_id)),
-            RecordState::Applied if r.provisioned.is_none() => Some(format!(
-                "the last change (record {}) is awaiting verification",
-                r.record_id
-            )),
+            RecordState::Applied
+                if r.provisioned.is_none() && !verified_now.contains(&r.record_id.as_str()) =>
+            {
+                Some(format!(
+                    "the last change (record {}) is awaiting verification",
+                    r.record_id
+                ))
+            }
             RecordState::RolledBack if r.updated_at_epoch_s >= since_epoch_s => Some(format!(
                 "rolled back recently ({}); not retried within the lookback window",
                 r.record_id
             )),
+            RecordState::Verified
+                if r.rollback_of.is_some() && r.updated_at_epoch_s >= since_epoch_s =>
+            {
+                Some(format!(
+                    "rolled back recently (record {}); not retried within the lookback window",
+                    r.record_id
+                ))
+            }
             _ => None,
         };
         if let Some(why) = why {
@@ -389,10 +371,7 @@ fn holds(
     }
     for v in verifications {
         let why = match &v.verification {
-            Verification::Healthy => {
-                held.remove(&v.function_name);
-                continue;
-            }
+            Verification::Healthy => continue,
             Verification::Wait(why) => format!("the last change is awaiting verification ({why})"),
             Verification::Regressed(why) => format!("regressed ({why}); rolled back by this run"),
             Verification::Superseded(why) => format!("changed outside Trimtab ({why})"),
@@ -431,10 +410,12 @@ pub(crate) async fn apply(
         .collect();
     let outcomes: Vec<(usize, Result<Outcome, JobError>)> = stream::iter(candidates)
         .map(|i| {
+            let name = &a.functions[i].name;
             let hold = held
-                .get(&a.functions[i].name)
-                .cloned()
-                .or_else(|| a.unreadable_tags.get(&a.functions[i].name).cloned());
+                .get(name)
+                .or_else(|| a.unreadable_tags.get(name))
+                .or_else(|| a.not_managed.get(name))
+                .cloned();
             let (f, rec, evidence) = (&a.functions[i], &a.recommendations[i], a.health[i]);
             async move {
                 let outcome = match hold {
@@ -447,9 +428,22 @@ pub(crate) async fn apply(
         .buffer_unordered(PARALLEL_CHANGES)
         .collect()
         .await;
+    // Every settled change gets its row, even if another change's record could not be written
+    // (which then fails the run).
+    let mut failure = None;
     for (i, outcome) in outcomes {
         let row = &mut a.recommendations[i];
-        match outcome? {
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                row.status = Status::Error;
+                row.reasons
+                    .push(format!("its record could not be kept: {e}"));
+                failure.get_or_insert(e);
+                continue;
+            }
+        };
+        match outcome {
             Outcome::Applied(change, r) => {
                 row.status = Status::Applied;
                 row.applied = Some(change.after);
@@ -474,8 +468,12 @@ pub(crate) async fn apply(
             Outcome::Skipped(why) => row.reasons.push(format!("not applied: {why}")),
         }
     }
+    if let Some(e) = failure {
+        return Err(e);
+    }
     for i in 0..a.recommendations.len() {
-        provision_if_advised(ctx, plan, a, i, open, held.get(&a.functions[i].name)).await?;
+        let hold = held.get(&a.functions[i].name).cloned();
+        provision::provision_if_advised(ctx, plan, a, i, open, hold.as_ref()).await?;
     }
     Ok(())
 }
@@ -491,7 +489,7 @@ async fn change_one(
     // The guards that need no live read first: most advice is below the floors, and reading a
     // function costs a call.
     let assumed = FunctionState {
-        locked: f.tags.contains_key(LOCK_TAG),
+        locked: is_locked(&f.tags),
         live: Some(LiveFunction {
             settings: trimtab_core::apply::FunctionSettings {
                 memory_mb: rec.current_memory_mb,
@@ -513,9 +511,12 @@ async fn change_one(
         Err(e) => return Ok(Outcome::Failed(format!("could not read it: {e}"))),
     };
     let state = FunctionState {
-        locked: f.tags.contains_key(LOCK_TAG),
+        locked: is_locked(&f.tags),
         live: Some(live.clone()),
     };
+    if let Some(why) = served_elsewhere(ctx, f).await {
+        return Ok(Outcome::Skipped(why));
+    }
     let change = match decide(rec, &state, &plan.guards) {
         Verdict::Skip(why) => return Ok(Outcome::Skipped(why)),
         Verdict::Apply(change) => change,
@@ -567,176 +568,19 @@ async fn change_one(
     })
 }
 
-/// Provisioned concurrency, where advised and allowed, on the alias the function names by tag.
-async fn provision_if_advised(
+/// Why a memory change would not reach the function's traffic, if it would not: a function
+/// served through its `trimtab:alias` alias at a published version runs that version's
+/// configuration, and `UpdateFunctionConfiguration` changes only `$LATEST`.
+async fn served_elsewhere(
     ctx: &Ctx<'_>,
-    plan: &Plan,
-    a: &mut Analysis,
-    i: usize,
-    open: &Open,
-    hold: Option<&String>,
-) -> Result<(), JobError> {
-    let Some(advice) = a.recommendations[i]
-        .concurrency
-        .as_ref()
-        .and_then(|x| x.provisioned.clone())
-    else {
-        return Ok(());
-    };
-    let f = &a.functions[i];
-    let already = open
-        .records
-        .iter()
-        .any(|r| r.function_name == f.name && r.provisioned.is_some() && r.state.in_force());
-    let alias = f.tags.get(ALIAS_TAG).cloned();
-    let saving = advice.on_demand_monthly_usd - advice.provisioned_monthly_usd;
-    let skip = if let Some(why) = a.unreadable_tags.get(&f.name) {
-        Some(why.clone())
-    } else if f.tags.contains_key(LOCK_TAG) {
-        Some("locked".to_owned())
-    } else if already {
-        Some("already provisioned by an earlier record".to_owned())
-    } else if let Some(why) = hold {
-        Some(why.clone())
-    } else if alias.is_none() {
-        Some(format!("no {ALIAS_TAG} tag naming the alias to provision"))
-    } else if saving < plan.guards.min_monthly_savings_usd
-        && !f.tags.contains_key(crate::job::LATENCY_OBJECTIVE_TAG)
-    {
-        Some(format!("saves ${saving:.2}/month, under the floor"))
-    } else {
-        ctx.may_start().await.err()
-    };
-    if let Some(why) = skip {
-        a.recommendations[i]
-            .reasons
-            .push(format!("provisioned concurrency not applied: {why}"));
-        return Ok(());
-    }
-    let alias = alias.unwrap_or_default();
-    let now_s = ctx.clock.now_s();
-    let settings = trimtab_core::apply::FunctionSettings {
-        memory_mb: f.memory_mb,
-        timeout_s: f.timeout_s,
-    };
-    let record = DecisionRecord {
-        record_id: DecisionRecord::id(now_s, &format!("{}-pc", ctx.run_id)),
-        function_name: f.name.clone(),
-        run_id: ctx.run_id.to_owned(),
-        created_at_epoch_s: now_s,
-        before: settings,
-        after: settings,
-        evidence: a.health[i],
-        predicted_duration_ms: None,
-        monthly_savings_usd: saving,
-        confidence: a.recommendations[i].confidence,
-        reason: advice.reason.clone(),
-        state: RecordState::Pending,
-        state_reason: None,
-        applied_at_epoch_s: None,
-        updated_at_epoch_s: now_s,
-        rollback_of: None,
-        provisioned: Some(ProvisionedChange {
-            alias: alias.clone(),
-            min_capacity: advice.min_capacity,
-            max_capacity: advice.max_capacity,
-            target_utilization: advice.target_utilization,
-            scheduled_actions: advice.schedule.len(),
-        }),
-        revision_before: None,
-        revision_after: None,
-        requested_by: ctx.requested_by.map(ToOwned::to_owned),
-        archived: false,
-    };
-    let r = provision(ctx, record, &alias, &advice).await?;
-    a.recommendations[i].reasons.push(match r.state {
-        RecordState::Applied => format!(
-            "provisioned concurrency {}..{} at {:.0}% target on {alias} (record {})",
-            advice.min_capacity,
-            advice.max_capacity,
-            100.0 * advice.target_utilization,
-            r.record_id
-        ),
-        _ => format!(
-            "provisioned concurrency not applied: {} (record {}, {})",
-            r.state_reason.as_deref().unwrap_or("unknown"),
-            r.record_id,
-            r.state.name()
-        ),
-    });
-    Ok(())
-}
-
-/// Provisions concurrency as one record over several calls: the configuration, the scalable
-/// target, the policy, the scheduled actions. A call failing half way undoes what was made (it
-/// bills by the hour); the record is applied once all of it is in place and allocated.
-async fn provision(
-    ctx: &Ctx<'_>,
-    mut record: DecisionRecord,
-    alias: &str,
-    advice: &ProvisionedAdvice,
-) -> Result<DecisionRecord, JobError> {
-    let function = record.function_name.clone();
-    ctx.table.create(ctx.c, &record).await?;
-    failpoint("rightsizing.provision.after_record");
-    let mut settlement = None;
-    for (n, step) in ProvisionStep::all(advice).into_iter().enumerate() {
-        if let Err(e) = changes::provision_step(ctx.c, &function, alias, advice, step).await {
-            tracing::warn!(%function, step = %step.name(), error = %e, "provisioning failed; undoing");
-            settlement = Some(
-                undo_provision(
-                    ctx,
-                    &function,
-                    alias,
-                    &format!("{} failed: {e}", step.name()),
-                )
-                .await,
-            );
-            break;
-        }
-        failpoint(&format!("rightsizing.provision.after_step{n}"));
-    }
-    let settlement = match (settlement, &record.provisioned) {
-        (Some(s), _) => s,
-        (None, None) => Settlement::Pending("not a provisioned-concurrency record".into()),
-        (None, Some(change)) => match wait_for_allocation(ctx, &function, alias).await {
-            Err(e) => Settlement::Pending(format!(
-                "the alias could not be read after provisioning ({e}); the next run settles it"
-            )),
-            Ok(live) => match settle_provision(change, &live) {
-                Settlement::Undo(why) => undo_provision(ctx, &function, alias, &why).await,
-                other => other,
-            },
-        },
-    };
-    settle_into(
-        &mut record,
-        &settlement,
-        None,
-        ctx.clock.now_s(),
-        "provisioned and allocated",
-    );
-    ctx.save(&record, RecordState::Pending).await?;
-    Ok(record)
-}
-
-/// Polls the alias until its allocation is no longer in progress, or `ALLOCATION_WAIT` passed
-/// (Lambda offers no waiter for provisioned concurrency).
-async fn wait_for_allocation(
-    ctx: &Ctx<'_>,
-    function: &str,
-    alias: &str,
-) -> Result<ProvisionedLive, trimtab_aws::AwsError> {
-    use trimtab_core::actuation::AllocationStatus;
-    let started = std::time::Instant::now();
-    let mut delay = Duration::from_millis(500);
-    loop {
-        let live = changes::provisioned_live(ctx.c, function, alias).await?;
-        let in_progress = matches!(live.config, Some((_, AllocationStatus::InProgress)));
-        if !in_progress || started.elapsed() + delay > ALLOCATION_WAIT {
-            return Ok(live);
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
+    f: &trimtab_aws::inventory::FunctionConfig,
+) -> Option<String> {
+    let alias = f.tags.get(ALIAS_TAG)?;
+    match changes::alias_version(ctx.c, &f.name, alias).await {
+        Ok(Some(v)) if v != "$LATEST" => Some(format!(
+            "served through alias {alias} at version {v}: a memory change reaches it only when a new version is published"
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!("alias {alias} could not be read: {e}")),
     }
 }

@@ -8,7 +8,7 @@ use trimtab_act::{Clock, Invocation, Lease, LeaseError, epoch_s, new_run_id};
 use trimtab_aws::inventory::{FunctionConfig, list_functions, read_tags};
 use trimtab_aws::metrics::{self, Window};
 use trimtab_aws::{Clients, calls, changes, logs};
-use trimtab_core::apply::Health;
+use trimtab_core::apply::{Health, OWN_TAG, matches_pattern};
 use trimtab_core::concurrency::{ConcurrencyInput, advise};
 use trimtab_core::rightsizing::{
     FunctionMetrics, FunctionObservation, MemoryEvidence, Recommendation, recommend_fleet, totals,
@@ -33,6 +33,8 @@ pub(crate) struct Analysis {
     /// Functions whose tags could not be read (so whether they are locked is unknown): never
     /// changed this run.
     pub unreadable_tags: HashMap<String, String>,
+    /// Functions apply mode may not change: Trimtab's own, or outside the managed pattern.
+    pub not_managed: HashMap<String, String>,
     pub metric_queries: usize,
     pub notes: Vec<String>,
 }
@@ -45,6 +47,7 @@ impl Analysis {
             recommendations: vec![],
             health: vec![],
             unreadable_tags: HashMap::new(),
+            not_managed: HashMap::new(),
             metric_queries: 0,
             notes: vec![],
         }
@@ -201,11 +204,25 @@ pub(crate) async fn analyse(
     let window = Window::last_days(now, plan.lookback_days);
     let mut functions = list_functions(clients, &plan.filter).await?;
     let mut unreadable_tags = HashMap::new();
+    let mut not_managed = HashMap::new();
     if with_tags && plan.filter.tags.is_empty() {
         for (name, e) in read_tags(clients, &mut functions).await {
             unreadable_tags.insert(
                 name,
                 format!("its tags could not be read, so whether it is locked is unknown ({e})"),
+            );
+        }
+    }
+    for f in &functions {
+        if f.tags.contains_key(OWN_TAG) {
+            not_managed.insert(f.name.clone(), "one of Trimtab's own functions".to_owned());
+        } else if !matches_pattern(&config.managed_pattern, &f.name) {
+            not_managed.insert(
+                f.name.clone(),
+                format!(
+                    "outside the functions Trimtab may change ({})",
+                    config.managed_pattern
+                ),
             );
         }
     }
@@ -302,6 +319,7 @@ pub(crate) async fn analyse(
         recommendations,
         health,
         unreadable_tags,
+        not_managed,
         metric_queries: metric_queries + extra_queries,
         notes,
     })
@@ -375,8 +393,21 @@ async fn attach_concurrency(
     let (hourly, fetched) = if names.is_empty() {
         (metrics::Series::new(), metrics::FetchReport::default())
     } else {
-        metrics::fetch_with_period(clients, metrics::concurrency_queries(&names), window, 3600)
-            .await?
+        // Hourly peaks only refine concurrency advice: without them the advice is coarser.
+        match metrics::fetch_with_period(
+            clients,
+            metrics::concurrency_queries(&names),
+            window,
+            3600,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                notes.push(format!("hourly concurrency peaks unavailable: {e}"));
+                (metrics::Series::new(), metrics::FetchReport::default())
+            }
+        }
     };
 
     for (i, reserved) in reserved {

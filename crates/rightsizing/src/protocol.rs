@@ -16,9 +16,10 @@ use crate::JobError;
 /// The longest Trimtab waits for Lambda to finish one update (a function in a VPC can take a
 /// minute); past it the record stays pending and the next run settles it.
 pub(crate) const UPDATE_WAIT: Duration = Duration::from_secs(60);
-/// What one change needs at most, end to end: the wait plus its reads and record writes. No
-/// change starts with less than this left before the invocation's deadline.
-pub(crate) const CHANGE_BUDGET: Duration = Duration::from_secs(90);
+/// What one memory change needs, end to end, when calls answer within an attempt: the update,
+/// the wait, the read after it and two record writes. No change starts with less than this left
+/// before the invocation's deadline.
+pub(crate) const CHANGE_BUDGET: Duration = Duration::from_secs(150);
 
 /// One apply run (or operator rollback): where it records, who it is, and its limits.
 pub(crate) struct Ctx<'a> {
@@ -87,14 +88,12 @@ pub(crate) async fn change_and_settle(
     if let Err(e) = &sent {
         tracing::warn!(function = %record.function_name, error = %e, "update call failed; reading what happened");
     }
-    // A refused call changed nothing; any other outcome (a lost answer, a conflict with our own
-    // retried request) may have: wait for Lambda, then look.
-    let refused = sent.as_ref().is_err_and(|e| {
-        matches!(
-            e.kind,
-            ErrorKind::PreconditionFailed | ErrorKind::AccessDenied | ErrorKind::NotFound
-        )
-    });
+    // Denied or gone: nothing changed. Any other outcome may have changed the function (a lost
+    // answer whose retry met the update in progress, as a 409 or as a 412 for the revision the
+    // first attempt moved): wait for Lambda, then look.
+    let refused = sent
+        .as_ref()
+        .is_err_and(|e| matches!(e.kind, ErrorKind::AccessDenied | ErrorKind::NotFound));
     if !refused
         && let Err(e) = changes::wait_for_update(c, &record.function_name, UPDATE_WAIT).await
     {

@@ -119,7 +119,10 @@ pub(crate) async fn restore(
             Ok(Undo::Restored(Box::new(undo), moot))
         }
         Settlement::Pending(why) => Ok(Undo::Deferred(why)),
-        Settlement::Superseded(why) | Settlement::Undo(why) => Ok(Undo::Superseded(why)),
+        Settlement::Superseded(why) | Settlement::Undo(why) => {
+            supersede(ctx, original, &why).await?;
+            Ok(Undo::Superseded(why))
+        }
         Settlement::NotApplied(why) => Ok(Undo::Failed(why)),
     }
 }
@@ -176,7 +179,12 @@ async fn unprovision(
         return Ok(Undo::Failed("not a provisioned-concurrency record".into()));
     };
     let live = match changes::provisioned_live(ctx.c, function, alias).await {
-        Ok(l) => l,
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            let why = "the alias or the function no longer exists".to_owned();
+            supersede(ctx, original, &why).await?;
+            return Ok(Undo::Superseded(why));
+        }
         Err(e) => return Ok(Undo::Failed(format!("could not read the alias: {e}"))),
     };
     if let RestoreVerdict::Superseded(why) = may_unprovision(change, &live)
@@ -191,7 +199,7 @@ async fn unprovision(
     let removed = changes::unprovision(ctx.c, function, alias).await;
     let gone = changes::provisioned_live(ctx.c, function, alias)
         .await
-        .is_ok_and(|l| l.is_empty());
+        .is_ok_and(|l| l.is_none_or(|l| l.is_empty()));
     let settlement = match (removed, gone) {
         (_, true) => Settlement::Applied,
         (Err(e), false) => Settlement::NotApplied(e.to_string()),
@@ -226,6 +234,7 @@ pub struct RollbackReport {
     pub record: DecisionRecord,
     /// Trimtab's later records of the function the rollback made moot.
     pub moot: Vec<String>,
+    pub notes: Vec<String>,
 }
 
 /// Restores a function's recorded configuration: the `before` of `record_id`, or of its latest
@@ -258,8 +267,14 @@ pub async fn rollback(
         lease: &lease,
     };
     let outcome = operator_rollback(&ctx, function, record_id, force).await;
-    lease.release().await?;
-    outcome
+    let released = lease.release().await;
+    let mut report = outcome?;
+    if let Err(e) = released {
+        report
+            .notes
+            .push(format!("lease not released (it expires by itself): {e}"));
+    }
+    Ok(report)
 }
 
 async fn operator_rollback(
@@ -316,6 +331,7 @@ async fn operator_rollback(
             action: "rollback",
             record: *record,
             moot,
+            notes: Vec::new(),
         }),
         Undo::Superseded(why) => Err(JobError::Refused(format!(
             "not rolled back: {why}; pass \"force\": true to restore record {}'s before anyway",

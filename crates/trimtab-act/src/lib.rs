@@ -127,8 +127,10 @@ pub fn new_run_id(now: SystemTime) -> String {
 /// run's lease lapses soon; a live run renews it before each change.
 pub const LEASE_TTL: Duration = Duration::from_secs(300);
 
-/// A job's lease, held by one run. Renewed while the run works; released on every way out:
-/// explicitly, or (errors, cancellation, panic) when dropped.
+/// A job's lease, held by one invocation of a run. Renewed while the run works; released
+/// explicitly, or, when the run ends without releasing (an error, a panic, a dropped future),
+/// by a task the drop starts: best effort, since a Lambda sandbox may freeze or a process exit
+/// first. Whatever is left expires after [`LEASE_TTL`].
 #[derive(Debug)]
 pub struct Lease {
     clients: Clients,
@@ -156,14 +158,19 @@ pub enum LeaseError {
 }
 
 impl Lease {
-    /// Takes `job`'s lease for `owner` (the run id).
+    /// Takes `job`'s lease for this invocation of run `run_id`. The owner is the run id and a
+    /// value drawn once per invocation: the SDK's retries of the same write recognise it, while
+    /// a second delivery of the same run (Lambda may deliver an asynchronous event twice) is
+    /// another owner and waits its turn.
     pub async fn acquire(
         clients: &Clients,
         table: &DecisionTable,
         job: &'static str,
-        owner: &str,
+        run_id: &str,
         clock: Clock,
     ) -> Result<Self, LeaseError> {
+        let owner = format!("{run_id}/{}", new_run_id(SystemTime::now()));
+        let owner = owner.as_str();
         let now = clock.now_s();
         let until = now + LEASE_TTL.as_secs() as i64;
         match table.acquire_lease(clients, job, owner, now, until).await? {

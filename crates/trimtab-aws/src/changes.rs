@@ -94,10 +94,11 @@ pub async fn update_function(
     Ok(())
 }
 
-/// Waits (the SDK's `FunctionUpdatedV2` waiter: `GetFunction` with backoff from 1 s) until the
-/// function's last update is no longer in progress, or `max_wait` has passed. The caller reads
-/// the outcome afresh with [`read_function`]: the `RevisionId` can change again when the update
-/// completes.
+/// Waits (the SDK's `FunctionUpdated` waiter: `GetFunctionConfiguration`, backing off from 5 s)
+/// until the function's last update is no longer in progress, or `max_wait` has passed. The
+/// caller reads the outcome afresh with [`read_function`]: the `RevisionId` can change again
+/// when the update completes. (The V2 waiter polls faster but needs `lambda:GetFunction`, which
+/// also hands out every function's code: not worth a few seconds.)
 pub async fn wait_for_update(
     c: &Clients,
     function: &str,
@@ -105,13 +106,17 @@ pub async fn wait_for_update(
 ) -> Result<(), AwsError> {
     let waited = c
         .lambda
-        .wait_until_function_updated_v2()
+        .wait_until_function_updated()
         .function_name(function)
         .wait(max_wait)
         .await;
     match waited {
         Ok(_) | Err(WaiterError::FailureState(_)) | Err(WaiterError::ExceededMaxWait(_)) => Ok(()),
-        Err(e) => Err(waiter_error("lambda:GetFunction", function, &e)),
+        Err(e) => Err(waiter_error(
+            "lambda:GetFunctionConfiguration",
+            function,
+            &e,
+        )),
     }
 }
 
@@ -156,12 +161,13 @@ pub fn alias_resource_id(function: &str, alias: &str) -> String {
 }
 
 /// What the alias carries now: its provisioned-concurrency configuration, the scalable target,
-/// and Trimtab's target-tracking policy.
+/// Trimtab's target-tracking policy and scheduled actions, and anyone else's. `Ok(None)` when
+/// the alias (or the function) no longer exists.
 pub async fn provisioned_live(
     c: &Clients,
     function: &str,
     alias: &str,
-) -> Result<ProvisionedLive, AwsError> {
+) -> Result<Option<ProvisionedLive>, AwsError> {
     let qualified = format!("{function}:{alias}");
     let config = match c
         .lambda
@@ -185,19 +191,22 @@ pub async fn provisioned_live(
         }
         Err(e) => {
             let e = AwsError::new("lambda:GetProvisionedConcurrencyConfig", &qualified, e);
-            if !e.is(ErrorKind::NotFound) {
-                return Err(e);
+            // Two 404s: no configuration (fine), or no such alias or function (gone).
+            match e.code.as_deref() {
+                Some("ProvisionedConcurrencyConfigNotFoundException") => None,
+                _ if e.is(ErrorKind::NotFound) => return Ok(None),
+                _ => return Err(e),
             }
-            None
         }
     };
     let resource_id = alias_resource_id(function, alias);
+    let dimension = ScalableDimension::LambdaFunctionProvisionedConcurrency;
     let targets = c
         .autoscaling
         .describe_scalable_targets()
         .service_namespace(ServiceNamespace::Lambda)
         .resource_ids(&resource_id)
-        .scalable_dimension(ScalableDimension::LambdaFunctionProvisionedConcurrency)
+        .scalable_dimension(dimension.clone())
         .send()
         .await
         .map_err(|e| {
@@ -213,14 +222,16 @@ pub async fn provisioned_live(
             u32::try_from(t.max_capacity()).unwrap_or(0),
         )
     });
-    let policies = c
+    let policies: Vec<_> = c
         .autoscaling
         .describe_scaling_policies()
         .service_namespace(ServiceNamespace::Lambda)
         .resource_id(&resource_id)
-        .scalable_dimension(ScalableDimension::LambdaFunctionProvisionedConcurrency)
-        .policy_names(PROVISIONED_POLICY)
+        .scalable_dimension(dimension.clone())
+        .into_paginator()
+        .items()
         .send()
+        .collect::<Result<Vec<_>, _>>()
         .await
         .map_err(|e| {
             AwsError::new(
@@ -229,17 +240,47 @@ pub async fn provisioned_live(
                 e,
             )
         })?;
+    let scheduled: Vec<_> = c
+        .autoscaling
+        .describe_scheduled_actions()
+        .service_namespace(ServiceNamespace::Lambda)
+        .resource_id(&resource_id)
+        .scalable_dimension(dimension)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| {
+            AwsError::new(
+                "application-autoscaling:DescribeScheduledActions",
+                &resource_id,
+                e,
+            )
+        })?;
+    let ours = |name: &str| name.starts_with("trimtab-");
     let policy_target = policies
-        .scaling_policies()
         .iter()
         .find(|p| p.policy_name() == PROVISIONED_POLICY)
         .and_then(|p| p.target_tracking_scaling_policy_configuration())
         .map(|t| t.target_value());
-    Ok(ProvisionedLive {
+    let foreign = policies
+        .iter()
+        .map(|p| p.policy_name())
+        .chain(scheduled.iter().map(|a| a.scheduled_action_name()))
+        .filter(|n| !ours(n))
+        .map(ToOwned::to_owned)
+        .collect();
+    Ok(Some(ProvisionedLive {
         config,
         target,
         policy_target,
-    })
+        scheduled: scheduled
+            .iter()
+            .filter(|a| ours(a.scheduled_action_name()))
+            .count(),
+        foreign,
+    }))
 }
 
 /// One call of a provisioned-concurrency change, in the order they are made.
@@ -273,8 +314,39 @@ impl ProvisionStep {
     }
 }
 
-/// Makes one step of provisioning `advice` on `function:alias`.
+/// Makes one step of provisioning `advice` on `function:alias`. A scalable target AWS has only
+/// just registered may not be visible yet ("a brief delay until the operation achieves eventual
+/// consistency ... retry the request"), and a pending update answers `ConcurrentUpdateException`
+/// (which the SDK does not retry): those are tried again a few times, backing off.
 pub async fn provision_step(
+    c: &Clients,
+    function: &str,
+    alias: &str,
+    advice: &ProvisionedAdvice,
+    step: ProvisionStep,
+) -> Result<(), AwsError> {
+    let mut delay = Duration::from_millis(500);
+    for attempt in 0.. {
+        match provision_step_once(c, function, alias, advice, step).await {
+            Err(e) if attempt < 3 && step != ProvisionStep::Config && not_yet_consistent(&e) => {
+                tracing::info!(error = %e, "scalable target not consistent yet; trying again");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    Ok(())
+}
+
+fn not_yet_consistent(e: &AwsError) -> bool {
+    e.is(ErrorKind::Conflict)
+        || e.is(ErrorKind::NotFound)
+        || (e.code.as_deref() == Some("ValidationException")
+            && e.message.contains("No scalable target"))
+}
+
+async fn provision_step_once(
     c: &Clients,
     function: &str,
     alias: &str,
@@ -415,4 +487,31 @@ pub async fn unprovision(c: &Clients, function: &str, alias: &str) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// The version an alias routes to (`$LATEST` or a published version); `Ok(None)` when the alias
+/// does not exist.
+pub async fn alias_version(
+    c: &Clients,
+    function: &str,
+    alias: &str,
+) -> Result<Option<String>, AwsError> {
+    match c
+        .lambda
+        .get_alias()
+        .function_name(function)
+        .name(alias)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.function_version().map(ToOwned::to_owned)),
+        Err(e) => {
+            let e = AwsError::new("lambda:GetAlias", format!("{function}:{alias}"), e);
+            if e.is(ErrorKind::NotFound) {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
 }

@@ -260,12 +260,39 @@ impl DecisionTable {
         self.query(c, format!("res#{resource}")).await
     }
 
-    /// The open records of `job` (one query of the sparse index), oldest first.
+    /// The open records of `job`: their keys from the sparse index (one query), each record then
+    /// read from the table itself with a strongly consistent read, because an index lags the
+    /// table (it supports eventually consistent reads only) and a stale copy would make the next
+    /// conditional write fail. A record closed since is dropped.
     pub async fn open<T: DeserializeOwned>(
         &self,
         c: &Clients,
         job: &str,
     ) -> Result<Vec<T>, AwsError> {
+        let keys = self.open_keys(c, job).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (pk, sk) in keys {
+            let item = c
+                .dynamodb
+                .get_item()
+                .table_name(&self.name)
+                .key("pk", s(pk.clone()))
+                .key("sk", s(sk))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| AwsError::new("dynamodb:GetItem", pk, e))?;
+            if let Some(item) = item.item()
+                && item.contains_key("open")
+                && let Some(record) = parse(item)
+            {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn open_keys(&self, c: &Clients, job: &str) -> Result<Vec<(String, String)>, AwsError> {
         let items = c
             .dynamodb
             .query()
@@ -280,7 +307,13 @@ impl DecisionTable {
             .collect::<Result<Vec<_>, _>>()
             .await
             .map_err(|e| AwsError::new("dynamodb:Query", format!("open records of {job}"), e))?;
-        Ok(items.iter().filter_map(parse).collect())
+        Ok(items
+            .iter()
+            .filter_map(|i| {
+                let key = |k: &str| i.get(k).and_then(|v| v.as_s().ok()).cloned();
+                Some((key("pk")?, key("sk")?))
+            })
+            .collect())
     }
 
     /// Takes the lease on `job` for `owner` until `expires_at`, unless another owner holds an
@@ -434,11 +467,54 @@ impl DecisionTable {
             .item("pk", s(pk.clone()))
             .item("sk", s("status"))
             .item("status", s(json))
+            .item("run_state", s(run_state_name(status.state)))
             .item("parts", AttributeValue::N(parts.len().to_string()))
             .send()
             .await
             .map_err(|e| AwsError::new("dynamodb:PutItem", pk, e))?;
         Ok(())
+    }
+
+    /// Claims a queued run for `owner` (`queued` -> `running`). `Ok(false)` when it is no longer
+    /// queued: Lambda delivered the same asynchronous event twice, and another invocation has it.
+    pub async fn claim_run(
+        &self,
+        c: &Clients,
+        status: &RunStatus,
+        owner: &str,
+    ) -> Result<bool, AwsError> {
+        let pk = format!("run#{}", status.run_id);
+        let json = serde_json::to_string(status)
+            .map_err(|e| AwsError::invalid("dynamodb:UpdateItem", pk.clone(), e.to_string()))?;
+        let result = c
+            .dynamodb
+            .update_item()
+            .table_name(&self.name)
+            .key("pk", s(pk.clone()))
+            .key("sk", s("status"))
+            .update_expression("SET #st = :status, #o = :owner, run_state = :running")
+            .condition_expression(
+                "attribute_not_exists(pk) OR attribute_not_exists(run_state) OR run_state = :queued OR #o = :owner",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":status", s(json))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":running", s("running"))
+            .expression_attribute_values(":queued", s("queued"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let e = AwsError::new("dynamodb:UpdateItem", pk, e);
+                if e.is(ErrorKind::ConditionFailed) {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+        }
     }
 
     /// A run's status and, once written, its report.
@@ -496,6 +572,15 @@ impl DecisionTable {
             .then(|| serde_json::from_str(&text).ok())
             .flatten();
         Ok(Some((status, report)))
+    }
+}
+
+fn run_state_name(state: RunState) -> &'static str {
+    match state {
+        RunState::Queued => "queued",
+        RunState::Running => "running",
+        RunState::Done => "done",
+        RunState::Failed => "failed",
     }
 }
 

@@ -68,13 +68,10 @@ pub fn settle_function_change(
     if live.update == UpdateStatus::InProgress {
         return Settlement::Pending("an update of the function is still in progress".to_owned());
     }
+    // Lambda keeps the previous configuration when an update fails, so the new settings with
+    // a failed last update mean this change landed and a later update (someone's) failed.
     if live.settings == after && after != before {
-        return match &live.update {
-            UpdateStatus::Failed(why) => Settlement::Pending(format!(
-                "the function shows the new settings but its last update failed: {why}"
-            )),
-            _ => Settlement::Applied,
-        };
+        return Settlement::Applied;
     }
     if live.settings == before {
         return Settlement::NotApplied(match &live.update {
@@ -141,7 +138,7 @@ pub enum AllocationStatus {
 }
 
 /// What an alias carries live: its provisioned-concurrency configuration and the Application
-/// Auto Scaling target and target-tracking policy on it.
+/// Auto Scaling target, policies and scheduled actions on it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProvisionedLive {
     /// (requested executions, status) of `GetProvisionedConcurrencyConfig`; `None`: none.
@@ -150,11 +147,34 @@ pub struct ProvisionedLive {
     pub target: Option<(u32, u32)>,
     /// Target value of Trimtab's target-tracking policy on it, if any.
     pub policy_target: Option<f64>,
+    /// Trimtab's scheduled actions on it (`trimtab-` names).
+    pub scheduled: usize,
+    /// Scaling policies and scheduled actions someone else made on it, by name.
+    pub foreign: Vec<String>,
 }
 
 impl ProvisionedLive {
     pub fn is_empty(&self) -> bool {
-        self.config.is_none() && self.target.is_none() && self.policy_target.is_none()
+        self.config.is_none()
+            && self.target.is_none()
+            && self.policy_target.is_none()
+            && self.scheduled == 0
+            && self.foreign.is_empty()
+    }
+}
+
+/// Whether Trimtab may provision an alias: only one that carries nothing (no configuration, no
+/// scalable target, no policies), so that undoing its change never removes someone else's.
+pub fn may_provision(live: &ProvisionedLive) -> Result<(), String> {
+    if live.is_empty() {
+        Ok(())
+    } else if live.foreign.is_empty() {
+        Err("the alias already has provisioned concurrency or autoscaling".to_owned())
+    } else {
+        Err(format!(
+            "the alias already has autoscaling Trimtab did not set up ({})",
+            live.foreign.join(", ")
+        ))
     }
 }
 
@@ -166,11 +186,18 @@ pub fn settle_provision(change: &ProvisionedChange, live: &ProvisionedLive) -> S
     if live.is_empty() {
         return Settlement::NotApplied("nothing is provisioned on the alias".to_owned());
     }
+    if !live.foreign.is_empty() {
+        return Settlement::Superseded(format!(
+            "someone else has set up autoscaling on the alias since ({})",
+            live.foreign.join(", ")
+        ));
+    }
     let complete = live.config.is_some()
         && live.target == Some((change.min_capacity, change.max_capacity))
         && live
             .policy_target
-            .is_some_and(|t| (t - change.target_utilization).abs() < 1e-9);
+            .is_some_and(|t| (t - change.target_utilization).abs() < 1e-9)
+        && live.scheduled == change.scheduled_actions;
     match (complete, live.config) {
         (true, Some((_, AllocationStatus::Ready))) => Settlement::Applied,
         (true, Some((_, AllocationStatus::InProgress))) => {
@@ -180,7 +207,7 @@ pub fn settle_provision(change: &ProvisionedChange, live: &ProvisionedLive) -> S
             Settlement::Undo("the allocation of provisioned concurrency failed".to_owned())
         }
         _ => Settlement::Undo(format!(
-            "only part of the change is in place (configuration: {}, scalable target: {}, policy: {})",
+            "only part of the change is in place (configuration: {}, scalable target: {}, policy: {}, scheduled actions: {} of {})",
             if live.config.is_some() { "yes" } else { "no" },
             live.target
                 .map_or("no".to_owned(), |(lo, hi)| format!("{lo}..{hi}")),
@@ -189,6 +216,8 @@ pub fn settle_provision(change: &ProvisionedChange, live: &ProvisionedLive) -> S
             } else {
                 "no"
             },
+            live.scheduled,
+            change.scheduled_actions,
         )),
     }
 }
@@ -196,6 +225,12 @@ pub fn settle_provision(change: &ProvisionedChange, live: &ProvisionedLive) -> S
 /// Whether a provisioned-concurrency change may be undone: only over what it made (the same
 /// range and policy), never over a range someone has since moved.
 pub fn may_unprovision(change: &ProvisionedChange, live: &ProvisionedLive) -> RestoreVerdict {
+    if !live.foreign.is_empty() {
+        return RestoreVerdict::Superseded(format!(
+            "someone else has set up autoscaling on the alias since ({})",
+            live.foreign.join(", ")
+        ));
+    }
     if live.target.is_none() || live.target == Some((change.min_capacity, change.max_capacity)) {
         RestoreVerdict::Restore { moot: vec![] }
     } else {
@@ -237,7 +272,10 @@ mod tests {
             (Some(live(BEFORE, InProgress)), "pending"),
             (Some(live(BEFORE, Successful)), "not_applied"),
             (Some(live(BEFORE, Failed("bad".into()))), "not_applied"),
-            (Some(live(AFTER, Failed("odd".into()))), "pending"),
+            (
+                Some(live(AFTER, Failed("a later deploy".into()))),
+                "applied",
+            ),
             (
                 Some(live(
                     FunctionSettings {
@@ -342,6 +380,7 @@ mod tests {
             config: Some((2, status)),
             target: Some((2, 10)),
             policy_target: Some(0.7),
+            ..ProvisionedLive::default()
         };
         assert_eq!(settle_provision(&pc(), &whole(Ready)), Settlement::Applied);
         assert!(matches!(
@@ -375,5 +414,29 @@ mod tests {
             may_unprovision(&pc(), &whole(Ready)),
             RestoreVerdict::Restore { moot: vec![] }
         );
+        // Someone else's policy on the alias: never provisioned over, never removed.
+        let theirs = ProvisionedLive {
+            foreign: vec!["team-policy".into()],
+            ..whole(Ready)
+        };
+        assert!(may_provision(&theirs).is_err());
+        assert!(may_provision(&ProvisionedLive::default()).is_ok());
+        assert!(matches!(
+            settle_provision(&pc(), &theirs),
+            Settlement::Superseded(_)
+        ));
+        assert!(matches!(
+            may_unprovision(&pc(), &theirs),
+            RestoreVerdict::Superseded(_)
+        ));
+        // A scheduled action still missing: not yet whole.
+        let with_schedule = ProvisionedChange {
+            scheduled_actions: 1,
+            ..pc()
+        };
+        assert!(matches!(
+            settle_provision(&with_schedule, &whole(Ready)),
+            Settlement::Undo(_)
+        ));
     }
 }

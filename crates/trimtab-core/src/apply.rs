@@ -48,6 +48,33 @@ pub struct FunctionState {
     pub live: Option<LiveFunction>,
 }
 
+/// Tag that keeps Trimtab's hands off a resource (value `true`, as the template's IAM deny
+/// reads it).
+pub const LOCK_TAG: &str = "trimtab:lock";
+/// Tag on Trimtab's own resources.
+pub const OWN_TAG: &str = "trimtab:component";
+
+/// Whether tags lock a resource: `trimtab:lock` is `true` (any case).
+pub fn is_locked(tags: &std::collections::BTreeMap<String, String>) -> bool {
+    tags.get(LOCK_TAG)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Whether `name` matches an IAM-style pattern (`*` any run, `?` one character), as the
+/// template's `ManagedFunctionPattern` does in the role's resource ARN.
+pub fn matches_pattern(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
 /// A change to make, with why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
@@ -285,6 +312,18 @@ mod tests {
             locked: false,
             live: live(2048, UpdateStatus::Successful),
         }
+    }
+
+    #[test]
+    fn locks_and_the_managed_pattern_read_as_iam_does() {
+        let tags = |v: &str| [(LOCK_TAG.to_owned(), v.to_owned())].into();
+        assert!(is_locked(&tags("true")));
+        assert!(is_locked(&tags("TRUE")));
+        assert!(!is_locked(&tags("false")));
+        assert!(matches_pattern("shop-*", "shop-cart"));
+        assert!(!matches_pattern("shop-*", "billing-cart"));
+        assert!(matches_pattern("*", "anything"));
+        assert!(matches_pattern("a?c", "abc"));
     }
 
     #[test]
@@ -532,18 +571,33 @@ impl DecisionRecord {
 /// Longest lookback a run may ask for; older closed records never matter to a run.
 pub const HORIZON_S: i64 = 90 * 86_400;
 
-/// Which open records (by index) no later run needs: of each function's settled changes
-/// (verified or rolled back), all but the newest of each kind (memory, provisioned concurrency),
-/// and any whose effect is older than the horizon, except provisioned concurrency still in force.
+/// Which open records (by index) no later run needs: of each function's settled records
+/// (verified or rolled-back changes, rollbacks, provisioned concurrency), all but the newest of
+/// each kind (memory or provisioned concurrency; change or rollback), and any whose effect is
+/// older than the horizon, except provisioned concurrency still in force.
 pub fn to_archive(records: &[DecisionRecord], now_s: i64) -> Vec<usize> {
     use std::collections::HashMap;
     let settled = |r: &DecisionRecord| {
-        matches!(r.state, RecordState::Verified | RecordState::RolledBack) && !r.archived
+        !r.archived
+            && match r.state {
+                RecordState::Verified | RecordState::RolledBack => true,
+                // Provisioned concurrency is never verified on metrics: applied is settled.
+                RecordState::Applied => r.provisioned.is_some(),
+                _ => false,
+            }
     };
-    let mut newest: HashMap<(&str, bool), &str> = HashMap::new();
+    // Changes and rollbacks are kept apart: a rollback record must not archive the rolled-back
+    // change, which holds the function back for the lookback window.
+    fn key(r: &DecisionRecord) -> (&str, bool, bool) {
+        (
+            r.function_name.as_str(),
+            r.provisioned.is_some(),
+            r.rollback_of.is_some(),
+        )
+    }
+    let mut newest: HashMap<(&str, bool, bool), &str> = HashMap::new();
     for r in records.iter().filter(|r| settled(r)) {
-        let key = (r.function_name.as_str(), r.provisioned.is_some());
-        let e = newest.entry(key).or_insert(r.record_id.as_str());
+        let e = newest.entry(key(r)).or_insert(r.record_id.as_str());
         if r.record_id.as_str() > *e {
             *e = r.record_id.as_str();
         }
@@ -553,9 +607,9 @@ pub fn to_archive(records: &[DecisionRecord], now_s: i64) -> Vec<usize> {
         .enumerate()
         .filter(|(_, r)| settled(r))
         .filter(|(_, r)| {
-            let key = (r.function_name.as_str(), r.provisioned.is_some());
-            let superseded = newest.get(&key).is_some_and(|n| *n != r.record_id);
-            let in_force_pc = r.provisioned.is_some() && r.state == RecordState::Verified;
+            let superseded = newest.get(&key(r)).is_some_and(|n| *n != r.record_id);
+            let in_force_pc =
+                r.provisioned.is_some() && r.rollback_of.is_none() && r.state.in_force();
             let old = now_s - r.effective_at_epoch_s() > HORIZON_S;
             superseded || (old && !in_force_pc)
         })
@@ -648,5 +702,15 @@ mod archive_tests {
         ];
         assert_eq!(to_archive(&records, now), [0, 3]);
         assert!(records[2].is_open());
+    }
+
+    #[test]
+    fn a_rolled_back_change_stays_open_beside_its_rollback() {
+        use RecordState::*;
+        let now = 100 * 86_400;
+        let mut undo = r("2", "a", Verified, now - 5, false);
+        undo.rollback_of = Some("1".into());
+        let records = [r("1", "a", RolledBack, now - 10, false), undo];
+        assert!(to_archive(&records, now).is_empty());
     }
 }
