@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local AWS emulator (moto server) and the template linter, in a project-local virtualenv.
 #
-#   scripts/emulator.sh install        create .venv with pinned moto[server] and cfn-lint if missing
+#   scripts/emulator.sh install        create .venv with pinned moto[server], cfn-lint and checkov if missing
 #   scripts/emulator.sh start          start moto on a free loopback port; prints the endpoint URL
 #   scripts/emulator.sh stop           stop the server that `start` started
 #
@@ -11,10 +11,11 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.venv"
 state="$root/.emulator"
 # moto 5.2.5: the newest 5.2.x; see the aws-sdk-cloudwatch pin in Cargo.toml for why this matters.
-requirements=("moto[server]==5.2.5" "cfn-lint==1.51.0")
+# cfn-lint 1.58 knows AWS::Lambda::ResourcePolicy; checkov checks the template's security.
+requirements=("moto[server]==5.2.5" "cfn-lint==1.58.0" "checkov==3.3.30")
 
 install() {
-  if [ -x "$venv/bin/moto_server" ] && [ -x "$venv/bin/cfn-lint" ] \
+  if [ -x "$venv/bin/moto_server" ] && [ -x "$venv/bin/cfn-lint" ] && [ -x "$venv/bin/checkov" ] \
      && [ "$(cat "$venv/.trimtab-requirements" 2>/dev/null)" = "${requirements[*]}" ]; then
     return 0
   fi

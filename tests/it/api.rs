@@ -122,6 +122,7 @@ async fn every_route_answers_and_every_bad_input_is_refused_without_changes() {
     crate::assert_role_allows(&moto, "ApiFunction");
 
     // Malformed input classes: status, code, and a message that says what is wrong.
+    moto.fidelity.clear_seen();
     let huge = format!(r#"{{"function_name_prefix": "{}"}}"#, "x".repeat(70_000));
     for (req, status, code, says) in [
         (
@@ -165,6 +166,46 @@ async fn every_route_answers_and_every_bad_input_is_refused_without_changes() {
             400,
             "invalid_request",
             "mode",
+        ),
+        // An EventBridge-shaped body whose detail asks for a rollback, and a bare rollback: an
+        // analysis route is read-only whatever the body says.
+        (
+            request(
+                "POST",
+                "/analyses/rightsizing",
+                "",
+                Some(
+                    r#"{"detail-type": "Scheduled Event", "source": "aws.events", "detail": {"action": "rollback", "function_name": "orders-api", "force": true}}"#,
+                ),
+                None,
+            ),
+            400,
+            "invalid_request",
+            "detail",
+        ),
+        (
+            request(
+                "POST",
+                "/analyses/rightsizing",
+                "",
+                Some(r#"{"action": "rollback", "function_name": "orders-api"}"#),
+                None,
+            ),
+            400,
+            "invalid_request",
+            "action",
+        ),
+        (
+            request(
+                "POST",
+                "/analyses/dynamodb",
+                "",
+                Some(r#"{"trimtab_run": {"run_id": "r", "request": {"mode": "apply"}}}"#),
+                None,
+            ),
+            400,
+            "invalid_request",
+            "trimtab_run",
         ),
         (
             request("POST", "/analyses/rightsizing", "", Some(&huge), None),
@@ -240,7 +281,19 @@ async fn every_route_answers_and_every_bad_input_is_refused_without_changes() {
             assert_eq!(r.allow.as_deref(), Some("POST"));
         }
     }
-    // Nothing changed: memory as seeded, no decision records.
+    // Nothing changed: no write of any kind was sent, memory as seeded, no decision records.
+    let writes: Vec<String> = moto
+        .fidelity
+        .operations()
+        .into_iter()
+        .filter(|op| {
+            let verb = op.split(':').nth(1).unwrap_or_default();
+            !["Get", "List", "Describe", "Query", "Scan"]
+                .iter()
+                .any(|r| verb.starts_with(r))
+        })
+        .collect();
+    assert!(writes.is_empty(), "refused requests wrote: {writes:?}");
     assert_eq!(memory(&moto, "orders-api").await, 1536);
     let clients = Clients::new(&sdk);
     assert!(
@@ -272,6 +325,44 @@ async fn every_route_answers_and_every_bad_input_is_refused_without_changes() {
     assert_eq!(r.body["run"]["requested_by"], OPERATOR);
     assert_eq!(r.body["report"]["functions"][0]["status"], "applied");
     assert_eq!(memory(&moto, "orders-api").await, 768);
+    let applied = DecisionTable::new(TABLE)
+        .history(&clients, "orders-api")
+        .await
+        .expect("history");
+    assert_eq!(applied[0].requested_by.as_deref(), Some(OPERATOR));
+
+    // The same role, signed in as a session (how people and pipelines call): listed by its
+    // role, and the record names the session.
+    let session = "arn:aws:sts::123456789012:assumed-role/platform-operator/alice";
+    let r = call_with(
+        &moto,
+        &config,
+        request("POST", "/apply/dynamodb", "", Some("{}"), Some(session)),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let run_id = r.body["run_id"].as_str().expect("run id").to_owned();
+    analysis_api::wait_for_runs(&config).await;
+    let r = call(
+        &moto,
+        request("GET", &format!("/runs/{run_id}"), "", None, None),
+    )
+    .await;
+    assert_eq!(r.body["run"]["state"], "done", "{}", r.body);
+    assert_eq!(r.body["run"]["requested_by"], session);
+    // Another account's role of the same name is not listed.
+    let r = call(
+        &moto,
+        request(
+            "POST",
+            "/apply/dynamodb",
+            "",
+            Some("{}"),
+            Some("arn:aws:sts::999999999999:assumed-role/platform-operator/mallory"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
     let r = call(&moto, request("GET", "/runs/0bad-0000", "", None, None)).await;
     assert_eq!(r.status, 404, "{}", r.body);
 

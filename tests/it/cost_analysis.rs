@@ -1,9 +1,9 @@
 //! Cost analysis against moto with canned Cost Explorer answers: totals to the cent, the
-//! planted anomaly, the forecast, budget alerts once, and a repeat run that fetches only the
-//! estimated days.
+//! planted anomaly, the forecast, budget alerts once, a repeat run answered from the cache, a
+//! later one that reads only the estimated days again, and the daily request budget.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use trimtab_aws::Clients;
@@ -36,7 +36,6 @@ async fn totals_anomalies_forecast_budgets_and_a_cheap_second_run() {
     // Run 1 reads the window in two pages; run 2 only the two estimated days.
     queue(&moto.endpoint, demo_answers(&d, today)).expect("canned");
 
-    let clients = Clients::new(&sdk);
     let config = cost_analysis::JobConfig {
         table_name: Some(TABLE.into()),
         alert_topic_arn: Some(topic_arn),
@@ -50,10 +49,20 @@ async fn totals_anomalies_forecast_budgets_and_a_cheap_second_run() {
         .map(|r| r.2)
         .sum();
     let event = json!({"budgets": {"total": {"monthly_usd": (mtd * 1.5).max(100.0)}}});
+    let run = |at: SystemTime| {
+        let config = config.clone();
+        let clients = Clients::new(&sdk);
+        let event = event.clone();
+        async move {
+            crate::invoke(cost_analysis::handle_at(&clients, &config, event, at))
+                .await
+                .expect("report")
+        }
+    };
+    // 01:00 UTC today: later runs stay within the day.
+    let t0 = UNIX_EPOCH + Duration::from_secs(today as u64 * 86_400 + 3600);
     moto.fidelity.clear_seen();
-    let report = crate::invoke(cost_analysis::handle(&clients, &config, event.clone()))
-        .await
-        .expect("report");
+    let report = run(t0).await;
     crate::assert_role_allows(&moto, "CostAnalysisFunction");
 
     // Totals to the cent, per service too.
@@ -114,14 +123,77 @@ async fn totals_anomalies_forecast_budgets_and_a_cheap_second_run() {
         "{alerts:?}"
     );
 
-    // The same day again: one request for the estimated days, same numbers, no repeated alerts.
-    let again = crate::invoke(cost_analysis::handle(&Clients::new(&sdk), &config, event))
-        .await
-        .expect("again");
-    assert_eq!(again["cost_explorer_requests"], 1);
+    assert_eq!(report["cost_explorer_budget"]["used_today"], 2);
+
+    // An hour on: all from the cache, same numbers, no repeated alerts.
+    let again = run(t0 + Duration::from_secs(3600)).await;
+    assert_eq!(again["cost_explorer_requests"], 0);
     assert!((again["total_usd"].as_f64().unwrap_or(0.0) - total).abs() < 0.005);
     assert_eq!(again["alerts_sent"].as_array().map(Vec::len), Some(0));
     assert_eq!(again["estimated_days"].as_array().map(Vec::len), Some(2));
+
+    // Seven hours on: the two estimated days are read again, in one request.
+    let later = run(t0 + Duration::from_secs(7 * 3600)).await;
+    assert_eq!(later["cost_explorer_requests"], 1);
+    assert_eq!(later["cost_explorer_budget"]["used_today"], 3);
+    assert!((later["total_usd"].as_f64().unwrap_or(0.0) - total).abs() < 0.005);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_daily_budget_the_cache_answers_without_a_cost_explorer_call() {
+    let moto = Moto::start().expect("moto");
+    let sdk = moto.sdk_config().await;
+    create_decision_table(&sdk, TABLE).await.expect("table");
+    let today = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+        / 86_400;
+    let d = dataset(today, 90);
+    queue(&moto.endpoint, demo_answers(&d, today)).expect("canned");
+    let config = cost_analysis::JobConfig {
+        table_name: Some(TABLE.into()),
+        ce_daily_requests: 2,
+        ..Default::default()
+    };
+    let t0 = UNIX_EPOCH + Duration::from_secs(today as u64 * 86_400 + 3600);
+    let run = |at: SystemTime| {
+        let clients = Clients::new(&sdk);
+        let config = config.clone();
+        async move {
+            crate::invoke(cost_analysis::handle_at(&clients, &config, json!({}), at))
+                .await
+                .expect("report")
+        }
+    };
+    // Two pages: the whole budget.
+    let first = run(t0).await;
+    assert_eq!(first["cost_explorer_requests"], 2);
+    assert_eq!(first["cost_explorer_budget"]["exhausted"], false);
+
+    // Seven hours on the estimated days are due again, but the budget is spent: no Cost
+    // Explorer call, the cache answers, and the report says why.
+    moto.fidelity.clear_seen();
+    let spent = run(t0 + Duration::from_secs(7 * 3600)).await;
+    assert!(
+        !moto
+            .fidelity
+            .operations()
+            .iter()
+            .any(|op| op.starts_with("ce:")),
+        "{:?}",
+        moto.fidelity.operations()
+    );
+    assert_eq!(spent["cost_explorer_requests"], 0);
+    assert_eq!(spent["cost_explorer_budget"]["exhausted"], true);
+    let total: f64 = d.rows.iter().map(|r| r.2).sum();
+    assert!((spent["total_usd"].as_f64().unwrap_or(0.0) - total).abs() < 0.005);
+    let notes = spent["notes"].to_string();
+    assert!(
+        notes.contains("Cost Explorer budget spent") && notes.contains("TRIMTAB_CE_DAILY_REQUESTS"),
+        "{notes}"
+    );
+    crate::assert_role_allows(&moto, "CostAnalysisFunction");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -306,3 +306,73 @@ async fn deregistering_a_scalable_target_takes_its_policies_and_a_missing_one_is
     let again = deregister().await.expect_err("gone");
     assert_eq!(again.code(), Some("ObjectNotFoundException"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_alarms_are_listed_only_when_asked_for_and_deleted_one_a_call() {
+    use aws_sdk_cloudwatch::types::AlarmType;
+    let moto = Moto::start().expect("moto");
+    let cw = aws_sdk_cloudwatch::Client::new(&moto.sdk_config().await);
+    for name in ["child-long", "child-short"] {
+        cw.put_metric_alarm()
+            .alarm_name(name)
+            .namespace("AWS/Lambda")
+            .metric_name("Errors")
+            .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+            .period(300)
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(
+                aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
+            )
+            .send()
+            .await
+            .expect("child");
+    }
+    for name in ["page-a", "page-b"] {
+        cw.put_composite_alarm()
+            .alarm_name(name)
+            .alarm_description("pages & more")
+            .alarm_rule("ALARM(\"child-long\") AND ALARM(\"child-short\")")
+            .alarm_actions("arn:aws:sns:us-east-1:123456789012:alerts")
+            .send()
+            .await
+            .expect("composite");
+    }
+    let plain = cw.describe_alarms().send().await.expect("describe");
+    assert_eq!(plain.metric_alarms().len(), 2);
+    assert!(plain.composite_alarms().is_empty());
+    let both = cw
+        .describe_alarms()
+        .alarm_name_prefix("page-")
+        .alarm_types(AlarmType::CompositeAlarm)
+        .send()
+        .await
+        .expect("describe");
+    let composites = both.composite_alarms();
+    assert_eq!(composites.len(), 2);
+    assert_eq!(composites[0].alarm_description(), Some("pages & more"));
+    assert_eq!(
+        composites[0].alarm_actions(),
+        ["arn:aws:sns:us-east-1:123456789012:alerts"]
+    );
+    let err = cw
+        .delete_alarms()
+        .alarm_names("page-a")
+        .alarm_names("page-b")
+        .send()
+        .await
+        .expect_err("two composites in one call");
+    assert_eq!(err.code(), Some("ValidationError"));
+    cw.delete_alarms()
+        .alarm_names("page-a")
+        .send()
+        .await
+        .expect("one composite");
+    let left = cw
+        .describe_alarms()
+        .alarm_types(AlarmType::CompositeAlarm)
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(left.composite_alarms().len(), 1);
+}

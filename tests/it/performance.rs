@@ -16,7 +16,7 @@ async fn run(moto: &Moto, event: Value, now: SystemTime) -> Value {
     let config = performance_monitor::JobConfig {
         configured_mode: trimtab_lambda::Mode::Recommend,
         environment: "prod".into(),
-        alarm_actions: vec![],
+        alarm_actions: vec![TOPIC.to_owned()],
         table_name: None,
     };
     crate::invoke(performance_monitor::handle_at(
@@ -33,10 +33,34 @@ fn subject<'a>(report: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no subject {id} in {report:#}"))
 }
 
+const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:trimtab-alerts-prod";
+
+/// Trimtab's SLO alarms in the account: (metric alarms, composite alarms).
+async fn slo_alarms(
+    sdk: &aws_config::SdkConfig,
+) -> (
+    Vec<aws_sdk_cloudwatch::types::MetricAlarm>,
+    Vec<aws_sdk_cloudwatch::types::CompositeAlarm>,
+) {
+    let out = aws_sdk_cloudwatch::Client::new(sdk)
+        .describe_alarms()
+        .alarm_name_prefix("trimtab-slo-prod-")
+        .alarm_types(aws_sdk_cloudwatch::types::AlarmType::MetricAlarm)
+        .alarm_types(aws_sdk_cloudwatch::types::AlarmType::CompositeAlarm)
+        .send()
+        .await
+        .expect("alarms");
+    (
+        out.metric_alarms().to_vec(),
+        out.composite_alarms().to_vec(),
+    )
+}
+
 fn writes(report: &Value) -> u64 {
     [
         "cloudwatch:PutDashboard",
         "cloudwatch:PutMetricAlarm",
+        "cloudwatch:PutCompositeAlarm",
         "cloudwatch:DeleteAlarms",
     ]
     .iter()
@@ -184,48 +208,59 @@ async fn a_burst_pages_a_quiet_series_does_not_and_the_second_run_writes_nothing
             .unwrap_or_default()
             .contains("fn-checkout")
     );
-    let alarms = cwc
-        .describe_alarms()
-        .alarm_name_prefix("trimtab-slo-")
-        .send()
-        .await
-        .expect("alarms");
-    assert_eq!(alarms.metric_alarms().len(), 15);
+    // Per subject: latency and error-rate alarms, and per burn-rate rule two window children
+    // and the composite that pages; the environment is in every name.
+    let (metric, composite) = slo_alarms(&sdk).await;
+    assert_eq!((metric.len(), composite.len()), (3 * 8, 3 * 3));
     assert!(
         board
             .dashboard_body()
             .unwrap_or_default()
             .contains("table orders")
     );
-    assert!(
-        alarms
-            .metric_alarms()
-            .iter()
-            .any(|a| a.alarm_name() == Some("trimtab-slo-fn-checkout-burn-fast"))
+    let fast = composite
+        .iter()
+        .find(|a| a.alarm_name() == Some("trimtab-slo-prod-fn-checkout-burn-fast"))
+        .expect("the fast-burn page");
+    assert_eq!(
+        fast.alarm_rule(),
+        Some(
+            "ALARM(\"trimtab-slo-prod-fn-checkout-burn-fast-long\") AND ALARM(\"trimtab-slo-prod-fn-checkout-burn-fast-short\")"
+        )
     );
+    assert_eq!(fast.alarm_actions(), [TOPIC]);
+    let long = metric
+        .iter()
+        .find(|a| a.alarm_name() == Some("trimtab-slo-prod-fn-checkout-burn-fast-long"))
+        .expect("child");
+    assert!(long.alarm_actions().is_empty(), "only the composite pages");
 
     // Nothing changed: nothing written.
     let again = run(&moto, json!({"mode": "apply", "window_days": 3}), clock).await;
     assert_eq!(writes(&again), 0, "{:#}", again["api_calls"]);
-    assert_eq!(again["alarms_unchanged"], 15);
+    assert_eq!(again["alarms_unchanged"], 33);
 
-    // A function goes: its alarms go, the dashboard follows.
+    // A function goes. A run scoped to another function leaves its alarms alone; a run over
+    // everything deletes them, composites first, and the dashboard follows.
     aws_sdk_lambda::Client::new(&sdk)
         .delete_function()
         .function_name("search")
         .send()
         .await
         .expect("delete");
+    let scoped = run(
+        &moto,
+        json!({"mode": "apply", "window_days": 3, "function_name_prefix": "checkout"}),
+        clock,
+    )
+    .await;
+    assert_eq!(scoped["alarms_deleted"].as_array().map(Vec::len), Some(0));
+    assert_eq!(slo_alarms(&sdk).await.0.len(), 3 * 8);
     let after = run(&moto, json!({"mode": "apply", "window_days": 3}), clock).await;
-    assert_eq!(after["alarms_deleted"].as_array().map(Vec::len), Some(5));
+    assert_eq!(after["alarms_deleted"].as_array().map(Vec::len), Some(11));
     assert_eq!(after["dashboard_changed"], true);
-    let alarms = cwc
-        .describe_alarms()
-        .alarm_name_prefix("trimtab-slo-")
-        .send()
-        .await
-        .expect("alarms");
-    assert_eq!(alarms.metric_alarms().len(), 10);
+    let (metric, composite) = slo_alarms(&sdk).await;
+    assert_eq!((metric.len(), composite.len()), (2 * 8, 2 * 3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,7 +273,7 @@ async fn recommend_mode_writes_nothing_and_bad_events_are_named() {
         .expect("function");
     let report = run(&moto, json!({"window_days": 1}), SystemTime::now()).await;
     assert_eq!(writes(&report), 0);
-    assert_eq!(report["alarms_put"].as_array().map(Vec::len), Some(5));
+    assert_eq!(report["alarms_put"].as_array().map(Vec::len), Some(11));
     let clients = Clients::new(&moto.sdk_config().await);
     let config = performance_monitor::JobConfig::from_env();
     for (event, field) in [

@@ -16,6 +16,9 @@
 //!   `AccessDeniedException` (moto enforces no IAM).
 //! - `DeregisterScalableTarget` of a missing target is `ObjectNotFoundException`, and deletes the
 //!   target's scaling policies and scheduled actions with it.
+//! - Composite alarms, which moto lacks: `PutCompositeAlarm` is kept here, `DescribeAlarms`
+//!   returns them only when `AlarmTypes` asks, and `DeleteAlarms` refuses more than one composite
+//!   in a call.
 //!
 //! Faults a test switches on ([`Fidelity::inject`]): throttling in each protocol's own shape,
 //! an error of the test's choosing, a delay, and a write committed upstream whose response never
@@ -133,6 +136,15 @@ struct Provisioned {
     last_modified: String,
 }
 
+/// A composite alarm as `PutCompositeAlarm` left it.
+#[derive(Debug, Clone)]
+struct Composite {
+    rule: String,
+    description: String,
+    actions: Vec<String>,
+    actions_enabled: bool,
+}
+
 #[derive(Debug)]
 struct State {
     upstream: String,
@@ -141,6 +153,7 @@ struct State {
     lock_deny: bool,
     functions: HashMap<String, FunctionState>,
     provisioned: HashMap<(String, String), Provisioned>,
+    composites: std::collections::BTreeMap<String, Composite>,
     faults: Vec<Fault>,
     seen: Vec<Seen>,
 }
@@ -224,6 +237,7 @@ impl Fidelity {
             lock_deny: true,
             functions: HashMap::new(),
             provisioned: HashMap::new(),
+            composites: std::collections::BTreeMap::new(),
             faults: Vec::new(),
             seen: Vec::new(),
         }));
@@ -349,6 +363,7 @@ async fn serve(listener: TcpListener, state: Arc<Mutex<State>>) {
 }
 
 /// A request, read whole.
+#[derive(Clone)]
 struct Call {
     method: hyper::Method,
     path: String,
@@ -630,7 +645,8 @@ async fn forward(call: &Call, upstream: &str) -> anyhow::Result<(u16, hyper::Hea
     };
     let mut req = Request::builder().method(call.method.clone()).uri(uri);
     for (k, v) in &call.headers {
-        if k != "host" {
+        // The body may have been rewritten: hyper sets its length.
+        if k != "host" && k != "content-length" {
             req = req.header(k, v);
         }
     }
@@ -797,10 +813,157 @@ async fn apply_rules(call: &Call, state: &Arc<Mutex<State>>) -> Result<Answer, D
             Ok(provisioned_concurrency(call, state, &upstream, &function).await)
         }
         "application-autoscaling:DeregisterScalableTarget" => Ok(deregister(call, &upstream).await),
+        "cloudwatch:PutCompositeAlarm" => Ok(put_composite(call, state)),
+        "cloudwatch:DescribeAlarms" => {
+            let (status, headers, body) = forward(call, &upstream).await.map_err(|_| Dropped)?;
+            let text = describe_with_composites(call, &String::from_utf8_lossy(&body), state);
+            Ok(passthrough(status, headers, Bytes::from(text)))
+        }
+        "cloudwatch:DeleteAlarms" => {
+            let names = form_list(&form(&call.body), "AlarmNames");
+            let composites: Vec<&String> = {
+                let s = lock(state);
+                names
+                    .iter()
+                    .filter(|n| s.composites.contains_key(*n))
+                    .collect()
+            };
+            if composites.len() > 1 {
+                return Ok(error(
+                    call,
+                    400,
+                    "ValidationError",
+                    "You can delete at most one composite alarm in one operation",
+                ));
+            }
+            let (status, headers, body) = forward(call, &upstream).await.map_err(|_| Dropped)?;
+            if status == 200 {
+                let mut s = lock(state);
+                for n in &names {
+                    s.composites.remove(n);
+                }
+            }
+            Ok(passthrough(status, headers, body))
+        }
         _ => {
             let (status, headers, body) = forward(call, &upstream).await.map_err(|_| Dropped)?;
             Ok(passthrough(status, headers, body))
         }
+    }
+}
+
+/// A query-protocol body as its parameters, in order.
+fn form(body: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (percent_decode(k), percent_decode(&v.replace('+', " "))))
+        .collect()
+}
+
+fn form_value<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A query-protocol list (`Key.member.N`), in order.
+fn form_list(params: &[(String, String)], key: &str) -> Vec<String> {
+    let prefix = format!("{key}.member.");
+    let mut items: Vec<(u32, String)> = params
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.parse().ok()?, v.clone())))
+        .collect();
+    items.sort();
+    items.into_iter().map(|(_, v)| v).collect()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `PutCompositeAlarm`, kept by the layer (moto has no such action).
+fn put_composite(call: &Call, state: &Mutex<State>) -> Answer {
+    let p = form(&call.body);
+    let (Some(name), Some(rule)) = (form_value(&p, "AlarmName"), form_value(&p, "AlarmRule"))
+    else {
+        return error(
+            call,
+            400,
+            "ValidationError",
+            "AlarmName and AlarmRule are required",
+        );
+    };
+    let composite = Composite {
+        rule: rule.to_owned(),
+        description: form_value(&p, "AlarmDescription")
+            .unwrap_or_default()
+            .to_owned(),
+        actions: form_list(&p, "AlarmActions"),
+        actions_enabled: form_value(&p, "ActionsEnabled") != Some("false"),
+    };
+    lock(state).composites.insert(name.to_owned(), composite);
+    let xml = "<PutCompositeAlarmResponse xmlns=\"http://monitoring.amazonaws.com/doc/2010-08-01/\"><ResponseMetadata><RequestId>fidelity</RequestId></ResponseMetadata></PutCompositeAlarmResponse>";
+    let mut r = Response::new(Full::new(Bytes::from(xml)));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("text/xml"),
+    );
+    r
+}
+
+/// moto's `DescribeAlarms` answer with the layer's composite alarms in `CompositeAlarms` when the
+/// request's `AlarmTypes` asks for them (AWS returns metric alarms only otherwise), filtered by
+/// `AlarmNamePrefix` or `AlarmNames` as the request filters.
+fn describe_with_composites(call: &Call, moto: &str, state: &Mutex<State>) -> String {
+    let p = form(&call.body);
+    let wanted = form_list(&p, "AlarmTypes")
+        .iter()
+        .any(|t| t == "CompositeAlarm");
+    let prefix = form_value(&p, "AlarmNamePrefix").unwrap_or_default();
+    let names = form_list(&p, "AlarmNames");
+    let mut text = moto.to_owned();
+    for (open, close) in [("<CompositeAlarms>", "</CompositeAlarms>")] {
+        if let (Some(a), Some(b)) = (text.find(open), text.find(close)) {
+            text = format!("{}{}", &text[..a], &text[b + close.len()..]);
+        }
+    }
+    text = text.replace("<CompositeAlarms/>", "");
+    if !wanted {
+        return text;
+    }
+    let members: String = lock(state)
+        .composites
+        .iter()
+        .filter(|(n, _)| n.starts_with(prefix) && (names.is_empty() || names.contains(n)))
+        .map(|(n, c)| {
+            let actions: String = c
+                .actions
+                .iter()
+                .map(|a| format!("<member>{}</member>", xml_escape(a)))
+                .collect();
+            format!(
+                "<member><AlarmName>{}</AlarmName><AlarmArn>arn:aws:cloudwatch:us-east-1:{ACCOUNT}:alarm:{}</AlarmArn><AlarmDescription>{}</AlarmDescription><AlarmRule>{}</AlarmRule><ActionsEnabled>{}</ActionsEnabled><AlarmActions>{actions}</AlarmActions><StateValue>INSUFFICIENT_DATA</StateValue></member>",
+                xml_escape(n),
+                xml_escape(n),
+                xml_escape(&c.description),
+                xml_escape(&c.rule),
+                c.actions_enabled
+            )
+        })
+        .collect();
+    let end = "</DescribeAlarmsResult>";
+    match text.find(end) {
+        Some(i) => format!(
+            "{}<CompositeAlarms>{members}</CompositeAlarms>{}",
+            &text[..i],
+            &text[i..]
+        ),
+        None => text,
     }
 }
 

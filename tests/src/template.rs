@@ -37,7 +37,8 @@ pub fn statements<'a>(template: &'a Value, logical_id: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-fn strings(v: &Value) -> Vec<String> {
+/// A string or a list of strings as a list (IAM accepts both).
+pub fn strings(v: &Value) -> Vec<String> {
     match v {
         Value::String(s) => vec![s.clone()],
         Value::Array(a) => a
@@ -70,6 +71,65 @@ pub fn allowed_actions(template: &Value, logical_id: &str) -> Vec<String> {
         .filter(|s| s["Effect"] == "Allow")
         .flat_map(|s| strings(&s["Action"]))
         .collect()
+}
+
+/// Every function (SAM `AWS::Serverless::Function`) in the template, by logical id.
+pub fn functions(template: &Value) -> Vec<String> {
+    template["Resources"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// Whether a function's role may change the estate outside Trimtab's own table and topic:
+/// function settings, capacity, scaling, alarms, or start a function that can.
+pub fn can_change_the_estate(template: &Value, logical_id: &str) -> bool {
+    const CHANGES: [&str; 8] = [
+        "lambda:UpdateFunctionConfiguration",
+        "lambda:PutProvisionedConcurrencyConfig",
+        "dynamodb:UpdateTable",
+        "application-autoscaling:RegisterScalableTarget",
+        "application-autoscaling:PutScalingPolicy",
+        "cloudwatch:PutMetricAlarm",
+        "cloudwatch:PutCompositeAlarm",
+        "cloudwatch:DeleteAlarms",
+    ];
+    let allowed = allowed_actions(template, logical_id);
+    let direct = CHANGES
+        .iter()
+        .any(|c| allowed.iter().any(|p| action_matches(p, c)));
+    // Or it may invoke another function that can.
+    let starts = statements(template, logical_id).into_iter().any(|s| {
+        s["Effect"] == "Allow"
+            && strings(&s["Action"])
+                .iter()
+                .any(|a| action_matches(a, "lambda:InvokeFunction"))
+            && resource_refs(&s["Resource"])
+                .iter()
+                .any(|id| id != logical_id && can_change_the_estate(template, id))
+    });
+    direct || starts
+}
+
+/// The logical ids a `Resource` names through `!GetAtt X.Arn` or `!Ref X`.
+pub fn resource_refs(v: &Value) -> Vec<String> {
+    let one = |x: &Value| -> Option<String> {
+        if let Some(a) = x.get("Fn::GetAtt") {
+            return match a {
+                Value::Array(parts) => parts.first().and_then(Value::as_str).map(Into::into),
+                Value::String(s) => s.split('.').next().map(Into::into),
+                _ => None,
+            };
+        }
+        x.get("Ref").and_then(Value::as_str).map(Into::into)
+    };
+    match v {
+        Value::Array(items) => items.iter().filter_map(one).collect(),
+        other => one(other).into_iter().collect(),
+    }
 }
 
 /// The IAM action an API call needs, from the fidelity layer's `service:Operation`.

@@ -238,6 +238,7 @@ async fn serve(
                     "action: only \"run\" is available here",
                 ));
             }
+            router::refuse_event_shapes(&body)?;
             body["mode"] = Value::from("recommend");
             let requested_by = caller(req).and_then(|(arn, id)| arn.or(id));
             if query.iter().any(|(k, v)| k == "async" && v == "true") {
@@ -271,11 +272,11 @@ async fn serve(
                     "apply needs an IAM-signed request",
                 ));
             };
-            let listed = |id: &Option<String>| {
-                id.as_ref()
-                    .is_some_and(|i| config.apply_principals.contains(i))
-            };
-            if !listed(&arn) && !listed(&caller_id) {
+            if !router::is_listed(
+                &config.apply_principals,
+                arn.as_deref(),
+                caller_id.as_deref(),
+            ) {
                 return Err(ApiError::new(
                     403,
                     "forbidden",

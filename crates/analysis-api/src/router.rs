@@ -223,6 +223,25 @@ fn too_large() -> ApiError {
     )
 }
 
+/// Refuses a body shaped like something other than a job's own event: an EventBridge envelope
+/// (whose `detail` a job would read as its request) or an asynchronous run's envelope. The API's
+/// analyses take the job's event itself, in recommend mode.
+pub fn refuse_event_shapes(body: &Value) -> Result<(), ApiError> {
+    let Some(obj) = body.as_object() else {
+        return Ok(());
+    };
+    for key in ["detail-type", "detail", "source", "trimtab_run"] {
+        if obj.contains_key(key) {
+            return Err(ApiError::new(
+                400,
+                "invalid_request",
+                format!("{key}: the body is the job's own event, not an envelope"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Paging of a report's main list: `limit` (1..=200, default 50) and `offset` (default 0).
 pub fn paging(query: &[(String, String)]) -> Result<(usize, usize), ApiError> {
     let get = |k: &str, default: usize, max: usize| -> Result<usize, ApiError> {
@@ -321,5 +340,85 @@ mod tests {
         assert_eq!(r["page"]["truncated"], true);
         assert!(paging(&[("limit".into(), "0".into())]).is_err());
         assert_eq!(paging(&[]), Ok((50, 0)));
+    }
+}
+
+/// An IAM identity as a caller presents it and as `ApplyPrincipals` lists it: a role is named by
+/// account and name (an assumed-role session's ARN, `arn:aws:sts::ACCOUNT:assumed-role/NAME/
+/// SESSION`, drops the role's path, so the path cannot be compared), a user by its ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    Role { account: String, name: String },
+    User(String),
+    Other(String),
+}
+
+impl Identity {
+    /// Reads an IAM or STS ARN (or anything else, kept as is).
+    pub fn parse(arn: &str) -> Self {
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let (service, account, resource) = match parts.as_slice() {
+            ["arn", _, service, _, account, resource] => (*service, *account, *resource),
+            _ => return Self::Other(arn.to_owned()),
+        };
+        let role = |name: &str| Self::Role {
+            account: account.to_owned(),
+            name: name.to_owned(),
+        };
+        match (service, resource.split('/').collect::<Vec<_>>().as_slice()) {
+            ("sts", ["assumed-role", name, _session]) => role(name),
+            ("iam", ["role", .., name]) => role(name),
+            ("iam", ["user", ..]) => Self::User(arn.to_owned()),
+            _ => Self::Other(arn.to_owned()),
+        }
+    }
+}
+
+/// Whether a caller (its ARN and caller id from the request's IAM authorisation) is one of the
+/// listed principals (role or user ARNs, or caller ids).
+pub fn is_listed(listed: &[String], caller_arn: Option<&str>, caller_id: Option<&str>) -> bool {
+    let caller = caller_arn.map(Identity::parse);
+    listed.iter().any(|l| {
+        caller_id.is_some_and(|id| id == l)
+            || caller
+                .as_ref()
+                .is_some_and(|c| *c == Identity::parse(l) && !matches!(c, Identity::Other(_)))
+    })
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    #[test]
+    fn an_assumed_role_session_is_its_role_whatever_the_path() {
+        let listed = vec![
+            "arn:aws:iam::123456789012:role/platform/operators/deployer".to_owned(),
+            "arn:aws:iam::123456789012:user/alice".to_owned(),
+        ];
+        let session = "arn:aws:sts::123456789012:assumed-role/deployer/ci-run-42";
+        assert!(is_listed(&listed, Some(session), None));
+        assert!(is_listed(
+            &listed,
+            Some("arn:aws:iam::123456789012:user/alice"),
+            None
+        ));
+        // Another account's role of the same name, or another role, is not listed.
+        assert!(!is_listed(
+            &listed,
+            Some("arn:aws:sts::999999999999:assumed-role/deployer/x"),
+            None
+        ));
+        assert!(!is_listed(
+            &listed,
+            Some("arn:aws:sts::123456789012:assumed-role/intern/x"),
+            None
+        ));
+        assert!(!is_listed(&[], Some(session), None));
+        assert!(is_listed(
+            &["AROAEXAMPLE:ci".to_owned()],
+            None,
+            Some("AROAEXAMPLE:ci")
+        ));
     }
 }

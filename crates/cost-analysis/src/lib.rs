@@ -10,8 +10,9 @@ use serde_json::Value;
 use trimtab_aws::costs::{self, CostRow, Grouping};
 use trimtab_aws::{CallCounts, Clients, calls};
 use trimtab_core::cost::{
-    Anomaly, Budget, BudgetStatus, DailyCosts, Forecast, Params, Trend, anomalies, budget_status,
-    changes, forecast, format_date, round2, trends,
+    Anomaly, Budget, BudgetStatus, DailyCosts, Forecast, Params, Trend, anomalies, assemble,
+    budget_status, changes, days_fetched, first_stale_day, forecast, format_date, missing_days,
+    round2, trends,
 };
 pub use trimtab_lambda::JobError;
 use trimtab_lambda::{EventError, Invocation, Job, Mode, Trigger, parse_trigger};
@@ -59,7 +60,7 @@ pub struct Request {
 }
 
 /// Per-process configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct JobConfig {
     /// Budgets when the event has none (`TRIMTAB_BUDGETS`, JSON).
     pub budgets: BTreeMap<String, Budget>,
@@ -69,7 +70,13 @@ pub struct JobConfig {
     pub table_name: Option<String>,
     /// Where alerts go (`TRIMTAB_ALERT_TOPIC_ARN`).
     pub alert_topic_arn: Option<String>,
+    /// Paid Cost Explorer requests allowed a day, all runs together
+    /// (`TRIMTAB_CE_DAILY_REQUESTS`, default 50: $0.50 a day at most).
+    pub ce_daily_requests: u32,
 }
+
+/// The default daily budget of Cost Explorer requests.
+pub const CE_DAILY_REQUESTS: u32 = 50;
 
 impl JobConfig {
     pub fn from_env() -> Result<Self, String> {
@@ -79,12 +86,31 @@ impl JobConfig {
                 .map_err(|e| format!("TRIMTAB_BUDGETS is not a budget map: {e}"))?,
             None => BTreeMap::new(),
         };
+        let ce_daily_requests = match var("TRIMTAB_CE_DAILY_REQUESTS") {
+            Some(v) => v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                format!("TRIMTAB_CE_DAILY_REQUESTS must be a whole number above 0, got {v:?}")
+            })?,
+            None => CE_DAILY_REQUESTS,
+        };
         Ok(Self {
             budgets,
             budget_tag: var("TRIMTAB_BUDGET_TAG"),
             table_name: var("TRIMTAB_TABLE"),
             alert_topic_arn: var("TRIMTAB_ALERT_TOPIC_ARN"),
+            ce_daily_requests,
         })
+    }
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        Self {
+            budgets: BTreeMap::new(),
+            budget_tag: None,
+            table_name: None,
+            alert_topic_arn: None,
+            ce_daily_requests: CE_DAILY_REQUESTS,
+        }
     }
 }
 
@@ -114,9 +140,10 @@ pub struct Report {
     pub forecast: Forecast,
     pub budgets: Vec<BudgetStatus>,
     pub recommendations: Vec<Recommendation>,
-    /// Days Cost Explorer still marks as estimated (provisional, never cached).
+    /// Days Cost Explorer still marks as estimated (provisional: cached for six hours).
     pub estimated_days: Vec<String>,
     pub cost_explorer_requests: u64,
+    pub cost_explorer_budget: CeBudget,
     pub alerts_sent: Vec<String>,
     pub api_calls: CallCounts,
     pub notes: Vec<String>,
@@ -136,6 +163,16 @@ pub async fn handle(
     clients: &Clients,
     config: &JobConfig,
     payload: Value,
+) -> Result<Value, JobError> {
+    handle_at(clients, config, payload, SystemTime::now()).await
+}
+
+/// [`handle`] as of `now`.
+pub async fn handle_at(
+    clients: &Clients,
+    config: &JobConfig,
+    payload: Value,
+    now: SystemTime,
 ) -> Result<Value, JobError> {
     let trigger: Trigger<Request> = parse_trigger(payload)?;
     let r = trigger.request();
@@ -187,65 +224,116 @@ pub async fn handle(
         budgets,
         budget_tag: r.budget_tag.clone().or_else(|| config.budget_tag.clone()),
     };
-    let report = run_job(clients, config, &run, SystemTime::now()).await?;
+    let report = run_job(clients, config, &run, now).await?;
     Ok(serde_json::to_value(report).unwrap_or(Value::Null))
 }
 
-/// Daily costs for the window: cached closed days from the table, the rest (new days and the
-/// still-estimated ones) from Cost Explorer in one ranged request per page; newly closed days
-/// are cached.
-async fn fetch(
-    clients: &Clients,
-    config: &JobConfig,
-    metric: &str,
-    grouping: &Grouping,
+/// The day's budget of paid Cost Explorer requests, as this run saw it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CeBudget {
+    pub daily_limit: u32,
+    /// Requests used today (all runs) after this run's last one; `None` when this run took none.
+    pub used_today: Option<u32>,
+    /// The budget ran out: what the cache did not hold was not fetched.
+    pub exhausted: bool,
+}
+
+/// Reads daily costs through the cache in the decision table, paying for each Cost Explorer
+/// request (each page) from the day's budget.
+struct CostReader<'a> {
+    clients: &'a Clients,
+    config: &'a JobConfig,
+    metric: &'a str,
     first_day: i64,
     today: i64,
-) -> Result<DailyCosts, JobError> {
-    let days = usize::try_from(today - first_day).unwrap_or(0);
-    let mut costs = DailyCosts::new(first_day, days);
-    let cached = match &config.table_name {
-        Some(t) => costs::cached_days(clients, t, metric, grouping, first_day, today - 1).await?,
-        None => BTreeMap::new(),
-    };
-    let first_missing = (first_day..today).find(|d| !cached.contains_key(d));
-    for (day, groups) in &cached {
-        for (k, usd) in groups {
-            costs.add(k, *day, *usd);
-        }
-    }
-    let Some(from) = first_missing else {
-        return Ok(costs);
-    };
-    let rows: Vec<CostRow> = costs::daily_costs(clients, from, today, metric, grouping).await?;
-    let mut closed: BTreeMap<i64, BTreeMap<String, f64>> = BTreeMap::new();
-    for r in &rows {
-        if cached.contains_key(&r.day) {
-            continue;
-        }
-        costs.add(&r.key, r.day, r.usd);
-        if r.estimated {
-            if !costs.estimated_days.contains(&r.day) {
-                costs.estimated_days.push(r.day);
+    now_s: i64,
+    budget: CeBudget,
+    notes: Vec<String>,
+}
+
+impl CostReader<'_> {
+    /// The window's costs by `grouping`: cached days, and from Cost Explorer the days the cache
+    /// cannot answer (new ones, provisional ones read over six hours ago), which are then cached.
+    /// Past the budget the cache answers alone, and a note says what it lacks.
+    async fn read(&mut self, grouping: &Grouping) -> Result<DailyCosts, JobError> {
+        let (first_day, today) = (self.first_day, self.today);
+        let table = self.config.table_name.as_deref();
+        let mut days = match table {
+            Some(t) => {
+                costs::cached_days(self.clients, t, self.metric, grouping, first_day, today - 1)
+                    .await?
             }
-        } else {
-            *closed
-                .entry(r.day)
-                .or_default()
-                .entry(r.key.clone())
-                .or_default() += r.usd;
+            None => BTreeMap::new(),
+        };
+        if let Some(from) = first_stale_day(&days, first_day, today, self.now_s) {
+            if let Some(rows) = self.fetch(from, grouping).await? {
+                let fetched = days_fetched(&rows, from, today, self.now_s);
+                if let Some(t) = table {
+                    costs::store_days(self.clients, t, self.metric, grouping, &fetched).await?;
+                }
+                days.extend(fetched);
+            } else {
+                let missing = missing_days(&days, first_day, today);
+                self.notes.push(format!(
+                    "Cost Explorer budget spent ({} requests today, TRIMTAB_CE_DAILY_REQUESTS): {} costs answered from the cache{}",
+                    self.budget.daily_limit,
+                    grouping.name(),
+                    if missing.is_empty() {
+                        ", provisional days as last read".to_owned()
+                    } else {
+                        format!(
+                            "; {} of {} days are not cached and count as zero (first {})",
+                            missing.len(),
+                            today - first_day,
+                            format_date(missing[0])
+                        )
+                    }
+                ));
+            }
+        }
+        Ok(assemble(&days, first_day, today))
+    }
+
+    /// Every page from `from` to today, each paid from the budget; `None` if the budget runs
+    /// out first (a partial answer is dropped: a day can span pages).
+    async fn fetch(
+        &mut self,
+        from: i64,
+        grouping: &Grouping,
+    ) -> Result<Option<Vec<CostRow>>, JobError> {
+        let mut rows = Vec::new();
+        let mut token = None;
+        loop {
+            if self.budget.exhausted {
+                return Ok(None);
+            }
+            if let Some(t) = &self.config.table_name {
+                match costs::take_ce_request(self.clients, t, self.today, self.budget.daily_limit)
+                    .await?
+                {
+                    Some(used) => self.budget.used_today = Some(used),
+                    None => {
+                        self.budget.exhausted = true;
+                        return Ok(None);
+                    }
+                }
+            }
+            let (page, next) = costs::cost_page(
+                self.clients,
+                from,
+                self.today,
+                self.metric,
+                grouping,
+                token.take(),
+            )
+            .await?;
+            rows.extend(page);
+            token = next;
+            if token.is_none() {
+                return Ok(Some(rows));
+            }
         }
     }
-    // A day with no rows at all (no spend) is closed too once it is not estimated.
-    for d in from..today {
-        if !costs.estimated_days.contains(&d) && !closed.contains_key(&d) && d < today - 2 {
-            closed.insert(d, BTreeMap::new());
-        }
-    }
-    if let Some(t) = &config.table_name {
-        costs::store_days(clients, t, metric, grouping, &closed).await?;
-    }
-    Ok(costs)
 }
 
 pub async fn run_job(
@@ -260,20 +348,33 @@ pub async fn run_job(
         .unwrap_or_default()
         / 86_400;
     let first_day = today - i64::from(run.lookback_days);
-    let mut notes = Vec::new();
-    let services = fetch(
+    let mut reader = CostReader {
         clients,
         config,
-        &run.metric,
-        &Grouping::Service,
+        metric: &run.metric,
         first_day,
         today,
-    )
-    .await?;
+        now_s: now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default(),
+        budget: CeBudget {
+            daily_limit: config.ce_daily_requests,
+            ..CeBudget::default()
+        },
+        notes: Vec::new(),
+    };
+    if config.table_name.is_none() {
+        reader.notes.push(
+            "no decision table: nothing cached and Cost Explorer requests are not budgeted".into(),
+        );
+    }
+    let services = reader.read(&Grouping::Service).await?;
     let by_group = match &run.group_by {
-        Some(g) => Some(fetch(clients, config, &run.metric, g, first_day, today).await?),
+        Some(g) => Some(reader.read(g).await?),
         None => None,
     };
+    let mut notes = Vec::new();
     let total_series = services.total();
     let params = Params::default();
     let f = forecast(&total_series, first_day, today, &params);
@@ -286,7 +387,7 @@ pub async fn run_job(
             if run.group_by.as_ref() == Some(&g) {
                 by_group.clone()
             } else {
-                Some(fetch(clients, config, &run.metric, &g, first_day, today).await?)
+                Some(reader.read(&g).await?)
             }
         }
         (None, true) => {
@@ -298,6 +399,8 @@ pub async fn run_job(
         }
         _ => None,
     };
+    let ce_budget = reader.budget.clone();
+    notes.extend(reader.notes);
     let mut budgets = Vec::new();
     for (name, b) in &run.budgets {
         let series = if name == "total" {
@@ -398,6 +501,7 @@ pub async fn run_job(
             .map(|d| format_date(*d))
             .collect(),
         cost_explorer_requests: calls.get("ce:GetCostAndUsage").copied().unwrap_or(0),
+        cost_explorer_budget: ce_budget,
         alerts_sent,
         api_calls: calls,
         notes,

@@ -19,7 +19,8 @@ use trimtab_core::capacity::{
     recommend_table,
 };
 use trimtab_core::scaling_plan::{
-    Desired, Existing, Foreign, Overrides, ScalingSettings, Step, environment_defaults, plan,
+    Desired, Existing, Foreign, Overrides, PlanOutcome, ScalingSettings, Step,
+    environment_defaults, plan,
 };
 pub use trimtab_lambda::JobError;
 use trimtab_lambda::{EventError, Job, Mode, Trigger, parse_trigger};
@@ -55,8 +56,7 @@ impl Job for DynamoDbScaling {
     }
 }
 
-/// Tag that keeps Trimtab's hands off a table's autoscaling.
-pub const LOCK_TAG: &str = "trimtab:lock";
+pub use trimtab_core::apply::LOCK_TAG;
 /// Tag by which a table hands Trimtab the scaling policies someone else made.
 pub const MANAGED_TAG: &str = "trimtab:managed";
 
@@ -153,15 +153,8 @@ pub async fn handle(
 ) -> Result<Value, JobError> {
     let trigger: Trigger<Request> = parse_trigger(payload)?;
     let mode = trigger.mode(config.configured_mode, |r| r.mode);
-    let requested_by = match &trigger {
-        Trigger::Scheduled { rule, .. } => Some(format!(
-            "schedule {}",
-            rule.as_deref().unwrap_or("(unnamed rule)")
-        )),
-        Trigger::Direct(_) => invocation.requested_by.clone(),
-    };
     let invocation = Invocation {
-        requested_by,
+        requested_by: Some(trigger.requested_by(invocation.requested_by.as_deref())),
         ..invocation.clone()
     };
     let run = validate(config, trigger.request(), mode)?;
@@ -237,7 +230,7 @@ struct Slot {
 /// an error row), what Application Auto Scaling holds, and per-minute consumed capacity.
 struct Gathered {
     tables: Vec<TableInfo>,
-    existing: Existing,
+    existing: Option<Existing>,
     slots: Vec<Slot>,
     grids: Vec<Vec<f64>>,
     start_epoch_min: i64,
@@ -265,7 +258,17 @@ async fn gather(clients: &Clients, run: &Run, window: Window) -> Result<Gathered
             Err(e) => errors.push(format!("{name}: not judged: {e}")),
         }
     }
-    let existing = ddb::existing(clients, None).await?;
+    // Without what Application Auto Scaling holds, the run still judges every table, but plans
+    // and writes nothing.
+    let existing = match ddb::existing(clients, None).await {
+        Ok(e) => Some(e),
+        Err(e) => {
+            errors.push(format!(
+                "autoscaling not read, so nothing planned or written: {e}"
+            ));
+            None
+        }
+    };
 
     // Every table and GSI, read and write: two queries per resource, all in one batched pass.
     let mut slots = Vec::new();
@@ -361,7 +364,7 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered) -> Judged {
                 continue;
             }
         };
-        let locked = table.tags.get(LOCK_TAG).is_some_and(|v| v == "true");
+        let locked = trimtab_core::apply::is_locked(&table.tags);
         if locked {
             out.locked.push(table.name.clone());
         }
@@ -381,7 +384,7 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered) -> Judged {
                 dimension: g.slots[i].dimension,
                 demand: &g.grids[i],
                 start_epoch_min: g.start_epoch_min,
-                setup: setup(table, &g.slots[i], &g.existing),
+                setup: setup(table, &g.slots[i], g.existing.as_ref()),
             })
             .collect();
         let has_data = members.iter().any(|&i| g.grids[i].iter().any(|&d| d > 0.0));
@@ -446,7 +449,10 @@ pub async fn run_job(
     };
     let gathered = gather(clients, run, window).await?;
     let judged = judge_tables(config, run, &gathered);
-    let outcome = plan(&judged.desired, &gathered.existing);
+    let outcome = match &gathered.existing {
+        Some(existing) => plan(&judged.desired, existing),
+        None => PlanOutcome::default(),
+    };
     let mut errors = gathered.errors.clone();
     errors.extend(judged.errors);
     let mut report = Report {
@@ -468,13 +474,15 @@ pub async fn run_job(
         metric_queries: gathered.metric_queries,
         notes: gathered.notes,
     };
-    if run.mode == Mode::Apply {
+    if run.mode == Mode::Apply && gathered.existing.is_some() {
+        // The plan is made again under the lease, after reconciling: what a run before this one
+        // left may have changed it.
         act::apply(
             clients,
             config,
             invocation,
             &run_id,
-            &outcome.steps,
+            &judged.desired,
             now,
             &mut report,
         )
@@ -543,10 +551,12 @@ fn no_data(table: &TableInfo, s: &Slot) -> DimensionAdvice {
 }
 
 /// How a dimension is set up today, with its live policy if it has one.
-fn setup(table: &TableInfo, s: &Slot, existing: &Existing) -> Setup {
+fn setup(table: &TableInfo, s: &Slot, existing: Option<&Existing>) -> Setup {
     if table.on_demand {
         return Setup::OnDemand;
     }
+    let empty = Existing::default();
+    let existing = existing.unwrap_or(&empty);
     let key = (
         ddb::resource_id(&table.name, s.index.as_deref()),
         ddb::scalable_dimension(s.index.is_some(), s.dimension).to_owned(),

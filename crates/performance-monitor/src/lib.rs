@@ -12,7 +12,9 @@ use trimtab_aws::inventory::{FunctionFilter, list_functions};
 use trimtab_aws::metrics::{self, Fold, Query, Series, Window, fold};
 use trimtab_aws::monitoring::{self, list_api_stages};
 use trimtab_aws::{CallCounts, Clients, calls};
-use trimtab_core::monitor::{Subject, dashboard_body, desired_alarms, plan_alarms};
+use trimtab_core::monitor::{
+    AlarmPlan, Subject, alarm_prefix, dashboard_body, desired_alarms, plan_alarms,
+};
 use trimtab_core::slo::{
     Bottleneck, BurnAlert, Counts, ErrorBudget, Objectives, Severity, burn_alerts, burn_rate,
     default_objectives, error_budget, failure_budget, health_score, rank_bottlenecks, slow_budget,
@@ -46,7 +48,44 @@ impl Job for PerformanceMonitor {
 }
 
 /// Prefix of every alarm the monitor owns.
-pub const ALARM_PREFIX: &str = "trimtab-slo-";
+/// Which of Trimtab's alarms a run may delete: those of subjects its filters admit (a run
+/// scoped to some functions leaves every other subject's alarms alone).
+struct AlarmScope {
+    prefixes: Vec<String>,
+}
+
+impl AlarmScope {
+    fn of(prefix: &str, r: &Request) -> Self {
+        let safe = |s: &str| Subject::function(s).id.trim_start_matches("fn-").to_owned();
+        let functions = format!(
+            "{prefix}fn-{}",
+            r.function_name_prefix
+                .as_deref()
+                .map(safe)
+                .unwrap_or_default()
+        );
+        let apis = format!(
+            "{prefix}api-{}",
+            r.api_name_prefix.as_deref().map(safe).unwrap_or_default()
+        );
+        Self {
+            prefixes: vec![functions, apis],
+        }
+    }
+
+    fn contains(&self, alarm: &str) -> bool {
+        self.prefixes.iter().any(|p| alarm.starts_with(p))
+    }
+}
+
+impl Request {
+    /// Whether the run covers only part of the estate.
+    fn is_scoped(&self) -> bool {
+        self.api_name_prefix.is_some()
+            || self.function_name_prefix.is_some()
+            || self.table_name_prefix.is_some()
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -575,20 +614,41 @@ pub async fn run(
         clients.region.as_deref().unwrap_or("us-east-1"),
         &o,
     );
-    let desired = desired_alarms(ALARM_PREFIX, &subjects, &o, &config.alarm_actions);
-    let existing = monitoring::alarms(clients, ALARM_PREFIX).await?;
-    let (to_put, to_delete) = plan_alarms(ALARM_PREFIX, &desired, &existing);
-    let current_body = monitoring::get_dashboard(clients, &dashboard).await?;
-    let dashboard_changed = current_body.as_deref() != Some(body.as_str());
+    let prefix = alarm_prefix(environment);
+    let desired = desired_alarms(&prefix, &subjects, &o, &config.alarm_actions);
+    let existing = monitoring::alarms(clients, &prefix).await?;
+    let scope = AlarmScope::of(&prefix, r);
+    let AlarmPlan {
+        put: to_put,
+        delete: to_delete,
+        delete_calls,
+    } = plan_alarms(&prefix, &desired, &existing, |name| scope.contains(name));
+    // The dashboard shows the whole estate: only an unscoped run writes it.
+    let dashboard_changed = if r.is_scoped() {
+        notes.push("scoped run: the dashboard is left as the last unscoped run wrote it".into());
+        false
+    } else {
+        monitoring::get_dashboard(clients, &dashboard)
+            .await?
+            .as_deref()
+            != Some(body.as_str())
+    };
     let alarms_unchanged = desired.len() - to_put.len();
     if mode == Mode::Apply {
+        if config.alarm_actions.is_empty() {
+            notes.push(
+                "no alert topic configured (TRIMTAB_ALERT_TOPIC_ARN): alarms written without actions page nobody".into(),
+            );
+        }
         if dashboard_changed {
             monitoring::put_dashboard(clients, &dashboard, &body).await?;
         }
         for a in &to_put {
             monitoring::put_alarm(clients, a).await?;
         }
-        monitoring::delete_alarms(clients, &to_delete).await?;
+        for names in &delete_calls {
+            monitoring::delete_alarms(clients, names).await?;
+        }
     } else if dashboard_changed || !to_put.is_empty() || !to_delete.is_empty() {
         notes.push("recommend mode: dashboard and alarms reported, not written".into());
     }

@@ -5,6 +5,7 @@
 mod act;
 mod job;
 mod protocol;
+mod provision;
 mod request;
 mod undo;
 
@@ -19,9 +20,10 @@ use trimtab_core::pricing::PriceTable;
 use trimtab_core::rightsizing::{FleetTotals, Recommendation, Strategy};
 use trimtab_lambda::{EventError, FailureKind, Job, Mode, Trigger, parse_trigger};
 
-pub use act::{ALIAS_TAG, LOCK_TAG, VerificationRow};
+pub use act::{ALIAS_TAG, VerificationRow};
 pub use job::run;
 pub use request::{Action, Command, Plan, Request};
+pub use trimtab_core::apply::LOCK_TAG;
 pub use undo::{RollbackReport, history, rollback};
 
 /// The right-sizing job, as `main.rs`, `trimtab invoke` and the API run it.
@@ -31,7 +33,7 @@ pub struct RightSizing;
 impl Job for RightSizing {
     const KIND: &'static str = "rightsizing";
     const LOGICAL_ID: &'static str = "RightSizingFunction";
-    const TIMEOUT: Duration = Duration::from_secs(300);
+    const TIMEOUT: Duration = Duration::from_secs(900);
     type Config = JobConfig;
     type Error = JobError;
 
@@ -67,6 +69,9 @@ pub struct JobConfig {
     /// The decision table (`TRIMTAB_TABLE`): audit records and the run lease. Apply, rollback
     /// and history need it.
     pub table_name: Option<String>,
+    /// The functions apply mode may change (`TRIMTAB_MANAGED_PATTERN`, IAM wildcards; the
+    /// template's `ManagedFunctionPattern`, which its role's permissions also name).
+    pub managed_pattern: String,
 }
 
 impl JobConfig {
@@ -97,6 +102,8 @@ impl JobConfig {
             prices,
             price_note,
             table_name,
+            managed_pattern: trimtab_lambda::setting("TRIMTAB_MANAGED_PATTERN")
+                .unwrap_or_else(|| "*".to_owned()),
         })
     }
 
@@ -107,6 +114,7 @@ impl JobConfig {
             prices: PriceTable::us_east_1(),
             price_note: None,
             table_name,
+            managed_pattern: "*".to_owned(),
         }
     }
 }
@@ -183,23 +191,14 @@ pub async fn handle(
     let trigger: Trigger<Request> = parse_trigger(payload)?;
     let mut notes = Vec::new();
     // A schedule runs in the configured mode; a direct invoke (which IAM authorised) may ask.
-    let (mode, requested_by) = match &trigger {
-        Trigger::Scheduled { request, rule } => {
-            if request.mode.is_some_and(|m| m != config.configured_mode) {
-                notes.push(
-                    "mode in the scheduled event ignored: schedules use TRIMTAB_MODE".to_owned(),
-                );
-            }
-            let by = format!("schedule {}", rule.as_deref().unwrap_or("(unnamed rule)"));
-            (config.configured_mode, Some(by))
-        }
-        Trigger::Direct(request) => (
-            request.mode.unwrap_or_default(),
-            invocation.requested_by.clone(),
-        ),
-    };
+    if let Trigger::Scheduled { request, .. } = &trigger
+        && request.mode.is_some_and(|m| m != config.configured_mode)
+    {
+        notes.push("mode in the scheduled event ignored: schedules use TRIMTAB_MODE".to_owned());
+    }
+    let mode = trigger.mode(config.configured_mode, |r| r.mode);
     let invocation = Invocation {
-        requested_by,
+        requested_by: Some(trigger.requested_by(invocation.requested_by.as_deref())),
         ..invocation.clone()
     };
     let now = SystemTime::now();

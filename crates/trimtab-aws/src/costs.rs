@@ -1,12 +1,14 @@
-//! Cost Explorer (every request, each page too, costs $0.01: all are counted), the cache of
-//! closed days in the decision table, and SNS alerts.
+//! Cost Explorer (every request, each page too, costs $0.01: all are counted and budgeted per
+//! day), the cache of fetched days in the decision table, and SNS alerts.
 
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_costexplorer::types::{
     DateInterval, Granularity, GroupDefinition, GroupDefinitionType,
 };
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use futures::StreamExt;
+pub use trimtab_core::cost::{CachedDay, CostRow};
 use trimtab_core::cost::{format_date, parse_date};
 
 use crate::{AwsError, Clients};
@@ -40,69 +42,98 @@ impl Grouping {
     }
 }
 
-/// One day of one group.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CostRow {
-    pub day: i64,
-    pub key: String,
-    pub usd: f64,
-    pub estimated: bool,
-}
-
-/// Daily costs of `metric` from `start_day` to `end_day` (exclusive), grouped, every page.
-pub async fn daily_costs(
+/// One page of daily costs of `metric` from `start_day` to `end_day` (exclusive), grouped; the
+/// token of the next page, if any. Every page is a paid request.
+pub async fn cost_page(
     c: &Clients,
     start_day: i64,
     end_day: i64,
     metric: &str,
     grouping: &Grouping,
-) -> Result<Vec<CostRow>, AwsError> {
+    token: Option<String>,
+) -> Result<(Vec<CostRow>, Option<String>), AwsError> {
     let op = "ce:GetCostAndUsage";
-    let mut rows = Vec::new();
-    let mut token: Option<String> = None;
     let period = DateInterval::builder()
         .start(format_date(start_day))
         .end(format_date(end_day))
         .build()
         .map_err(|e| AwsError::invalid(op, "costs", e.to_string()))?;
-    loop {
-        let page = c
-            .costexplorer
-            .get_cost_and_usage()
-            .time_period(period.clone())
-            .granularity(Granularity::Daily)
-            .metrics(metric)
-            .group_by(grouping.definition())
-            .set_next_page_token(token.take())
-            .send()
-            .await
-            .map_err(|e| AwsError::new(op, "costs", e))?;
-        for r in page.results_by_time() {
-            let Some(day) = r.time_period().and_then(|p| parse_date(p.start())) else {
-                continue;
-            };
-            for g in r.groups() {
-                let key = g.keys().join(",");
-                let usd = g
-                    .metrics()
-                    .and_then(|m| m.get(metric))
-                    .and_then(|v| v.amount())
-                    .and_then(|a| a.parse::<f64>().ok())
-                    .unwrap_or(0.0);
-                rows.push(CostRow {
-                    day,
-                    key,
-                    usd,
-                    estimated: r.estimated(),
-                });
-            }
-        }
-        token = page.next_page_token().map(ToOwned::to_owned);
-        if token.is_none() {
-            break;
+    let page = c
+        .costexplorer
+        .get_cost_and_usage()
+        .time_period(period)
+        .granularity(Granularity::Daily)
+        .metrics(metric)
+        .group_by(grouping.definition())
+        .set_next_page_token(token)
+        .send()
+        .await
+        .map_err(|e| AwsError::new(op, "costs", e))?;
+    let mut rows = Vec::new();
+    for r in page.results_by_time() {
+        let Some(day) = r.time_period().and_then(|p| parse_date(p.start())) else {
+            continue;
+        };
+        for g in r.groups() {
+            let usd = g
+                .metrics()
+                .and_then(|m| m.get(metric))
+                .and_then(|v| v.amount())
+                .and_then(|a| a.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            rows.push(CostRow {
+                day,
+                key: g.keys().join(","),
+                usd,
+                estimated: r.estimated(),
+            });
         }
     }
-    Ok(rows)
+    Ok((rows, page.next_page_token().map(ToOwned::to_owned)))
+}
+
+/// Takes one request from the day's Cost Explorer budget (`ce-budget#<date>` in the decision
+/// table, counted atomically across concurrent runs): the requests used so far today including
+/// this one, or `None` when `daily_limit` are already used.
+pub async fn take_ce_request(
+    c: &Clients,
+    table: &str,
+    day: i64,
+    daily_limit: u32,
+) -> Result<Option<u32>, AwsError> {
+    let op = "dynamodb:UpdateItem";
+    let result = c
+        .dynamodb
+        .update_item()
+        .table_name(table)
+        .key("pk", s(format!("ce-budget#{}", format_date(day))))
+        .key("sk", s("requests"))
+        .update_expression("ADD used :one SET purge_at = :purge")
+        .condition_expression("attribute_not_exists(used) OR used < :limit")
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .expression_attribute_values(":limit", AttributeValue::N(daily_limit.to_string()))
+        // Kept a week past its day, then removed by the table's TTL (`purge_at`).
+        .expression_attribute_values(
+            ":purge",
+            AttributeValue::N(((day + 8) * 86_400).to_string()),
+        )
+        .return_values(ReturnValue::UpdatedNew)
+        .send()
+        .await;
+    match result {
+        Ok(out) => Ok(out
+            .attributes()
+            .and_then(|a| a.get("used"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(AwsError::new(op, "ce-budget", e)),
+    }
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -113,7 +144,8 @@ fn cache_pk(metric: &str, grouping: &Grouping) -> String {
     format!("ce#{metric}#{}", grouping.name())
 }
 
-/// Closed days already fetched, from the decision table: day -> (group -> USD).
+/// Days already fetched, from the decision table (closed days, and estimated ones with when they
+/// were read).
 pub async fn cached_days(
     c: &Clients,
     table: &str,
@@ -121,7 +153,7 @@ pub async fn cached_days(
     grouping: &Grouping,
     from_day: i64,
     to_day: i64,
-) -> Result<BTreeMap<i64, BTreeMap<String, f64>>, AwsError> {
+) -> Result<BTreeMap<i64, CachedDay>, AwsError> {
     let mut out = BTreeMap::new();
     let mut start: Option<HashMap<String, AttributeValue>> = None;
     loop {
@@ -147,8 +179,21 @@ pub async fn cached_days(
                 .get("groups")
                 .and_then(|v| v.as_s().ok())
                 .and_then(|j| serde_json::from_str::<BTreeMap<String, f64>>(j).ok());
+            let flag = |k: &str| item.get(k).and_then(|v| v.as_bool().ok()).copied();
+            let fetched_at_s = item
+                .get("fetched_at")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             if let (Some(day), Some(groups)) = (day, groups) {
-                out.insert(day, groups);
+                out.insert(
+                    day,
+                    CachedDay {
+                        groups,
+                        estimated: flag("estimated").unwrap_or(false),
+                        fetched_at_s,
+                    },
+                );
             }
         }
         start = page.last_evaluated_key().cloned();
@@ -159,45 +204,37 @@ pub async fn cached_days(
     Ok(out)
 }
 
-/// Stores closed days (25 to a `BatchWriteItem`, unprocessed items retried).
+/// Stores fetched days, one `PutItem` each, eight at a time. (Not `BatchWriteItem`: that
+/// permission also deletes, and the read-only API role that fills the cache must not.)
 pub async fn store_days(
     c: &Clients,
     table: &str,
     metric: &str,
     grouping: &Grouping,
-    days: &BTreeMap<i64, BTreeMap<String, f64>>,
+    days: &BTreeMap<i64, CachedDay>,
 ) -> Result<(), AwsError> {
-    let requests: Vec<WriteRequest> = days
+    let pk = cache_pk(metric, grouping);
+    let puts: Vec<_> = days
         .iter()
-        .filter_map(|(day, groups)| {
-            let put = PutRequest::builder()
-                .item("pk", s(cache_pk(metric, grouping)))
+        .map(|(day, d)| {
+            let groups = serde_json::to_string(&d.groups).unwrap_or_else(|_| "{}".into());
+            c.dynamodb
+                .put_item()
+                .table_name(table)
+                .item("pk", s(pk.clone()))
                 .item("sk", s(format!("day#{}", format_date(*day))))
-                .item("groups", s(serde_json::to_string(groups).ok()?))
-                .build()
-                .ok()?;
-            Some(WriteRequest::builder().put_request(put).build())
+                .item("groups", s(groups))
+                .item("estimated", AttributeValue::Bool(d.estimated))
+                .item("fetched_at", AttributeValue::N(d.fetched_at_s.to_string()))
         })
         .collect();
-    for chunk in requests.chunks(25) {
-        let mut pending = chunk.to_vec();
-        for _ in 0..5 {
-            let out = c
-                .dynamodb
-                .batch_write_item()
-                .request_items(table, pending.clone())
-                .send()
-                .await
-                .map_err(|e| AwsError::new("dynamodb:BatchWriteItem", table, e))?;
-            pending = out
-                .unprocessed_items()
-                .and_then(|u| u.get(table))
-                .cloned()
-                .unwrap_or_default();
-            if pending.is_empty() {
-                break;
-            }
-        }
+    let results: Vec<_> = futures::stream::iter(puts)
+        .map(|put| put.send())
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for r in results {
+        r.map_err(|e| AwsError::new("dynamodb:PutItem", table, e))?;
     }
     Ok(())
 }

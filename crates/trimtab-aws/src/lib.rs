@@ -159,6 +159,18 @@ impl AwsError {
     }
 }
 
+/// Who the credentials belong to (STS `GetCallerIdentity`, which needs no permission): the
+/// `requested_by` of an operator's run.
+pub async fn caller_identity(c: &Clients) -> Result<String, AwsError> {
+    let out = c
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| AwsError::new("sts:GetCallerIdentity", "caller", e))?;
+    Ok(out.arn().unwrap_or("unknown").to_owned())
+}
+
 /// Loads the SDK configuration from the standard chain.
 pub async fn load_config() -> SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
@@ -237,6 +249,7 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     pub apigateway: aws_sdk_apigateway::Client,
     pub apigatewayv2: aws_sdk_apigatewayv2::Client,
+    pub sts: aws_sdk_sts::Client,
     pub region: Option<String>,
 }
 
@@ -252,6 +265,7 @@ impl Clients {
             sns: client!(aws_sdk_sns, config),
             apigateway: client!(aws_sdk_apigateway, config),
             apigatewayv2: client!(aws_sdk_apigatewayv2, config),
+            sts: client!(aws_sdk_sts, config),
             region: config.region().map(ToString::to_string),
         }
     }

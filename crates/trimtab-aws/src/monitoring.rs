@@ -2,9 +2,9 @@
 //! the performance monitor keeps in step.
 
 use aws_sdk_cloudwatch::types::{
-    ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricStat,
+    AlarmType, ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricStat,
 };
-use trimtab_core::monitor::{AlarmSource, AlarmSpec, ApiKind};
+use trimtab_core::monitor::{AlarmBody, AlarmSource, AlarmSpec, ApiKind, ExistingAlarm};
 
 use crate::{AwsError, Clients};
 
@@ -149,28 +149,35 @@ pub async fn put_dashboard(c: &Clients, name: &str, body: &str) -> Result<(), Aw
     Ok(())
 }
 
-/// Alarms whose names start with `prefix`: (name, description), paged.
-pub async fn alarms(c: &Clients, prefix: &str) -> Result<Vec<(String, String)>, AwsError> {
+/// Alarms, metric and composite, whose names start with `prefix`: (name, description). Both
+/// types are asked for: by default `DescribeAlarms` returns metric alarms only.
+pub async fn alarms(c: &Clients, prefix: &str) -> Result<Vec<ExistingAlarm>, AwsError> {
+    let pages: Vec<_> = c
+        .cloudwatch
+        .describe_alarms()
+        .alarm_name_prefix(prefix)
+        .alarm_types(AlarmType::MetricAlarm)
+        .alarm_types(AlarmType::CompositeAlarm)
+        .into_paginator()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| AwsError::new("cloudwatch:DescribeAlarms", prefix, e))?;
     let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = c
-            .cloudwatch
-            .describe_alarms()
-            .alarm_name_prefix(prefix)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| AwsError::new("cloudwatch:DescribeAlarms", prefix, e))?;
+    for page in pages {
         for a in page.metric_alarms() {
-            out.push((
-                a.alarm_name().unwrap_or_default().to_owned(),
-                a.alarm_description().unwrap_or_default().to_owned(),
-            ));
+            out.push(ExistingAlarm {
+                name: a.alarm_name().unwrap_or_default().to_owned(),
+                description: a.alarm_description().unwrap_or_default().to_owned(),
+                composite: false,
+            });
         }
-        token = page.next_token().map(ToOwned::to_owned);
-        if token.is_none() {
-            break;
+        for a in page.composite_alarms() {
+            out.push(ExistingAlarm {
+                name: a.alarm_name().unwrap_or_default().to_owned(),
+                description: a.alarm_description().unwrap_or_default().to_owned(),
+                composite: true,
+            });
         }
     }
     Ok(out)
@@ -188,21 +195,44 @@ fn metric(namespace: &str, name: &str, dims: &[(String, String)]) -> Metric {
         .build()
 }
 
-/// Creates or replaces an alarm.
+/// Creates or replaces an alarm: a metric alarm, or a composite (whose children must exist).
 pub async fn put_alarm(c: &Clients, spec: &AlarmSpec) -> Result<(), AwsError> {
-    let op = "cloudwatch:PutMetricAlarm";
+    let actions = (!spec.actions.is_empty()).then(|| spec.actions.clone());
+    let AlarmBody::Metric {
+        source,
+        threshold,
+        at_least,
+        evaluation_periods,
+        datapoints_to_alarm,
+    } = &spec.body
+    else {
+        c.cloudwatch
+            .put_composite_alarm()
+            .alarm_name(&spec.name)
+            .alarm_description(spec.description_with_hash())
+            .alarm_rule(spec.rule().unwrap_or_default())
+            .set_alarm_actions(actions)
+            .send()
+            .await
+            .map_err(|e| AwsError::new("cloudwatch:PutCompositeAlarm", &spec.name, e))?;
+        return Ok(());
+    };
     let mut req = c
         .cloudwatch
         .put_metric_alarm()
         .alarm_name(&spec.name)
         .alarm_description(spec.description_with_hash())
-        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
-        .threshold(spec.threshold)
-        .evaluation_periods(spec.evaluation_periods)
-        .datapoints_to_alarm(spec.datapoints_to_alarm)
+        .comparison_operator(if *at_least {
+            ComparisonOperator::GreaterThanOrEqualToThreshold
+        } else {
+            ComparisonOperator::GreaterThanThreshold
+        })
+        .threshold(*threshold)
+        .evaluation_periods(*evaluation_periods)
+        .datapoints_to_alarm(*datapoints_to_alarm)
         .treat_missing_data("notBreaching")
-        .set_alarm_actions((!spec.actions.is_empty()).then(|| spec.actions.clone()));
-    match &spec.source {
+        .set_alarm_actions(actions);
+    match source {
         AlarmSource::Single {
             namespace,
             metric: name,
@@ -259,18 +289,17 @@ pub async fn put_alarm(c: &Clients, spec: &AlarmSpec) -> Result<(), AwsError> {
     }
     req.send()
         .await
-        .map_err(|e| AwsError::new(op, &spec.name, e))?;
+        .map_err(|e| AwsError::new("cloudwatch:PutMetricAlarm", &spec.name, e))?;
     Ok(())
 }
 
+/// One `DeleteAlarms` call (at most 100 names, at most one of them a composite).
 pub async fn delete_alarms(c: &Clients, names: &[String]) -> Result<(), AwsError> {
-    for chunk in names.chunks(100) {
-        c.cloudwatch
-            .delete_alarms()
-            .set_alarm_names(Some(chunk.to_vec()))
-            .send()
-            .await
-            .map_err(|e| AwsError::new("cloudwatch:DeleteAlarms", "alarms", e))?;
-    }
+    c.cloudwatch
+        .delete_alarms()
+        .set_alarm_names(Some(names.to_vec()))
+        .send()
+        .await
+        .map_err(|e| AwsError::new("cloudwatch:DeleteAlarms", "alarms", e))?;
     Ok(())
 }

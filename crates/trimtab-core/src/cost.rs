@@ -61,6 +61,100 @@ pub fn format_date(day: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// One day of one group, as Cost Explorer answered it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostRow {
+    pub day: i64,
+    pub key: String,
+    pub usd: f64,
+    pub estimated: bool,
+}
+
+/// One day of costs as the cache in the decision table holds it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CachedDay {
+    /// USD by group (service, usage type or tag value); empty for a day without spend.
+    pub groups: BTreeMap<String, f64>,
+    /// Cost Explorer still marked the day estimated (provisional) when it was read.
+    pub estimated: bool,
+    pub fetched_at_s: i64,
+}
+
+/// How long a provisional (estimated) day is answered from the cache before it is read again.
+/// Cost Explorer refreshes billing data at least once every 24 hours, a few times a day in
+/// practice; re-reading a provisional day more often buys a request and little news.
+pub const ESTIMATED_REFRESH_S: i64 = 6 * 3600;
+
+/// The first day of `first_day..today` the cache cannot answer: missing, or estimated and read
+/// more than [`ESTIMATED_REFRESH_S`] before `now_s`. `None`: the cache answers the whole window.
+pub fn first_stale_day(
+    cached: &BTreeMap<i64, CachedDay>,
+    first_day: i64,
+    today: i64,
+    now_s: i64,
+) -> Option<i64> {
+    (first_day..today).find(|d| match cached.get(d) {
+        None => true,
+        Some(c) => c.estimated && now_s - c.fetched_at_s >= ESTIMATED_REFRESH_S,
+    })
+}
+
+/// Every day of `from..today` as Cost Explorer answered it (`rows`), ready to cache. A day
+/// without rows had no spend; it is provisional while it is one of the last two days (Cost
+/// Explorer may still add to it).
+pub fn days_fetched(
+    rows: &[CostRow],
+    from: i64,
+    today: i64,
+    now_s: i64,
+) -> BTreeMap<i64, CachedDay> {
+    let mut days: BTreeMap<i64, CachedDay> = (from..today)
+        .map(|d| {
+            let day = CachedDay {
+                groups: BTreeMap::new(),
+                estimated: d >= today - 2,
+                fetched_at_s: now_s,
+            };
+            (d, day)
+        })
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for r in rows {
+        let Some(day) = days.get_mut(&r.day) else {
+            continue;
+        };
+        // A day with rows is provisional when any of its rows is.
+        if seen.insert(r.day) {
+            day.estimated = false;
+        }
+        day.estimated |= r.estimated;
+        *day.groups.entry(r.key.clone()).or_default() += r.usd;
+    }
+    days
+}
+
+/// The window's daily costs from the days known; days not known stay at zero (see
+/// [`missing_days`]).
+pub fn assemble(days: &BTreeMap<i64, CachedDay>, first_day: i64, today: i64) -> DailyCosts {
+    let mut costs = DailyCosts::new(first_day, usize::try_from(today - first_day).unwrap_or(0));
+    for (day, c) in days.range(first_day..today) {
+        for (k, usd) in &c.groups {
+            costs.add(k, *day, *usd);
+        }
+        if c.estimated {
+            costs.estimated_days.push(*day);
+        }
+    }
+    costs
+}
+
+/// The days of `first_day..today` not known at all.
+pub fn missing_days(days: &BTreeMap<i64, CachedDay>, first_day: i64, today: i64) -> Vec<i64> {
+    (first_day..today)
+        .filter(|d| !days.contains_key(d))
+        .collect()
+}
+
 /// Daily costs: for each service (or tag value), USD per day from `first_day`, one per day.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DailyCosts {
@@ -568,5 +662,55 @@ mod usage_tests {
         assert_eq!(monthly, 304.17);
         // 1 - 0.0000133334 / 0.0000166667 = 20.0%.
         assert!((saving - 60.83).abs() < 0.01, "{saving}");
+    }
+
+    #[test]
+    fn the_cache_answers_closed_days_and_fresh_estimates_only() {
+        let day = |estimated, fetched_at_s| CachedDay {
+            groups: BTreeMap::from([("AWS Lambda".to_owned(), 1.0)]),
+            estimated,
+            fetched_at_s,
+        };
+        let now = 100 * 86_400;
+        let mut cached: BTreeMap<i64, CachedDay> =
+            (90..98).map(|d| (d, day(false, now - 86_400))).collect();
+        cached.insert(98, day(true, now - 3600));
+        cached.insert(99, day(true, now - 3600));
+        assert_eq!(first_stale_day(&cached, 90, 100, now), None);
+        // Six hours on, the estimates are read again; nothing before them.
+        assert_eq!(
+            first_stale_day(&cached, 90, 100, now + ESTIMATED_REFRESH_S),
+            Some(98)
+        );
+        cached.remove(&93);
+        assert_eq!(first_stale_day(&cached, 90, 100, now), Some(93));
+        assert_eq!(missing_days(&cached, 90, 100), [93]);
+        let costs = assemble(&cached, 90, 100);
+        assert_eq!(costs.estimated_days, [98, 99]);
+        assert!((costs.total().iter().sum::<f64>() - 9.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn fetched_days_keep_quiet_days_and_the_estimated_flag() {
+        let row = |day, key: &str, usd, estimated| CostRow {
+            day,
+            key: key.to_owned(),
+            usd,
+            estimated,
+        };
+        let rows = [
+            row(95, "AWS Lambda", 2.0, false),
+            row(95, "Amazon DynamoDB", 1.0, false),
+            row(99, "AWS Lambda", 3.0, true),
+            row(120, "AWS Lambda", 3.0, true),
+        ];
+        let days = days_fetched(&rows, 95, 100, 7);
+        assert_eq!(days.len(), 5);
+        assert_eq!(days[&95].groups.len(), 2);
+        assert!(!days[&95].estimated);
+        // No spend on 96..=97 (closed) and 98 (one of the last two days: provisional).
+        assert!(days[&96].groups.is_empty() && !days[&96].estimated);
+        assert!(days[&98].estimated && days[&99].estimated);
+        assert_eq!(days[&99].fetched_at_s, 7);
     }
 }

@@ -1,11 +1,13 @@
-//! What the performance monitor keeps in CloudWatch: SLO alarms (latency, error rate, and
-//! burn-rate alarms as metric math) and one dashboard, built as data from the resources in scope,
-//! with the diff against what exists.
+//! What the performance monitor keeps in CloudWatch: SLO alarms (latency, error rate, and the
+//! burn-rate rules) and one dashboard, built as data from the resources in scope, with the diff
+//! against what exists.
 //!
-//! CloudWatch alarms evaluate one period at a time, so each two-window burn-rate rule becomes one
-//! metric-math alarm on the short window's period that must breach for every period of the long
-//! window (1 h of 5-minute periods at 14.4; 6 h of 30-minute periods at 6; 3 d of 6-hour periods
-//! at 1): stricter than the workbook's pair of windows, never looser.
+//! Each two-window burn-rate rule of the SRE workbook (page when the long window's burn rate AND
+//! the short window's are both over the threshold) is three alarms: two metric-math children,
+//! one per window, whose period is the window (CloudWatch's default sliding evaluation window
+//! makes each a rolling value over it), and a composite alarm `ALARM(long) AND ALARM(short)`
+//! that carries the actions. [`evaluate`] replays error series through these definitions as
+//! CloudWatch evaluates them (docs/alarms.md).
 //!
 //! Idempotency: each alarm's description ends with a hash of its specification, so a run compares
 //! descriptions and writes only alarms that are missing or changed, and deletes its own alarms
@@ -122,16 +124,29 @@ pub enum AlarmSource {
     },
 }
 
+/// What an alarm watches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AlarmBody {
+    /// A metric alarm: in ALARM when `datapoints_to_alarm` of the last `evaluation_periods`
+    /// periods are at or over (`at_least`) or over the threshold; missing data is not breaching.
+    Metric {
+        source: AlarmSource,
+        threshold: f64,
+        at_least: bool,
+        evaluation_periods: i32,
+        datapoints_to_alarm: i32,
+    },
+    /// A composite alarm: in ALARM when every named child is (`ALARM(a) AND ALARM(b)`).
+    Composite { all_of: Vec<String> },
+}
+
 /// One alarm, fully specified.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlarmSpec {
     pub name: String,
     pub description: String,
-    pub source: AlarmSource,
-    /// Alarms when the value is greater than this.
-    pub threshold: f64,
-    pub evaluation_periods: i32,
-    pub datapoints_to_alarm: i32,
+    pub body: AlarmBody,
     pub actions: Vec<String>,
 }
 
@@ -145,23 +160,42 @@ fn fnv(bytes: &[u8]) -> u64 {
 impl AlarmSpec {
     /// A hash of everything but the description.
     pub fn hash(&self) -> String {
-        let key = serde_json::json!([
-            self.name,
-            self.source,
-            self.threshold,
-            self.evaluation_periods,
-            self.datapoints_to_alarm,
-            self.actions
-        ]);
+        let key = serde_json::json!([self.name, self.body, self.actions]);
         format!("{:016x}", fnv(key.to_string().as_bytes()))
     }
 
     pub fn description_with_hash(&self) -> String {
         format!("{} [trimtab:{}]", self.description, self.hash())
     }
+
+    /// The composite alarm's rule in CloudWatch's syntax.
+    pub fn rule(&self) -> Option<String> {
+        match &self.body {
+            AlarmBody::Composite { all_of } => Some(
+                all_of
+                    .iter()
+                    .map(|n| format!("ALARM(\"{n}\")"))
+                    .collect::<Vec<_>>()
+                    .join(" AND "),
+            ),
+            AlarmBody::Metric { .. } => None,
+        }
+    }
+
+    pub fn is_composite(&self) -> bool {
+        matches!(self.body, AlarmBody::Composite { .. })
+    }
 }
 
-/// The SLO alarms of every subject, named `<prefix><subject>-<kind>`.
+/// The prefix of every SLO alarm of an environment: `trimtab-slo-<environment>-`, so stacks of
+/// different environments in one account never touch each other's alarms.
+pub fn alarm_prefix(environment: &str) -> String {
+    format!("trimtab-slo-{environment}-")
+}
+
+/// The SLO alarms of every subject, named `<prefix><subject>-<kind>`: p95 latency and error rate
+/// (15 minutes over the objective), and per burn-rate rule two window children and the composite
+/// that carries the actions.
 pub fn desired_alarms(
     prefix: &str,
     subjects: &[Subject],
@@ -179,22 +213,29 @@ pub fn desired_alarms(
             period_s,
             label: label.to_owned(),
         };
+        let over_15_min = |source: AlarmSource, threshold: f64| AlarmBody::Metric {
+            source,
+            threshold,
+            at_least: false,
+            evaluation_periods: 3,
+            datapoints_to_alarm: 3,
+        };
         out.push(AlarmSpec {
             name: format!("{prefix}{}-latency-p95", s.id),
             description: format!(
                 "{}: p95 {} over {} ms for 15 minutes",
                 s.id, s.latency_metric, o.latency_p95_ms
             ),
-            source: AlarmSource::Single {
-                namespace: s.namespace.to_owned(),
-                metric: s.latency_metric.to_owned(),
-                dimensions: s.dimensions.clone(),
-                extended_statistic: "p95".into(),
-                period_s: 300,
-            },
-            threshold: o.latency_p95_ms,
-            evaluation_periods: 3,
-            datapoints_to_alarm: 3,
+            body: over_15_min(
+                AlarmSource::Single {
+                    namespace: s.namespace.to_owned(),
+                    metric: s.latency_metric.to_owned(),
+                    dimensions: s.dimensions.clone(),
+                    extended_statistic: "p95".into(),
+                    period_s: 300,
+                },
+                o.latency_p95_ms,
+            ),
             actions: actions.to_vec(),
         });
         out.push(AlarmSpec {
@@ -203,10 +244,7 @@ pub fn desired_alarms(
                 "{}: error rate over {}% for 15 minutes",
                 s.id, o.error_rate_pct
             ),
-            source: ratio(100.0, 300, "error rate %"),
-            threshold: o.error_rate_pct,
-            evaluation_periods: 3,
-            datapoints_to_alarm: 3,
+            body: over_15_min(ratio(100.0, 300, "error rate %"), o.error_rate_pct),
             actions: actions.to_vec(),
         });
         let budget = (1.0 - o.availability_pct / 100.0).max(1e-9);
@@ -214,44 +252,169 @@ pub fn desired_alarms(
             .iter()
             .zip(["burn-fast", "burn-slow", "burn-ticket"])
         {
-            let periods = (rule.long_min / rule.short_min) as i32;
-            out.push(AlarmSpec {
-                name: format!("{prefix}{}-{kind}", s.id),
+            let name = format!("{prefix}{}-{kind}", s.id);
+            let window = |minutes: usize, which: &str| AlarmSpec {
+                name: format!("{name}-{which}"),
                 description: format!(
-                    "{}: error budget ({}% availability) burning at {}x or more for {} minutes ({:?})",
-                    s.id, o.availability_pct, rule.burn_rate, rule.long_min, rule.severity
+                    "{}: error budget ({}% availability) burning at {}x or more over the last {minutes} minutes; part of {name}",
+                    s.id, o.availability_pct, rule.burn_rate
                 ),
-                source: ratio(1.0 / budget, (rule.short_min * 60) as i32, "burn rate"),
-                threshold: rule.burn_rate,
-                evaluation_periods: periods,
-                datapoints_to_alarm: periods,
+                body: AlarmBody::Metric {
+                    source: ratio(1.0 / budget, (minutes * 60) as i32, "burn rate"),
+                    threshold: rule.burn_rate,
+                    at_least: true,
+                    evaluation_periods: 1,
+                    datapoints_to_alarm: 1,
+                },
+                actions: vec![],
+            };
+            let long = window(rule.long_min, "long");
+            let short = window(rule.short_min, "short");
+            out.push(AlarmSpec {
+                name: name.clone(),
+                description: format!(
+                    "{}: error budget ({}% availability) burning at {}x or more over {} minutes and still over the last {} ({:?})",
+                    s.id, o.availability_pct, rule.burn_rate, rule.long_min, rule.short_min, rule.severity
+                ),
+                body: AlarmBody::Composite {
+                    all_of: vec![long.name.clone(), short.name.clone()],
+                },
                 actions: actions.to_vec(),
             });
+            out.push(long);
+            out.push(short);
         }
     }
     out
 }
 
-/// The alarms to put (missing or changed) and the names to delete (ours, no longer wanted).
+/// An alarm CloudWatch holds under Trimtab's prefix, as `DescribeAlarms` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExistingAlarm {
+    pub name: String,
+    pub description: String,
+    pub composite: bool,
+}
+
+/// What a run writes to bring the alarms in step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlarmPlan<'a> {
+    /// Missing or changed; children before the composites that name them.
+    pub put: Vec<&'a AlarmSpec>,
+    /// Trimtab's alarms in scope no longer wanted; composites before their children.
+    pub delete: Vec<String>,
+    /// `delete` as `DeleteAlarms` calls, in order: CloudWatch deletes at most 100 alarms a call
+    /// and at most one composite, so each composite goes alone, then the metric alarms.
+    pub delete_calls: Vec<Vec<String>>,
+}
+
+/// The alarms to put (missing or changed) and the names to delete: Trimtab's own (`prefix`)
+/// within the run's scope (`in_scope`, by name) that are no longer wanted. A scoped run never
+/// deletes the alarms of subjects outside its scope.
 pub fn plan_alarms<'a>(
     prefix: &str,
     desired: &'a [AlarmSpec],
-    existing: &[(String, String)],
-) -> (Vec<&'a AlarmSpec>, Vec<String>) {
-    let put = desired
+    existing: &[ExistingAlarm],
+    in_scope: impl Fn(&str) -> bool,
+) -> AlarmPlan<'a> {
+    let mut put: Vec<&AlarmSpec> = desired
         .iter()
         .filter(|d| {
             !existing
                 .iter()
-                .any(|(n, desc)| *n == d.name && *desc == d.description_with_hash())
+                .any(|e| e.name == d.name && e.description == d.description_with_hash())
         })
         .collect();
-    let delete = existing
+    put.sort_by_key(|a| a.is_composite());
+    let gone: Vec<&ExistingAlarm> = existing
         .iter()
-        .filter(|(n, _)| n.starts_with(prefix) && !desired.iter().any(|d| d.name == *n))
-        .map(|(n, _)| n.clone())
+        .filter(|e| {
+            e.name.starts_with(prefix)
+                && in_scope(&e.name)
+                && !desired.iter().any(|d| d.name == e.name)
+        })
         .collect();
-    (put, delete)
+    // A child cannot be deleted while a composite names it: composites first.
+    let mut delete_calls: Vec<Vec<String>> = gone
+        .iter()
+        .filter(|e| e.composite)
+        .map(|e| vec![e.name.clone()])
+        .collect();
+    let metric: Vec<String> = gone
+        .iter()
+        .filter(|e| !e.composite)
+        .map(|e| e.name.clone())
+        .collect();
+    delete_calls.extend(metric.chunks(100).map(<[String]>::to_vec));
+    AlarmPlan {
+        put,
+        delete: delete_calls.concat(),
+        delete_calls,
+    }
+}
+
+/// Requests and errors of one minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Minute {
+    pub requests: f64,
+    pub errors: f64,
+}
+
+/// Whether `spec` (a ratio metric alarm, or a composite of them in `all`) is in ALARM after
+/// minute `at` of `series`, as CloudWatch evaluates it: each period is the `period_s` ending at
+/// the evaluation (the default sliding window), a period without requests is missing data and
+/// not breaching. Latency alarms (`Single`) are never in ALARM here (no latency series).
+pub fn evaluate(spec: &AlarmSpec, all: &[AlarmSpec], series: &[Minute], at: usize) -> bool {
+    match &spec.body {
+        AlarmBody::Composite { all_of } => all_of.iter().all(|child| {
+            all.iter()
+                .find(|a| a.name == *child)
+                .is_some_and(|a| evaluate(a, all, series, at))
+        }),
+        AlarmBody::Metric {
+            source: AlarmSource::Ratio {
+                scale, period_s, ..
+            },
+            threshold,
+            at_least,
+            evaluation_periods,
+            datapoints_to_alarm,
+        } => {
+            let period = (*period_s as usize / 60).max(1);
+            let end = (at + 1).min(series.len());
+            let breaching = (0..*evaluation_periods as usize)
+                .filter(|k| {
+                    let Some(stop) = end.checked_sub(k * period) else {
+                        return false;
+                    };
+                    let start = stop.saturating_sub(period);
+                    let (req, err) = series[start..stop]
+                        .iter()
+                        .fold((0.0, 0.0), |(r, e), m| (r + m.requests, e + m.errors));
+                    if req <= 0.0 {
+                        return false;
+                    }
+                    let value = scale * err / req;
+                    if *at_least {
+                        value >= *threshold - 1e-9
+                    } else {
+                        value > *threshold
+                    }
+                })
+                .count();
+            breaching >= *datapoints_to_alarm as usize
+        }
+        AlarmBody::Metric { .. } => false,
+    }
+}
+
+/// The first minute at which any of the named alarms is in ALARM, evaluating every minute.
+pub fn first_alarm(all: &[AlarmSpec], names: &[&str], series: &[Minute]) -> Option<usize> {
+    let specs: Vec<&AlarmSpec> = all
+        .iter()
+        .filter(|a| names.contains(&a.name.as_str()))
+        .collect();
+    (0..series.len()).find(|&t| specs.iter().any(|a| evaluate(a, all, series, t)))
 }
 
 /// The dashboard body: for each subject its traffic and errors, and its p95 latency against the
@@ -333,52 +496,216 @@ mod tests {
     }
 
     #[test]
-    fn five_alarms_per_subject_with_burn_rates_as_metric_math() {
+    fn each_burn_rule_is_two_window_children_and_a_composite_with_the_actions() {
         let o = default_objectives("prod");
-        let a = desired_alarms("trimtab-slo-", &[Subject::function("checkout")], &o, &[]);
-        assert_eq!(a.len(), 5);
+        let a = desired_alarms(
+            "trimtab-slo-prod-",
+            &[Subject::function("checkout")],
+            &o,
+            &["arn:topic".to_owned()],
+        );
+        assert_eq!(a.len(), 2 + 3 * 3);
         let fast = a
             .iter()
-            .find(|x| x.name.ends_with("burn-fast"))
+            .find(|x| x.name == "trimtab-slo-prod-fn-checkout-burn-fast")
             .expect("fast");
-        let AlarmSource::Ratio {
-            scale, period_s, ..
-        } = &fast.source
+        assert_eq!(
+            fast.rule().as_deref(),
+            Some(
+                "ALARM(\"trimtab-slo-prod-fn-checkout-burn-fast-long\") AND ALARM(\"trimtab-slo-prod-fn-checkout-burn-fast-short\")"
+            )
+        );
+        assert_eq!(fast.actions, ["arn:topic"]);
+        let long = a
+            .iter()
+            .find(|x| x.name.ends_with("burn-fast-long"))
+            .expect("long");
+        assert!(long.actions.is_empty());
+        let AlarmBody::Metric {
+            source: AlarmSource::Ratio {
+                scale, period_s, ..
+            },
+            threshold,
+            ..
+        } = &long.body
         else {
             panic!("metric math")
         };
-        // 1 / (1 - 0.999) = 1000; 12 five-minute periods = 1 hour at 14.4.
+        // 1 / (1 - 0.999) = 1000; the window is the period: 1 hour at 14.4.
         assert!((scale - 1000.0).abs() < 1e-6);
-        assert_eq!(
-            (*period_s, fast.evaluation_periods, fast.threshold),
-            (300, 12, 14.4)
-        );
-        let ticket = a
+        assert_eq!((*period_s, *threshold), (3600, 14.4));
+        let ticket_long = a
             .iter()
-            .find(|x| x.name.ends_with("burn-ticket"))
+            .find(|x| x.name.ends_with("burn-ticket-long"))
             .expect("ticket");
-        assert_eq!(ticket.evaluation_periods, 12);
+        let AlarmBody::Metric {
+            source: AlarmSource::Ratio { period_s, .. },
+            ..
+        } = &ticket_long.body
+        else {
+            panic!("metric math")
+        };
+        // Three days: within CloudWatch's 7-day limit on period x evaluation periods.
+        assert_eq!(*period_s, 3 * 86_400);
+    }
+
+    fn minutes(n: usize, requests: f64, error_ratio: f64) -> Vec<Minute> {
+        vec![
+            Minute {
+                requests,
+                errors: requests * error_ratio
+            };
+            n
+        ]
+    }
+
+    fn pages_and_tickets(series: &[Minute]) -> (Option<usize>, Option<usize>) {
+        let o = default_objectives("prod");
+        let a = desired_alarms("trimtab-slo-prod-", &[Subject::function("f")], &o, &[]);
+        let page = first_alarm(
+            &a,
+            &[
+                "trimtab-slo-prod-fn-f-burn-fast",
+                "trimtab-slo-prod-fn-f-burn-slow",
+            ],
+            series,
+        );
+        let ticket = first_alarm(&a, &["trimtab-slo-prod-fn-f-burn-ticket"], series);
+        (page, ticket)
     }
 
     #[test]
-    fn the_plan_writes_only_what_changed_and_drops_what_left() {
+    fn a_30_minute_outage_pages_within_the_hour() {
+        // A day of clean traffic at 1,000 requests a minute, then 30 minutes of total failure,
+        // then recovery.
+        let mut s = minutes(1440, 1000.0, 0.0);
+        s.extend(minutes(30, 1000.0, 1.0));
+        s.extend(minutes(120, 1000.0, 0.0));
+        let (page, _) = pages_and_tickets(&s);
+        let at = page.expect("paged");
+        assert!((1440..1440 + 60).contains(&at), "paged at minute {at}");
+        // Within a couple of minutes of the outage starting, in fact.
+        assert!(at <= 1442, "{at}");
+        // And the short window lets it go within minutes of recovery, while the hour still burns.
+        let a = desired_alarms(
+            "p-",
+            &[Subject::function("f")],
+            &default_objectives("prod"),
+            &[],
+        );
+        let fast = a
+            .iter()
+            .find(|x| x.name == "p-fn-f-burn-fast")
+            .expect("fast");
+        assert!(evaluate(fast, &a, &s, 1440 + 29));
+        assert!(!evaluate(fast, &a, &s, 1440 + 30 + 6));
+    }
+
+    #[test]
+    fn a_5_minute_blip_at_20x_does_not_page() {
+        let mut s = minutes(1440, 1000.0, 0.0);
+        s.extend(minutes(5, 1000.0, 20.0 * 0.001));
+        s.extend(minutes(600, 1000.0, 0.0));
+        assert_eq!(pages_and_tickets(&s), (None, None));
+    }
+
+    #[test]
+    fn a_slow_1x_burn_over_3_days_opens_a_ticket_and_never_pages() {
+        let s = minutes(3 * 1440, 1000.0, 0.001);
+        let (page, ticket) = pages_and_tickets(&s);
+        assert_eq!(page, None);
+        assert!(ticket.is_some());
+    }
+
+    /// PutMetricAlarm's documented limits: a period of 10, 20, 30 s or a multiple of 60; period
+    /// x evaluation periods at most 7 days, and at most 1 day when the period is under an hour;
+    /// a composite names at most 100 children.
+    #[test]
+    fn every_alarm_is_one_cloudwatch_accepts() {
+        for env in ["dev", "staging", "prod"] {
+            let subjects = [Subject::function("a"), Subject::function("b")];
+            let all = desired_alarms("p-", &subjects, &default_objectives(env), &[]);
+            assert_eq!(all.len(), 2 * 11);
+            for a in &all {
+                match &a.body {
+                    AlarmBody::Metric {
+                        source,
+                        evaluation_periods,
+                        datapoints_to_alarm,
+                        ..
+                    } => {
+                        let period = match source {
+                            AlarmSource::Single { period_s, .. }
+                            | AlarmSource::Ratio { period_s, .. } => i64::from(*period_s),
+                        };
+                        assert!(
+                            period % 60 == 0 || [10, 20, 30].contains(&period),
+                            "{}",
+                            a.name
+                        );
+                        let total = period * i64::from(*evaluation_periods);
+                        assert!(total <= 604_800, "{}: {total} s", a.name);
+                        assert!(period >= 3600 || total <= 86_400, "{}: {total} s", a.name);
+                        assert!((1..=*evaluation_periods).contains(datapoints_to_alarm));
+                    }
+                    AlarmBody::Composite { all_of } => {
+                        assert!(!all_of.is_empty() && all_of.len() <= 100);
+                        assert!(all_of.iter().all(|c| all.iter().any(|x| x.name == *c)));
+                    }
+                }
+                assert!(a.name.len() <= 255, "{}", a.name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_plan_writes_only_what_changed_and_drops_what_left_in_scope() {
         let o = default_objectives("prod");
         let d = desired_alarms("p-", &[Subject::function("a")], &o, &[]);
-        let existing: Vec<(String, String)> = d
+        let existing: Vec<ExistingAlarm> = d
             .iter()
-            .map(|x| (x.name.clone(), x.description_with_hash()))
+            .map(|x| ExistingAlarm {
+                name: x.name.clone(),
+                description: x.description_with_hash(),
+                composite: x.is_composite(),
+            })
             .collect();
-        let (put, delete) = plan_alarms("p-", &d, &existing);
-        assert!(put.is_empty() && delete.is_empty());
+        let plan = plan_alarms("p-", &d, &existing, |_| true);
+        assert!(plan.put.is_empty() && plan.delete.is_empty());
         let tighter = Objectives {
             latency_p95_ms: 150.0,
             ..o
         };
         let d2 = desired_alarms("p-", &[Subject::function("a")], &tighter, &[]);
-        let (put, _) = plan_alarms("p-", &d2, &existing);
-        assert_eq!(put.len(), 1);
-        let (_, delete) = plan_alarms("p-", &[], &existing);
-        assert_eq!(delete.len(), 5);
+        assert_eq!(plan_alarms("p-", &d2, &existing, |_| true).put.len(), 1);
+        let all_gone = plan_alarms("p-", &[], &existing, |_| true);
+        assert_eq!(all_gone.delete.len(), 11);
+        // Composites go before the children they name, one composite a call.
+        let calls: Vec<usize> = all_gone.delete_calls.iter().map(Vec::len).collect();
+        assert_eq!(calls, [1, 1, 1, 8]);
+        assert!(
+            all_gone.delete_calls[..3]
+                .iter()
+                .all(|c| d.iter().any(|a| a.name == c[0] && a.is_composite()))
+        );
+        // A run scoped to other subjects deletes none of them.
+        assert!(
+            plan_alarms("p-", &[], &existing, |n| n.starts_with("p-fn-b"))
+                .delete
+                .is_empty()
+        );
+        // Children are put before the composites that name them.
+        let fresh = plan_alarms("p-", &d, &[], |_| true);
+        let first_composite = fresh
+            .put
+            .iter()
+            .position(|a| a.is_composite())
+            .expect("composite");
+        assert!(
+            fresh.put[first_composite..]
+                .iter()
+                .all(|a| a.is_composite())
+        );
     }
 
     #[test]

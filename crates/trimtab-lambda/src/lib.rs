@@ -76,6 +76,21 @@ impl<R> Trigger<R> {
             Self::Direct(request) => asked(request).unwrap_or_default(),
         }
     }
+
+    /// Who asked for this run, for its records: the schedule's rule; for a direct invoke the
+    /// identity the envelope carried (the API's caller, the CLI's STS identity), else a plain
+    /// "direct invoke" (Lambda does not tell a function who invoked it; CloudTrail does).
+    pub fn requested_by(&self, carried: Option<&str>) -> String {
+        match self {
+            Self::Scheduled { rule, .. } => {
+                format!("schedule {}", rule.as_deref().unwrap_or("(unnamed rule)"))
+            }
+            Self::Direct(_) => carried.map_or_else(
+                || "direct invoke (caller in CloudTrail)".to_owned(),
+                ToOwned::to_owned,
+            ),
+        }
+    }
 }
 
 /// The deployment environments Trimtab knows defaults for.
@@ -323,10 +338,20 @@ pub async fn run_async<J: Job>(
         updated_at_epoch_s: now,
         error: None,
     };
-    if let Some(t) = &table
-        && let Err(e) = t.put_run(clients, &status, None).await
-    {
-        tracing::warn!(error = %e, run_id = %run.run_id, "run status not written");
+    if let Some(t) = &table {
+        // A second delivery of the same event finds the run claimed and does nothing.
+        let owner = trimtab_act::new_run_id(std::time::SystemTime::now());
+        match t.claim_run(clients, &status, &owner).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(run_id = %run.run_id, "run already claimed: a repeated delivery");
+                return Ok(serde_json::json!({
+                    "run_id": run.run_id,
+                    "skipped": "this run was already started by another invocation (a repeated delivery)"
+                }));
+            }
+            Err(e) => tracing::warn!(error = %e, run_id = %run.run_id, "run status not written"),
+        }
     }
     let invocation = Invocation {
         deadline,

@@ -137,7 +137,14 @@ async fn dispatch(logical_id: &str, payload: Value) -> Result<Value, (String, St
     let fail = |k: &str, m: String| (k.to_owned(), m);
     if let Some(kind) = Jobs::kind_of(logical_id) {
         let jobs = Jobs::from_env(region.as_deref(), None).map_err(|e| fail("Configuration", e))?;
-        let invocation = Invocation::with_budget(Jobs::timeout(kind));
+        let requested_by = match trimtab_aws::caller_identity(&clients).await {
+            Ok(arn) => format!("{arn} (trimtab invoke)"),
+            Err(e) => format!("trimtab invoke (caller unknown: {e})"),
+        };
+        let invocation = Invocation {
+            requested_by: Some(requested_by),
+            ..Invocation::with_budget(Jobs::timeout(kind))
+        };
         let (result, _) =
             trimtab_aws::counted(jobs.invoke(kind, &clients, invocation, payload)).await;
         return result.map_err(|f| fail(f.kind.error_type(), f.message));
