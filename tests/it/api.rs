@@ -261,6 +261,21 @@ async fn every_route_answers_and_every_bad_input_is_refused_without_changes() {
             "forbidden",
             "may not",
         ),
+        // An operator's apply shaped as the schedule's event would be recorded as the schedule.
+        (
+            request(
+                "POST",
+                "/apply/rightsizing",
+                "",
+                Some(
+                    r#"{"detail-type": "Scheduled Event", "source": "aws.events", "resources": ["arn:aws:events:us-east-1:123456789012:rule/trimtab-rightsizing-daily-prod"], "detail": {}}"#,
+                ),
+                Some(OPERATOR),
+            ),
+            400,
+            "invalid_request",
+            "envelope",
+        ),
         (
             request("POST", "/apply/cost", "", None, Some(OPERATOR)),
             404,

@@ -279,6 +279,11 @@ async fn recommend_mode_writes_nothing_and_bad_events_are_named() {
     for (event, field) in [
         (json!({"window_days": 0}), "window_days"),
         (json!({"environment": "qa"}), "environment"),
+        // Apply writes only the stack's own environment's alarms (prod here).
+        (
+            json!({"mode": "apply", "environment": "dev"}),
+            "environment",
+        ),
         (json!({"objectives": {"latency_p95_ms": 100}}), "objectives"),
     ] {
         let err = performance_monitor::handle(&clients, &config, event.clone())

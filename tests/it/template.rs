@@ -164,7 +164,13 @@ fn the_read_only_api_cannot_delete_or_scan_and_only_lease_owners_delete() {
             );
         }
     }
-    // What the read-only API writes at all: results, runs and the cost cache, by key prefix.
+    assert_eq!(
+        t["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]["TRIMTAB_RESULTS"],
+        "off",
+        "the API's analyses must not overwrite the jobs' results"
+    );
+    // What the read-only API writes at all: runs and the cost cache, by key prefix (its
+    // analyses leave no results to stand in for the scheduled runs').
     for s in statements(&t, "ApiFunction") {
         let writes = strings(&s["Action"])
             .iter()
@@ -175,10 +181,10 @@ fn the_read_only_api_cannot_delete_or_scan_and_only_lease_owners_delete() {
         let keys = strings(&s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
         assert!(
             !keys.is_empty()
-                && keys.iter().all(|k| ["result#", "run#", "ce#", "ce-budget#"]
+                && keys.iter().all(|k| ["run#", "ce#", "ce-budget#"]
                     .iter()
                     .any(|p| k.starts_with(p))),
-            "ApiFunction {}: table writes beyond results, runs and the cost cache: {keys:?}",
+            "ApiFunction {}: table writes beyond runs and the cost cache: {keys:?}",
             sid(s)
         );
     }
@@ -280,16 +286,41 @@ fn only_the_schedule_the_api_and_apply_principals_can_invoke_what_changes_the_es
                 "{f}: a service allowed without its source ARN"
             );
         }
-        // SAM adds permissions for its events: only the schedule and the API's routes.
+        // The deny covers qualified invokes too (`:$LATEST`, an alias): Lambda matches the
+        // qualifier against the statement's resource.
+        let qualified = deny["Resource"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["Fn::Sub"].as_str() == Some(&format!("${{{f}.Arn}}:*")));
+        assert!(qualified, "{f}: the deny leaves qualified ARNs open");
+        // One writer of the function's policy: no SAM event (each adds an AWS::Lambda::Permission)
+        // but the apply route, whose permission the resource policy is written after.
         let events = t["Resources"][f]["Properties"]["Events"]
             .as_object()
             .cloned()
             .unwrap_or_default();
-        for (name, e) in events {
+        for (name, e) in &events {
             assert!(
-                e["Type"] == "Schedule" || (f == "ApiApplyFunction" && e["Type"] == "HttpApi"),
-                "{f}: event {name} of type {}",
+                f == "ApiApplyFunction" && e["Type"] == "HttpApi",
+                "{f}: event {name} of type {} adds a permission beside the resource policy",
                 e["Type"]
+            );
+        }
+        for name in events.keys() {
+            let generated = format!("{f}{name}Permission");
+            let depends = strings(
+                &r.values()
+                    .find(|x| {
+                        x["Type"] == "AWS::Lambda::ResourcePolicy"
+                            && resource_refs(&x["Properties"]["ResourceArn"]) == [f.clone()]
+                    })
+                    .map(|x| x["DependsOn"].clone())
+                    .unwrap_or_default(),
+            );
+            assert!(
+                depends.contains(&generated),
+                "{f}: the resource policy must be written after {generated}"
             );
         }
         assert!(
@@ -300,17 +331,45 @@ fn only_the_schedule_the_api_and_apply_principals_can_invoke_what_changes_the_es
     }
 }
 
+/// The functions a schedule starts: SAM `Schedule` events and EventBridge rules targeting them.
+fn scheduled(t: &Value) -> Vec<String> {
+    let mut out: Vec<String> = functions(t)
+        .into_iter()
+        .filter(|f| {
+            t["Resources"][f]["Properties"]["Events"]
+                .as_object()
+                .is_some_and(|e| e.values().any(|e| e["Type"] == "Schedule"))
+        })
+        .collect();
+    for rule in t["Resources"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, r)| r)
+    {
+        if rule["Type"] != "AWS::Events::Rule" {
+            continue;
+        }
+        for target in rule["Properties"]["Targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            out.extend(resource_refs(&target["Arn"]));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 #[test]
 fn scheduled_runs_that_change_things_fail_loudly_and_are_not_retried() {
     let t = load().expect("template");
-    for f in functions(&t) {
+    let all = scheduled(&t);
+    assert_eq!(all.len(), 4, "the four scheduled jobs: {all:?}");
+    for f in all {
         let p = &t["Resources"][&f]["Properties"];
-        let scheduled = p["Events"]
-            .as_object()
-            .is_some_and(|e| e.values().any(|e| e["Type"] == "Schedule"));
-        if !scheduled {
-            continue;
-        }
         let config = &p["EventInvokeConfig"];
         assert_eq!(config["MaximumRetryAttempts"], 0, "{f}: retried runs");
         let destination = resource_refs(&config["DestinationConfig"]["OnFailure"]["Destination"]);
@@ -417,5 +476,37 @@ fn checkov_finds_nothing_and_every_skip_says_why() {
             c["check_id"],
             c["resource"]
         );
+    }
+}
+
+/// Actions CloudWatch accepts only from a permission on `*` (API reference, PutCompositeAlarm and
+/// DescribeAlarms: "You can't create a composite alarms if your cloudwatch:PutCompositeAlarm
+/// permission has a narrower scope").
+#[test]
+fn composite_alarm_rights_are_on_every_resource_as_cloudwatch_requires() {
+    let t = load().expect("template");
+    for f in functions(&t) {
+        let st = statements(&t, &f);
+        for action in ["cloudwatch:PutCompositeAlarm", "cloudwatch:DescribeAlarms"] {
+            let grants: Vec<&&Value> = st
+                .iter()
+                .filter(|s| {
+                    s["Effect"] == "Allow"
+                        && strings(&s["Action"])
+                            .iter()
+                            .any(|a| action_matches(a, action))
+                })
+                .collect();
+            let composites_used = f == "PerformanceMonitorFunction" || f == "ApiFunction";
+            if grants.is_empty() || (action.ends_with("DescribeAlarms") && !composites_used) {
+                continue;
+            }
+            assert!(
+                grants
+                    .iter()
+                    .any(|s| strings(&s["Resource"]).iter().any(|r| r == "*")),
+                "{f}: {action} must be granted on \"*\""
+            );
+        }
     }
 }

@@ -75,15 +75,26 @@ pub struct ApiConfig {
 impl ApiConfig {
     pub fn from_env(region: Option<&str>) -> Result<Self, String> {
         let var = trimtab_lambda::setting;
+        let apply_principals: Vec<String> = var("TRIMTAB_APPLY_PRINCIPALS")
+            .map(|v| {
+                v.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The functions' resource policies honour IAM wildcards in these, the API's check does
+        // not: only full ARNs mean the same to both (docs/security.md).
+        if let Some(p) = apply_principals
+            .iter()
+            .find(|p| p.contains('*') || p.contains('?'))
+        {
+            return Err(format!(
+                "TRIMTAB_APPLY_PRINCIPALS: {p:?}: list full ARNs, without wildcards"
+            ));
+        }
         Ok(Self {
-            apply_principals: var("TRIMTAB_APPLY_PRINCIPALS")
-                .map(|v| {
-                    v.split(',')
-                        .map(|p| p.trim().to_owned())
-                        .filter(|p| !p.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            apply_principals,
             table_name: var("TRIMTAB_TABLE"),
             budget: Duration::from_secs(25),
             environment: trimtab_lambda::configured_environment(),
@@ -284,6 +295,9 @@ async fn serve(
                 ));
             }
             let mut body = router::body(req.body.as_deref(), req.is_base64_encoded)?;
+            // The job's own event only: an EventBridge envelope would run as the schedule (its
+            // mode, its name in the records) instead of as this caller.
+            router::refuse_event_shapes(&body)?;
             body["mode"] = Value::from("apply");
             tracing::info!(kind = kind.name(), caller = ?arn, request_id, "apply requested");
             let requested_by = arn.or(caller_id);

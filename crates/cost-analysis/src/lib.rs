@@ -465,7 +465,11 @@ pub async fn run_job(
             ("AnomalyCount", found.len() as f64, "Count"),
         ],
     );
-    if let Some(table) = &config.table_name {
+    if let Some(table) = config
+        .table_name
+        .as_ref()
+        .filter(|_| trimtab_lambda::results_kept())
+    {
         let summary = serde_json::json!({
             "generated_at": format_date(today),
             "total_usd": sum(&total_series),

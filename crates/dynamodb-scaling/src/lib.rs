@@ -489,7 +489,12 @@ pub async fn run_job(
         .await?;
     }
     // Only a run over every table speaks for the account.
-    if let (Some(table), None, None) = (&config.table_name, &run.prefix, &report.skipped) {
+    if let (Some(table), None, None, true) = (
+        &config.table_name,
+        &run.prefix,
+        &report.skipped,
+        trimtab_lambda::results_kept(),
+    ) {
         let summary = serde_json::json!({
             "generated_at_epoch_s": now_s,
             "generated_at": trimtab_core::cost::format_date(now_s / 86_400),

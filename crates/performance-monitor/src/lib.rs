@@ -55,22 +55,22 @@ struct AlarmScope {
 }
 
 impl AlarmScope {
+    /// The alarm-name prefixes a run may delete under. Function names are alarm-name safe, so a
+    /// function prefix maps exactly onto subject ids (`fn-<name>`). API ids replace characters
+    /// API names may hold, so two APIs, one in scope and one not, can share an id prefix: a run
+    /// filtered by API name deletes no API alarms (the next unfiltered run does).
     fn of(prefix: &str, r: &Request) -> Self {
-        let safe = |s: &str| Subject::function(s).id.trim_start_matches("fn-").to_owned();
-        let functions = format!(
-            "{prefix}fn-{}",
-            r.function_name_prefix
-                .as_deref()
-                .map(safe)
-                .unwrap_or_default()
-        );
-        let apis = format!(
-            "{prefix}api-{}",
-            r.api_name_prefix.as_deref().map(safe).unwrap_or_default()
-        );
-        Self {
-            prefixes: vec![functions, apis],
+        let exact = |p: &str| Subject::function(p).id == format!("fn-{p}");
+        let mut prefixes = Vec::new();
+        match r.function_name_prefix.as_deref() {
+            None => prefixes.push(format!("{prefix}fn-")),
+            Some(p) if exact(p) => prefixes.push(format!("{prefix}fn-{p}")),
+            Some(_) => {}
         }
+        if r.api_name_prefix.is_none() {
+            prefixes.push(format!("{prefix}api-"));
+        }
+        Self { prefixes }
     }
 
     fn contains(&self, alarm: &str) -> bool {
@@ -197,12 +197,24 @@ pub async fn handle_at(
     let trigger: Trigger<Request> = parse_trigger(payload)?;
     let mode = trigger.mode(config.configured_mode, |r| r.mode);
     let r = trigger.request().clone();
+    // A request's environment chooses objectives only: the dashboard and alarms are always the
+    // stack's own (its role may write no other environment's), so apply refuses another.
     let environment = trimtab_lambda::environment(
         "environment",
         r.environment
             .clone()
             .unwrap_or_else(|| config.environment.clone()),
     )?;
+    if mode == Mode::Apply && environment != config.environment {
+        return Err(EventError::new(
+            "environment",
+            format!(
+                "apply writes this stack's own dashboard and alarms ({}); judge {environment} objectives in recommend mode, or pass objectives",
+                config.environment
+            ),
+        )
+        .into());
+    }
     let window_days = r.window_days.unwrap_or(30);
     if !(1..=30).contains(&window_days) {
         return Err(
@@ -607,14 +619,14 @@ pub async fn run(
     let (pages, tickets) = (count(Severity::Page), count(Severity::Ticket));
 
     // Act: the dashboard and the alarms, in step with the subjects.
-    let dashboard = format!("trimtab-{environment}");
+    let dashboard = format!("trimtab-{}", config.environment);
     let body = dashboard_body(
         &subjects,
         &tables,
         clients.region.as_deref().unwrap_or("us-east-1"),
         &o,
     );
-    let prefix = alarm_prefix(environment);
+    let prefix = alarm_prefix(&config.environment);
     let desired = desired_alarms(&prefix, &subjects, &o, &config.alarm_actions);
     let existing = monitoring::alarms(clients, &prefix).await?;
     let scope = AlarmScope::of(&prefix, r);
@@ -652,7 +664,11 @@ pub async fn run(
     } else if dashboard_changed || !to_put.is_empty() || !to_delete.is_empty() {
         notes.push("recommend mode: dashboard and alarms reported, not written".into());
     }
-    if let Some(table) = &config.table_name {
+    if let Some(table) = config
+        .table_name
+        .as_ref()
+        .filter(|_| trimtab_lambda::results_kept())
+    {
         let summary = serde_json::json!({
             "generated_at_epoch_s": now_s,
             "mode": mode,
@@ -777,4 +793,39 @@ fn counts_series(series: &Series, i: usize, is_fn: bool, w: Window) -> Vec<Count
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    #[test]
+    fn a_scoped_run_deletes_only_what_its_filter_listed() {
+        let p = "trimtab-slo-prod-";
+        let by_function = AlarmScope::of(
+            p,
+            &Request {
+                function_name_prefix: Some("fn-".into()),
+                ..Request::default()
+            },
+        );
+        // "fn-" is a name prefix like any other, not stripped: only functions named fn-*.
+        assert!(by_function.contains("trimtab-slo-prod-fn-fn-a-error-rate"));
+        assert!(!by_function.contains("trimtab-slo-prod-fn-checkout-error-rate"));
+        // APIs were all listed (no API filter): theirs are in scope.
+        assert!(by_function.contains("trimtab-slo-prod-api-shop-prod-error-rate"));
+        let by_api = AlarmScope::of(
+            p,
+            &Request {
+                api_name_prefix: Some("shop-".into()),
+                ..Request::default()
+            },
+        );
+        // `shop api` and `shop-api` share an id: an API-filtered run deletes no API alarms.
+        assert!(!by_api.contains("trimtab-slo-prod-api-shop-api-prod-error-rate"));
+        assert!(by_api.contains("trimtab-slo-prod-fn-checkout-error-rate"));
+        let everything = AlarmScope::of(p, &Request::default());
+        assert!(everything.contains("trimtab-slo-prod-api-x-prod-latency-p95"));
+        assert!(everything.contains("trimtab-slo-prod-fn-x-latency-p95"));
+    }
 }

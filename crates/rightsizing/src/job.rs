@@ -74,7 +74,11 @@ pub async fn run(
     };
     report.requested_by = invocation.requested_by.clone();
     let fleet_wide = plan.filter == trimtab_aws::inventory::FunctionFilter::default();
-    if let (Some(table), None, true) = (&config.table_name, &report.skipped, fleet_wide) {
+    if let (Some(table), None, true) = (
+        &config.table_name,
+        &report.skipped,
+        fleet_wide && trimtab_lambda::results_kept(),
+    ) {
         // Leave the fleet's headline for the cost job and the API (a scoped run's savings are
         // not the fleet's); a failure here costs only that.
         let summary = serde_json::json!({

@@ -93,6 +93,13 @@ impl<R> Trigger<R> {
     }
 }
 
+/// Whether runs in this process leave their headline result in the decision table for
+/// `GET /status` and the other jobs (`TRIMTAB_RESULTS`, default on). The API's read side sets it
+/// `off`: an analysis anyone may request must not stand in for the scheduled runs' results.
+pub fn results_kept() -> bool {
+    setting("TRIMTAB_RESULTS").as_deref() != Some("off")
+}
+
 /// The deployment environments Trimtab knows defaults for.
 pub const ENVIRONMENTS: [&str; 3] = ["dev", "staging", "prod"];
 
