@@ -4,6 +4,7 @@
 mod api;
 mod apply;
 mod cost_analysis;
+mod deploy;
 mod dynamodb_scaling;
 mod emulator_contract;
 mod fidelity;
