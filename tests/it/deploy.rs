@@ -140,3 +140,20 @@ fn the_build_output_is_not_committed() {
             .any(|l| l.trim() == "/.aws-sam" || l.trim() == ".aws-sam/")
     );
 }
+
+/// `sam validate --lint`, as `scripts/build-lambda.sh` runs it before a build (the SAM CLI is
+/// installed into .venv/deploy on first use; no AWS call).
+#[test]
+fn sam_validates_the_template() {
+    let out = std::process::Command::new(workspace_root().join("scripts/build-lambda.sh"))
+        .arg("validate")
+        .current_dir(workspace_root())
+        .output()
+        .expect("running scripts/build-lambda.sh validate");
+    assert!(
+        out.status.success(),
+        "sam validate --lint failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
