@@ -206,15 +206,28 @@ async fn two_invocations_of_one_warm_process_each_report_their_own_requests() {
         ))
         .await
         .expect("report");
-        counts.push(report["api_calls"].clone());
+        counts.push((
+            report["api_calls"].clone(),
+            report["own_cost"].clone(),
+            report["metric_queries"].as_u64().unwrap_or(0),
+        ));
     }
-    // Each counts its own requests, not the process's running total (retries may differ).
-    for c in &counts {
+    // Each counts its own requests, not the process's running total (retries may differ), and
+    // prices its own: the metrics it requested, at $0.01 per 1,000.
+    for (c, cost, queries) in &counts {
         assert_eq!(c["lambda:ListFunctions"], 1, "{c:#}");
-        assert_eq!(c["lambda:GetFunctionConcurrency"], 1, "{c:#}");
+        assert!(c.get("lambda:GetFunctionConcurrency").is_none(), "{c:#}");
         assert!(
             c["cloudwatch:GetMetricData"].as_u64().unwrap_or(0) >= 1,
             "{c:#}"
         );
+        let metrics = &cost["lines"][0];
+        assert_eq!(metrics["what"], "cloudwatch:GetMetricData", "{cost:#}");
+        assert!(
+            metrics["quantity"].as_f64().unwrap_or(0.0) >= *queries as f64,
+            "{cost:#}"
+        );
+        let usd = cost["usd"].as_f64().unwrap_or(0.0);
+        assert!((usd - metrics["quantity"].as_f64().unwrap_or(0.0) * 0.00001).abs() < 1e-9);
     }
 }

@@ -4,7 +4,8 @@
 //! source and the test that keeps it.
 //!
 //! Rules (always on):
-//! - `ListFunctions` omits `State*`, `LastUpdateStatus*` and `RuntimeVersionConfig`.
+//! - `ListFunctions` omits `State*`, `LastUpdateStatus*` and `RuntimeVersionConfig`, and pages
+//!   as AWS does: at most 50 functions a page (moto answers every function at once).
 //! - Functions carry a `RevisionId` that changes with every configuration or code update (and
 //!   once more when the update completes); an update sent with a stale `RevisionId` gets 412
 //!   `PreconditionFailedException`.
@@ -320,6 +321,15 @@ impl Fidelity {
         ops.sort();
         ops.dedup();
         ops
+    }
+
+    /// How many requests of each operation were seen so far (`service:Operation` -> count).
+    pub fn counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for s in &self.state().seen {
+            *out.entry(s.operation.clone()).or_insert(0) += 1;
+        }
+        out
     }
 
     /// Forgets the requests seen so far.
@@ -791,8 +801,44 @@ async fn apply_rules(call: &Call, state: &Arc<Mutex<State>>) -> Result<Answer, D
             Ok(with_json(status, headers, &v))
         }
         "lambda:ListFunctions" => {
-            let (status, headers, body) = forward(call, &upstream).await.map_err(|_| Dropped)?;
+            // Pages as AWS pages: at most 50 functions (or `MaxItems`), then `NextMarker`.
+            let param = |k: &str| {
+                call.query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                    .map(percent_decode)
+            };
+            let offset: usize = param("Marker")
+                .and_then(|m| m.strip_prefix("fidelity-").and_then(|n| n.parse().ok()))
+                .unwrap_or(0);
+            let page = param("MaxItems")
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(50)
+                .clamp(1, 50);
+            let mut everything = call.clone();
+            everything.query = call
+                .query
+                .split('&')
+                .filter(|kv| !kv.starts_with("Marker=") && !kv.starts_with("MaxItems="))
+                .collect::<Vec<_>>()
+                .join("&");
+            let (status, headers, body) =
+                forward(&everything, &upstream).await.map_err(|_| Dropped)?;
             let mut v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if let Some(all) = v.get_mut("Functions").and_then(Value::as_array_mut) {
+                let total = all.len();
+                let end = (offset + page).min(total);
+                *all = all
+                    .drain(..)
+                    .skip(offset)
+                    .take(end.saturating_sub(offset))
+                    .collect();
+                v["NextMarker"] = if end < total {
+                    json!(format!("fidelity-{end}"))
+                } else {
+                    Value::Null
+                };
+            }
             let mut s = lock(state);
             if let Some(functions) = v.get_mut("Functions").and_then(Value::as_array_mut) {
                 for f in functions {

@@ -11,5 +11,6 @@ pub mod demo;
 pub mod fidelity;
 pub mod fleet;
 pub mod moto;
+pub mod naive;
 pub mod seed;
 pub mod template;

@@ -146,6 +146,9 @@ pub struct Report {
     pub cost_explorer_budget: CeBudget,
     pub alerts_sent: Vec<String>,
     pub api_calls: CallCounts,
+    /// What this run's own requests cost, USD (list prices), and the priced lines.
+    pub own_cost_usd: f64,
+    pub own_cost: trimtab_core::own_cost::OwnCost,
     pub notes: Vec<String>,
 }
 
@@ -508,6 +511,8 @@ pub async fn run_job(
         cost_explorer_budget: ce_budget,
         alerts_sent,
         api_calls: calls,
+        own_cost_usd: trimtab_aws::calls::own_cost_so_far().usd,
+        own_cost: trimtab_aws::calls::own_cost_so_far(),
         notes,
     })
 }

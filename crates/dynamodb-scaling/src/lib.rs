@@ -140,6 +140,9 @@ pub struct Report {
     pub monthly_savings_usd: f64,
     /// AWS requests this run made, per operation, retries included.
     pub api_calls: CallCounts,
+    /// What this run's own requests cost, USD (list prices), and the priced lines.
+    pub own_cost_usd: f64,
+    pub own_cost: trimtab_core::own_cost::OwnCost,
     pub metric_queries: usize,
     pub notes: Vec<String>,
 }
@@ -471,6 +474,8 @@ pub async fn run_job(
         reconciled: Vec::new(),
         errors,
         api_calls: CallCounts::new(),
+        own_cost_usd: 0.0,
+        own_cost: trimtab_core::own_cost::OwnCost::default(),
         metric_queries: gathered.metric_queries,
         notes: gathered.notes,
     };
@@ -512,6 +517,8 @@ pub async fn run_job(
         }
     }
     report.api_calls = calls::so_far();
+    report.own_cost = calls::own_cost_so_far();
+    report.own_cost_usd = report.own_cost.usd;
     Ok(report)
 }
 

@@ -174,6 +174,9 @@ pub struct Report {
     pub alarms_deleted: Vec<String>,
     pub alarms_unchanged: usize,
     pub api_calls: CallCounts,
+    /// What this run's own requests cost, USD (list prices), and the priced lines.
+    pub own_cost_usd: f64,
+    pub own_cost: trimtab_core::own_cost::OwnCost,
     pub metric_queries: usize,
     pub notes: Vec<String>,
 }
@@ -711,6 +714,8 @@ pub async fn run(
         alarms_deleted: to_delete,
         alarms_unchanged,
         api_calls: calls::so_far(),
+        own_cost_usd: calls::own_cost_so_far().usd,
+        own_cost: calls::own_cost_so_far(),
         metric_queries,
         notes,
     })

@@ -11,7 +11,8 @@ use trimtab_aws::{Clients, calls, changes, logs};
 use trimtab_core::apply::{Health, OWN_TAG, matches_pattern};
 use trimtab_core::concurrency::{ConcurrencyInput, advise};
 use trimtab_core::rightsizing::{
-    FunctionMetrics, FunctionObservation, MemoryEvidence, Recommendation, recommend_fleet, totals,
+    FunctionMetrics, FunctionObservation, MemoryEvidence, Recommendation, log_scan_choice,
+    recommend_fleet, totals,
 };
 use trimtab_lambda::Mode;
 
@@ -99,6 +100,8 @@ pub async fn run(
         }
     }
     report.api_calls = calls::so_far();
+    report.own_cost = calls::own_cost_so_far();
+    report.own_cost_usd = report.own_cost.usd;
     Ok(report)
 }
 
@@ -190,6 +193,8 @@ fn report(clients: &Clients, plan: &Plan, run_id: String, a: Analysis) -> Report
         verifications: Vec::new(),
         reconciled: Vec::new(),
         api_calls: calls::so_far(),
+        own_cost_usd: calls::own_cost_so_far().usd,
+        own_cost: calls::own_cost_so_far(),
         metric_queries: a.metric_queries,
         notes: a.notes,
     }
@@ -344,8 +349,9 @@ fn observation(f: &FunctionConfig, metrics: FunctionMetrics, w: Window) -> Funct
 /// Mean concurrency above which hourly peaks are fetched to price provisioned concurrency.
 const PROVISIONED_CANDIDATE_CONCURRENCY: f64 = 0.5;
 
-/// Reserved and provisioned concurrency and arm64 advice for every judged function: one
-/// `GetFunctionConcurrency` each (eight at a time) and one batched pass of hourly peaks for the
+/// Reserved and provisioned concurrency and arm64 advice for every judged function: the current
+/// reserved cap read (`GetFunctionConcurrency`, eight at a time) only for the functions that
+/// throttled, where a cap may be the cause, and one batched pass of hourly peaks for the
 /// functions busy enough to be provisioned-concurrency candidates. Returns the extra queries.
 #[allow(clippy::too_many_arguments)]
 async fn attach_concurrency(
@@ -361,17 +367,20 @@ async fn attach_concurrency(
     let judged: Vec<usize> = (0..functions.len())
         .filter(|&i| observations[i].metrics.invocations >= plan.settings.min_invocations)
         .collect();
-    let reserved: Vec<(usize, Result<Option<u32>, trimtab_aws::AwsError>)> =
-        stream::iter(judged.iter().copied())
-            .map(|i| async move {
-                (
-                    i,
-                    changes::reserved_concurrency(clients, &functions[i].name).await,
-                )
-            })
-            .buffer_unordered(8)
-            .collect()
-            .await;
+    let throttled = judged
+        .iter()
+        .copied()
+        .filter(|&i| observations[i].metrics.throttles > 0.0);
+    let read: BTreeMap<usize, Result<Option<u32>, trimtab_aws::AwsError>> = stream::iter(throttled)
+        .map(|i| async move {
+            (
+                i,
+                changes::reserved_concurrency(clients, &functions[i].name).await,
+            )
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
     let mean_concurrency = |o: &FunctionObservation| {
         o.metrics.invocations * o.metrics.duration_avg_ms.unwrap_or(0.0)
             / 1000.0
@@ -414,14 +423,15 @@ async fn attach_concurrency(
         }
     };
 
-    for (i, reserved) in reserved {
+    for (i, read) in judged.iter().map(|&i| (i, read.get(&i))) {
         let (f, o) = (&functions[i], &observations[i]);
-        let reserved = match reserved {
-            Ok(r) => r,
-            Err(e) => {
+        let (reserved, reserved_read) = match read {
+            Some(Ok(r)) => (*r, true),
+            Some(Err(e)) => {
                 notes.push(format!("{}: reserved concurrency unknown: {e}", f.name));
-                None
+                (None, false)
             }
+            None => (None, false),
         };
         let hourly_peak = candidates
             .iter()
@@ -437,6 +447,7 @@ async fn attach_concurrency(
             throttles: o.metrics.throttles,
             peak_concurrency: o.metrics.concurrent_executions_max,
             reserved_concurrency: reserved,
+            reserved_read,
             hourly_peak_concurrency: hourly_peak,
             cold_starts: o.metrics.cold_starts,
             init_duration_avg_ms: o.metrics.init_duration_avg_ms,
@@ -448,7 +459,8 @@ async fn attach_concurrency(
 }
 
 /// For functions worth judging whose peak memory Lambda Insights did not report, reads it from
-/// their REPORT lines, a few functions at a time. A failed scan is a note, not a failed run.
+/// their REPORT lines, a few functions at a time and at most `log_scan_functions` a run (the
+/// costliest first). A failed scan is a note, not a failed run.
 async fn fill_memory_from_logs(
     clients: &Clients,
     plan: &Plan,
@@ -459,15 +471,19 @@ async fn fill_memory_from_logs(
     if plan.log_scan_pages == 0 {
         return;
     }
-    let wanted: Vec<usize> = observations
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| {
-            o.metrics.used_memory_max_mb.is_none()
-                && o.metrics.invocations >= plan.settings.min_invocations
-        })
-        .map(|(i, _)| i)
-        .collect();
+    let (wanted, more) = log_scan_choice(
+        observations,
+        plan.settings.min_invocations,
+        plan.log_scan_functions as usize,
+    );
+    if more > 0 {
+        notes.push(format!(
+            "{more} more functions without Lambda Insights had their REPORT lines left unread \
+             (log_scan_functions = {}; the costliest were read): their peak memory is unknown, so \
+             their memory is not lowered",
+            plan.log_scan_functions
+        ));
+    }
     let scans = stream::iter(wanted)
         .map(|i| {
             let name = observations[i].function_name.clone();

@@ -177,6 +177,9 @@ pub struct Report {
     pub reconciled: Vec<DecisionRecord>,
     /// AWS requests this run made, per operation, retries included.
     pub api_calls: CallCounts,
+    /// What this run's own requests cost, USD (list prices), and the priced lines.
+    pub own_cost_usd: f64,
+    pub own_cost: trimtab_core::own_cost::OwnCost,
     pub metric_queries: usize,
     pub notes: Vec<String>,
 }

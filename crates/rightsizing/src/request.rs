@@ -46,6 +46,9 @@ pub struct Request {
     /// Page budget per function for reading REPORT lines when Lambda Insights is off
     /// (0..=20; default 3; 0 turns the scan off).
     pub log_scan_pages: Option<u32>,
+    /// Most functions whose REPORT lines one run reads (0..=500; default 25), the costliest
+    /// first: the log reads a run makes stay bounded however large the fleet.
+    pub log_scan_functions: Option<u32>,
     /// Apply guard: smallest monthly saving worth a change, USD (default 1).
     pub min_monthly_savings_usd: Option<f64>,
     /// Apply guard: smallest confidence, 0..1 (default 0.5).
@@ -70,6 +73,7 @@ pub struct Plan {
     pub filter: FunctionFilter,
     pub percentiles: bool,
     pub log_scan_pages: u32,
+    pub log_scan_functions: u32,
 }
 
 /// What the event asks for, validated.
@@ -137,6 +141,13 @@ impl Request {
                 format!("must be 0..=20, got {pages}"),
             ));
         }
+        let scanned = self.log_scan_functions.unwrap_or(25);
+        if scanned > 500 {
+            return Err(EventError::new(
+                "log_scan_functions",
+                format!("must be 0..=500, got {scanned}"),
+            ));
+        }
         if self.function_name_prefix.as_deref() == Some("") {
             return Err(EventError::new(
                 "function_name_prefix",
@@ -195,6 +206,7 @@ impl Request {
             },
             percentiles: self.percentiles.unwrap_or(true),
             log_scan_pages: pages,
+            log_scan_functions: scanned,
         })
     }
 }
@@ -226,6 +238,10 @@ mod tests {
             (serde_json::json!({"min_confidence": 2}), "min_confidence"),
             (serde_json::json!({"max_step_factor": 1}), "max_step_factor"),
             (serde_json::json!({"log_scan_pages": 21}), "log_scan_pages"),
+            (
+                serde_json::json!({"log_scan_functions": 501}),
+                "log_scan_functions",
+            ),
             (
                 serde_json::json!({"function_name_prefix": ""}),
                 "function_name_prefix",

@@ -21,24 +21,55 @@ use aws_smithy_types::config_bag::ConfigBag;
 /// Requests per `service:Operation` (IAM's service prefixes: `lambda:ListFunctions`).
 pub type CallCounts = BTreeMap<String, u64>;
 
+/// What one invocation has asked AWS for.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    calls: CallCounts,
+    /// Metrics requested in `GetMetricData` calls (what CloudWatch bills them by), every
+    /// attempt.
+    metrics_requested: u64,
+}
+
 tokio::task_local! {
-    static CALLS: Arc<Mutex<CallCounts>>;
+    static CALLS: Arc<Mutex<Tally>>;
 }
 
 /// Runs `work` as one invocation with a fresh counter; returns its output and the requests it
 /// made.
 pub async fn counted<F: Future>(work: F) -> (F::Output, CallCounts) {
-    let counter = Arc::new(Mutex::new(CallCounts::new()));
+    let counter = Arc::new(Mutex::new(Tally::default()));
     let out = CALLS.scope(Arc::clone(&counter), work).await;
-    let counts = counter.lock().map(|c| c.clone()).unwrap_or_default();
+    let counts = counter.lock().map(|c| c.calls.clone()).unwrap_or_default();
     (out, counts)
 }
 
 /// The requests the current invocation has made so far (empty outside [`counted`]).
 pub fn so_far() -> CallCounts {
     CALLS
-        .try_with(|c| c.lock().map(|c| c.clone()).unwrap_or_default())
+        .try_with(|c| c.lock().map(|c| c.calls.clone()).unwrap_or_default())
         .unwrap_or_default()
+}
+
+/// The metrics the current invocation has requested from `GetMetricData` so far.
+pub fn metrics_requested_so_far() -> u64 {
+    CALLS
+        .try_with(|c| c.lock().map(|c| c.metrics_requested).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+/// What the current invocation's requests so far cost (list prices).
+pub fn own_cost_so_far() -> trimtab_core::own_cost::OwnCost {
+    trimtab_core::own_cost::own_cost(
+        &so_far(),
+        metrics_requested_so_far(),
+        &trimtab_core::own_cost::RequestPrices::us_east_1(),
+    )
+}
+
+/// The metrics a `GetMetricData` request (query protocol) asks for: one per `MetricStat` query.
+fn metrics_in(body: &[u8]) -> u64 {
+    let needle = b".MetricStat.Metric.MetricName=";
+    body.windows(needle.len()).filter(|w| *w == needle).count() as u64
 }
 
 /// IAM's prefix for the SDK's service name (`Metadata::service`).
@@ -63,15 +94,21 @@ impl Intercept for CountCalls {
 
     fn read_before_attempt(
         &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(m) = cfg.load::<Metadata>() {
             let key = format!("{}:{}", prefix(m.service()), m.name());
+            let metrics = if key == "cloudwatch:GetMetricData" {
+                context.request().body().bytes().map_or(0, metrics_in)
+            } else {
+                0
+            };
             let _ = CALLS.try_with(|c| {
                 if let Ok(mut c) = c.lock() {
-                    *c.entry(key).or_default() += 1;
+                    *c.calls.entry(key).or_default() += 1;
+                    c.metrics_requested += metrics;
                 }
             });
         }
@@ -82,6 +119,12 @@ impl Intercept for CountCalls {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_stat_queries_are_the_metrics_requested() {
+        let body = b"Action=GetMetricData&MetricDataQueries.member.1.Id=a&MetricDataQueries.member.1.MetricStat.Metric.MetricName=Invocations&MetricDataQueries.member.2.Id=b&MetricDataQueries.member.2.MetricStat.Metric.MetricName=Duration&MetricDataQueries.member.3.Id=c&MetricDataQueries.member.3.Expression=a%2Fb";
+        assert_eq!(metrics_in(body), 2);
+    }
 
     #[test]
     fn service_names_become_iam_prefixes() {

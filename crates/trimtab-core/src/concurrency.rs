@@ -25,6 +25,9 @@ pub struct ConcurrencyInput {
     pub throttles: f64,
     pub peak_concurrency: Option<f64>,
     pub reserved_concurrency: Option<u32>,
+    /// Whether `reserved_concurrency` was read (`None` then means no cap). It is read only for
+    /// functions that throttled: elsewhere a cap changes nothing the advice rests on.
+    pub reserved_read: bool,
     /// Peak concurrency per hour: (hour start, epoch seconds; value).
     pub hourly_peak_concurrency: Vec<(i64, f64)>,
     pub cold_starts: Option<f64>,
@@ -62,6 +65,9 @@ pub struct ConcurrencyAdvice {
     pub mean_concurrency: f64,
     pub peak_concurrency: Option<f64>,
     pub current_reserved_concurrency: Option<u32>,
+    /// `false`: the current cap was not read (the function did not throttle), so
+    /// `current_reserved_concurrency` is unknown rather than absent.
+    pub reserved_concurrency_read: bool,
     pub recommended_reserved_concurrency: Option<u32>,
     /// Throttles were seen while concurrency stood at the reserved cap.
     pub throttled_by_reserved_cap: bool,
@@ -112,8 +118,13 @@ pub fn advise(input: &ConcurrencyInput, prices: &PriceTable) -> ConcurrencyAdvic
         }
         (Some(p), _) if p > 0.0 => {
             let cap = ceil_u32(p * 1.5 + 2.0);
+            let unread = if input.reserved_read || input.reserved_concurrency.is_some() {
+                ""
+            } else {
+                " (the current cap was not read: no throttles in the window)"
+            };
             reasons.push(format!(
-                "peak concurrency {p:.0}: a reserved cap of {cap} leaves 50% + 2 headroom"
+                "peak concurrency {p:.0}: a reserved cap of {cap} leaves 50% + 2 headroom{unread}"
             ));
             Some(cap)
         }
@@ -142,6 +153,7 @@ pub fn advise(input: &ConcurrencyInput, prices: &PriceTable) -> ConcurrencyAdvic
         mean_concurrency: (mean * 1000.0).round() / 1000.0,
         peak_concurrency: peak,
         current_reserved_concurrency: input.reserved_concurrency,
+        reserved_concurrency_read: input.reserved_read || input.reserved_concurrency.is_some(),
         recommended_reserved_concurrency: recommended_reserved,
         throttled_by_reserved_cap: throttled_by_cap,
         provisioned,

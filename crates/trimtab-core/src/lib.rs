@@ -11,6 +11,7 @@ pub mod concurrency;
 pub mod cost;
 pub mod model;
 pub mod monitor;
+pub mod own_cost;
 pub mod pricing;
 pub mod rightsizing;
 pub mod scaling_plan;

@@ -192,6 +192,31 @@ pub fn recommend_fleet(
         .collect()
 }
 
+/// Which functions to read REPORT lines for when Lambda Insights gave no peak memory: the judged
+/// ones (at least `min_invocations`), the most monthly GB-seconds first (where a smaller size
+/// saves most), at most `budget` of them, so a run's log reads stay bounded however large the
+/// fleet. Returns the chosen indexes and how many more needed a read.
+pub fn log_scan_choice(
+    functions: &[FunctionObservation],
+    min_invocations: f64,
+    budget: usize,
+) -> (Vec<usize>, usize) {
+    let mut wanted: Vec<(usize, f64)> = functions
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            f.metrics.used_memory_max_mb.is_none() && f.metrics.invocations >= min_invocations
+        })
+        .map(|(i, f)| (i, monthly_gb_s_now(f)))
+        .collect();
+    wanted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let more = wanted.len().saturating_sub(budget);
+    (
+        wanted.into_iter().take(budget).map(|(i, _)| i).collect(),
+        more,
+    )
+}
+
 /// Sums a set of recommendations.
 pub fn totals(recommendations: &[Recommendation]) -> FleetTotals {
     let mut t = FleetTotals {

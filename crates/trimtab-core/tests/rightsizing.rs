@@ -4,8 +4,8 @@ use proptest::prelude::*;
 use trimtab_core::model::{DurationModel, vcpus};
 use trimtab_core::pricing::{Architecture, PriceTable};
 use trimtab_core::rightsizing::{
-    FunctionMetrics, FunctionObservation, MemoryEvidence, Settings, Status, Strategy, recommend,
-    recommend_fleet, totals,
+    FunctionMetrics, FunctionObservation, MemoryEvidence, Settings, Status, Strategy,
+    log_scan_choice, recommend, recommend_fleet, totals,
 };
 
 const FOURTEEN_DAYS_S: f64 = 14.0 * 86_400.0;
@@ -366,4 +366,33 @@ proptest! {
         };
         prop_assert!(at(high) >= at(low));
     }
+}
+
+#[test]
+fn log_reads_go_to_the_costliest_functions_without_a_measured_peak_and_stay_bounded() {
+    let w = |memory_mb, invocations, peak_mb| {
+        observe(&Workload {
+            memory_mb,
+            timeout_s: 30,
+            invocations,
+            avg_ms: 200.0,
+            max_ms: 900.0,
+            cpu_ms: None,
+            peak_mb,
+        })
+    };
+    let fleet = [
+        w(512, 10_000.0, None),         // 0
+        w(3008, 50_000.0, None),        // 1: the costliest without Insights
+        w(3008, 90_000.0, Some(200.0)), // 2: measured by Insights: no read
+        w(1024, 20.0, None),            // 3: too quiet to judge
+        w(1024, 40_000.0, None),        // 4
+    ];
+    let (chosen, more) = log_scan_choice(&fleet, 100.0, 2);
+    assert_eq!(chosen, [1, 4]);
+    assert_eq!(more, 1);
+    let (all, none_left) = log_scan_choice(&fleet, 100.0, 10);
+    assert_eq!(all, [1, 4, 0]);
+    assert_eq!(none_left, 0);
+    assert_eq!(log_scan_choice(&fleet, 100.0, 0), (vec![], 3));
 }
