@@ -18,6 +18,8 @@ async fn run(moto: &Moto, event: Value, now: SystemTime) -> Value {
         environment: "prod".into(),
         alarm_actions: vec![TOPIC.to_owned()],
         table_name: None,
+        alarm_budget_usd: None,
+        alarm_subjects: vec![],
     };
     crate::invoke(performance_monitor::handle_at(
         &clients, &config, event, now,
@@ -212,6 +214,9 @@ async fn a_burst_pages_a_quiet_series_does_not_and_the_second_run_writes_nothing
     // and the composite that pages; the environment is in every name.
     let (metric, composite) = slo_alarms(&sdk).await;
     assert_eq!((metric.len(), composite.len()), (3 * 8, 3 * 3));
+    // What they cost: $3.00 a subject a month, and the dashboard $3.00.
+    assert_eq!(report["alarm_upkeep"]["alarms_monthly_usd"], 9.0);
+    assert_eq!(report["alarm_upkeep"]["subjects_alarmed"], 3);
     assert!(
         board
             .dashboard_body()
@@ -273,8 +278,42 @@ async fn recommend_mode_writes_nothing_and_bad_events_are_named() {
         .expect("function");
     let report = run(&moto, json!({"window_days": 1}), SystemTime::now()).await;
     assert_eq!(writes(&report), 0);
-    assert_eq!(report["alarms_put"].as_array().map(Vec::len), Some(11));
+    // No traffic: judged, but alarms would not pay (a 99.9% objective needs 1,000 requests).
+    assert_eq!(report["alarms_put"].as_array().map(Vec::len), Some(0));
+    let upkeep = &report["alarm_upkeep"];
+    assert_eq!(upkeep["subjects_without_alarms"][0]["subject"], "fn-quiet");
+    assert!(
+        upkeep["subjects_without_alarms"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("needs 1000"),
+        "{upkeep:#}"
+    );
+    assert_eq!(upkeep["per_subject_monthly_usd"], 3.0);
+    assert_eq!(upkeep["dashboard_monthly_usd"], 3.0);
+    // Pinned by name, it gets its 11 alarms ($3.00 a month) all the same; a ceiling below that
+    // keeps it without.
     let clients = Clients::new(&moto.sdk_config().await);
+    let mut config = performance_monitor::JobConfig::from_env();
+    config.alarm_subjects = vec!["quiet".into()];
+    let pinned = crate::invoke(performance_monitor::handle(
+        &clients,
+        &config,
+        json!({"window_days": 1}),
+    ))
+    .await
+    .expect("report");
+    assert_eq!(pinned["alarms_put"].as_array().map(Vec::len), Some(11));
+    assert_eq!(pinned["alarm_upkeep"]["alarms_monthly_usd"], 3.0);
+    let capped = crate::invoke(performance_monitor::handle(
+        &clients,
+        &config,
+        json!({"window_days": 1, "alarm_budget_usd": 2.5}),
+    ))
+    .await
+    .expect("report");
+    assert_eq!(capped["alarms_put"].as_array().map(Vec::len), Some(0));
+    assert_eq!(capped["alarm_upkeep"]["alarms_monthly_usd"], 0.0);
     let config = performance_monitor::JobConfig::from_env();
     for (event, field) in [
         (json!({"window_days": 0}), "window_days"),
@@ -285,6 +324,7 @@ async fn recommend_mode_writes_nothing_and_bad_events_are_named() {
             "environment",
         ),
         (json!({"objectives": {"latency_p95_ms": 100}}), "objectives"),
+        (json!({"alarm_budget_usd": -1}), "alarm_budget_usd"),
     ] {
         let err = performance_monitor::handle(&clients, &config, event.clone())
             .await

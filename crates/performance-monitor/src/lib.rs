@@ -13,7 +13,8 @@ use trimtab_aws::metrics::{self, Fold, Query, Series, Window, fold};
 use trimtab_aws::monitoring::{self, list_api_stages};
 use trimtab_aws::{CallCounts, Clients, calls};
 use trimtab_core::monitor::{
-    AlarmPlan, Subject, alarm_prefix, dashboard_body, desired_alarms, plan_alarms,
+    AlarmCandidate, AlarmPlan, AlarmPrices, Subject, WithoutAlarms, alarm_prefix, choose_alarmed,
+    dashboard_body, desired_alarms, plan_alarms,
 };
 use trimtab_core::slo::{
     Bottleneck, BurnAlert, Counts, ErrorBudget, Objectives, Severity, burn_alerts, burn_rate,
@@ -99,6 +100,8 @@ pub struct Request {
     pub api_name_prefix: Option<String>,
     pub function_name_prefix: Option<String>,
     pub table_name_prefix: Option<String>,
+    /// Monthly ceiling on what the SLO alarms cost, USD (default `TRIMTAB_ALARM_BUDGET_USD`).
+    pub alarm_budget_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +112,11 @@ pub struct JobConfig {
     pub alarm_actions: Vec<String>,
     /// The decision table (`TRIMTAB_TABLE`), where the run's headline is left for the API.
     pub table_name: Option<String>,
+    /// Monthly ceiling on the SLO alarms' cost, USD (`TRIMTAB_ALARM_BUDGET_USD`; none: no ceiling).
+    pub alarm_budget_usd: Option<f64>,
+    /// Subjects that get alarms whatever their traffic (`TRIMTAB_ALARM_SUBJECTS`: function names,
+    /// API names or subject ids, comma-separated).
+    pub alarm_subjects: Vec<String>,
 }
 
 impl JobConfig {
@@ -118,6 +126,17 @@ impl JobConfig {
             environment: trimtab_lambda::configured_environment(),
             alarm_actions: setting("TRIMTAB_ALERT_TOPIC_ARN").into_iter().collect(),
             table_name: setting("TRIMTAB_TABLE"),
+            alarm_budget_usd: setting("TRIMTAB_ALARM_BUDGET_USD")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v >= 0.0),
+            alarm_subjects: setting("TRIMTAB_ALARM_SUBJECTS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }
@@ -155,6 +174,19 @@ pub struct TableReport {
     pub put_item_latency_ms: Option<f64>,
 }
 
+/// What the monitor's own CloudWatch upkeep costs a month, and the subjects judged without
+/// alarms.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlarmUpkeep {
+    /// The alarms this run keeps (list prices: $0.10 an alarm metric, $0.50 a composite).
+    pub alarms_monthly_usd: f64,
+    pub dashboard_monthly_usd: f64,
+    pub per_subject_monthly_usd: f64,
+    pub ceiling_usd: Option<f64>,
+    pub subjects_alarmed: usize,
+    pub subjects_without_alarms: Vec<WithoutAlarms>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub job: &'static str,
@@ -173,6 +205,7 @@ pub struct Report {
     pub alarms_put: Vec<String>,
     pub alarms_deleted: Vec<String>,
     pub alarms_unchanged: usize,
+    pub alarm_upkeep: AlarmUpkeep,
     pub api_calls: CallCounts,
     /// What this run's own requests cost, USD (list prices), and the priced lines.
     pub own_cost_usd: f64,
@@ -222,6 +255,13 @@ pub async fn handle_at(
     if !(1..=30).contains(&window_days) {
         return Err(
             EventError::new("window_days", format!("must be 1..=30, got {window_days}")).into(),
+        );
+    }
+    if r.alarm_budget_usd
+        .is_some_and(|b| !(b.is_finite() && b >= 0.0))
+    {
+        return Err(
+            EventError::new("alarm_budget_usd", "must be a number of dollars, 0 or more").into(),
         );
     }
     let objectives = r
@@ -630,7 +670,8 @@ pub async fn run(
         &o,
     );
     let prefix = alarm_prefix(&config.environment);
-    let desired = desired_alarms(&prefix, &subjects, &o, &config.alarm_actions);
+    let (alarmed, upkeep) = choose_subjects(config, r, &subjects, &reports, &o);
+    let desired = desired_alarms(&prefix, &alarmed, &o, &config.alarm_actions);
     let existing = monitoring::alarms(clients, &prefix).await?;
     let scope = AlarmScope::of(&prefix, r);
     let AlarmPlan {
@@ -713,12 +754,59 @@ pub async fn run(
         alarms_put: to_put.iter().map(|a| a.name.clone()).collect(),
         alarms_deleted: to_delete,
         alarms_unchanged,
+        alarm_upkeep: upkeep,
         api_calls: calls::so_far(),
         own_cost_usd: calls::own_cost_so_far().usd,
         own_cost: calls::own_cost_so_far(),
         metric_queries,
         notes,
     })
+}
+
+/// The subjects whose alarms pay for themselves (core `choose_alarmed`), and what the upkeep
+/// costs.
+fn choose_subjects(
+    config: &JobConfig,
+    r: &Request,
+    subjects: &[Subject],
+    reports: &[SubjectReport],
+    o: &Objectives,
+) -> (Vec<Subject>, AlarmUpkeep) {
+    let prices = AlarmPrices::us_east_1();
+    let per_subject: f64 = desired_alarms("", &[Subject::function("x")], o, &[])
+        .iter()
+        .map(|a| a.monthly_usd(&prices))
+        .sum();
+    let pinned = |id: &str| {
+        config
+            .alarm_subjects
+            .iter()
+            .any(|n| id == n || id == format!("fn-{n}") || id.starts_with(&format!("api-{n}-")))
+    };
+    let candidates: Vec<AlarmCandidate> = reports
+        .iter()
+        .map(|s| AlarmCandidate {
+            id: s.id.clone(),
+            requests: s.requests,
+            pinned: pinned(&s.id),
+        })
+        .collect();
+    let ceiling = r.alarm_budget_usd.or(config.alarm_budget_usd);
+    let choice = choose_alarmed(&candidates, o.availability_pct, per_subject, ceiling);
+    let alarmed: Vec<Subject> = subjects
+        .iter()
+        .filter(|s| choice.alarmed.contains(&s.id))
+        .cloned()
+        .collect();
+    let upkeep = AlarmUpkeep {
+        alarms_monthly_usd: choice.monthly_usd,
+        dashboard_monthly_usd: prices.per_dashboard_usd,
+        per_subject_monthly_usd: round2(per_subject),
+        ceiling_usd: ceiling,
+        subjects_alarmed: alarmed.len(),
+        subjects_without_alarms: choice.without,
+    };
+    (alarmed, upkeep)
 }
 
 /// The extra measurements of subject `i` (only those the backend reported).

@@ -288,6 +288,117 @@ pub fn desired_alarms(
     out
 }
 
+/// CloudWatch's monthly prices for what the monitor keeps (us-east-1 list prices, free tier not
+/// subtracted): a standard-resolution alarm per metric it reads (a metric-math alarm pays for each
+/// metric in its expression), a composite alarm, a dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AlarmPrices {
+    pub per_alarm_metric_usd: f64,
+    pub per_composite_usd: f64,
+    pub per_dashboard_usd: f64,
+}
+
+impl AlarmPrices {
+    pub fn us_east_1() -> Self {
+        Self {
+            per_alarm_metric_usd: 0.10,
+            per_composite_usd: 0.50,
+            per_dashboard_usd: 3.00,
+        }
+    }
+}
+
+impl AlarmSpec {
+    /// What CloudWatch bills for this alarm a month.
+    pub fn monthly_usd(&self, p: &AlarmPrices) -> f64 {
+        match &self.body {
+            AlarmBody::Composite { .. } => p.per_composite_usd,
+            AlarmBody::Metric {
+                source: AlarmSource::Single { .. },
+                ..
+            } => p.per_alarm_metric_usd,
+            AlarmBody::Metric {
+                source: AlarmSource::Ratio { .. },
+                ..
+            } => 2.0 * p.per_alarm_metric_usd,
+        }
+    }
+}
+
+/// A subject the monitor could keep alarms for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmCandidate {
+    pub id: String,
+    /// Requests over the window judged.
+    pub requests: f64,
+    /// Named in the configured set (`TRIMTAB_ALARM_SUBJECTS`): alarmed whatever its traffic.
+    pub pinned: bool,
+}
+
+/// A subject judged without alarms, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WithoutAlarms {
+    pub subject: String,
+    pub reason: String,
+}
+
+/// Which subjects get alarms.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AlarmChoice {
+    pub alarmed: Vec<String>,
+    pub without: Vec<WithoutAlarms>,
+    /// What the chosen subjects' alarms cost a month.
+    pub monthly_usd: f64,
+}
+
+/// Chooses the subjects whose alarms are worth their price: those with traffic enough for the
+/// availability objective to allow at least one failed request over the window (below that a
+/// burn rate says more about the traffic than the service), and the pinned ones; the pinned
+/// first, then the busiest, while their alarms (`per_subject_usd` each a month) stay within
+/// `ceiling_usd`.
+pub fn choose_alarmed(
+    candidates: &[AlarmCandidate],
+    availability_pct: f64,
+    per_subject_usd: f64,
+    ceiling_usd: Option<f64>,
+) -> AlarmChoice {
+    let needed = 1.0 / (1.0 - availability_pct / 100.0).max(1e-9);
+    let mut order: Vec<&AlarmCandidate> = candidates.iter().collect();
+    order.sort_by(|a, b| {
+        b.pinned
+            .cmp(&a.pinned)
+            .then(b.requests.total_cmp(&a.requests))
+            .then(a.id.cmp(&b.id))
+    });
+    let mut choice = AlarmChoice::default();
+    for c in order {
+        if !c.pinned && c.requests < needed {
+            choice.without.push(WithoutAlarms {
+                subject: c.id.clone(),
+                reason: format!(
+                    "{:.0} requests in the window: a {availability_pct}% objective needs {needed:.0} to allow one failure",
+                    c.requests
+                ),
+            });
+            continue;
+        }
+        if ceiling_usd.is_some_and(|max| choice.monthly_usd + per_subject_usd > max + 1e-9) {
+            choice.without.push(WithoutAlarms {
+                subject: c.id.clone(),
+                reason: format!(
+                    "its alarms (${per_subject_usd:.2}/month) would pass the ${:.2} monthly ceiling",
+                    ceiling_usd.unwrap_or_default()
+                ),
+            });
+            continue;
+        }
+        choice.monthly_usd += per_subject_usd;
+        choice.alarmed.push(c.id.clone());
+    }
+    choice.monthly_usd = (choice.monthly_usd * 100.0).round() / 100.0;
+    choice
+}
+
 /// An alarm CloudWatch holds under Trimtab's prefix, as `DescribeAlarms` lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExistingAlarm {
@@ -720,5 +831,43 @@ mod tests {
         assert_eq!(b1, dashboard_body(&s, &t, "us-east-1", &o));
         let v: serde_json::Value = serde_json::from_str(&b1).expect("json");
         assert_eq!(v["widgets"].as_array().map(Vec::len), Some(5));
+    }
+
+    #[test]
+    fn alarms_cost_three_dollars_a_subject_and_go_where_they_pay() {
+        let p = AlarmPrices::us_east_1();
+        let o = default_objectives("prod");
+        let one = desired_alarms("p-", &[Subject::function("a")], &o, &[]);
+        let per_subject: f64 = one.iter().map(|a| a.monthly_usd(&p)).sum();
+        // p95 $0.10, error rate $0.20, six windows $1.20, three composites $1.50.
+        assert!((per_subject - 3.0).abs() < 1e-9, "{per_subject}");
+        let c = |id: &str, requests, pinned| AlarmCandidate {
+            id: id.to_owned(),
+            requests,
+            pinned,
+        };
+        let fleet = [
+            c("fn-busy", 5e6, false),
+            c("fn-quiet", 400.0, false),
+            c("fn-pinned-quiet", 10.0, true),
+            c("fn-mid", 2e4, false),
+            c("api-shop-prod", 9e6, false),
+        ];
+        let all = choose_alarmed(&fleet, 99.9, per_subject, None);
+        assert_eq!(
+            all.alarmed,
+            ["fn-pinned-quiet", "api-shop-prod", "fn-busy", "fn-mid"]
+        );
+        assert_eq!(all.without.len(), 1);
+        assert!(
+            all.without[0].reason.contains("needs 1000"),
+            "{:?}",
+            all.without
+        );
+        // A $7 ceiling: the pinned one, then the busiest, two subjects' worth.
+        let capped = choose_alarmed(&fleet, 99.9, per_subject, Some(7.0));
+        assert_eq!(capped.alarmed, ["fn-pinned-quiet", "api-shop-prod"]);
+        assert!(capped.monthly_usd <= 7.0);
+        assert_eq!(capped.without.len(), 3);
     }
 }
