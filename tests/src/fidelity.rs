@@ -523,7 +523,7 @@ fn identify(
     }
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -899,7 +899,7 @@ async fn apply_rules(call: &Call, state: &Arc<Mutex<State>>) -> Result<Answer, D
 }
 
 /// A query-protocol body as its parameters, in order.
-fn form(body: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn form(body: &[u8]) -> Vec<(String, String)> {
     String::from_utf8_lossy(body)
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -907,7 +907,7 @@ fn form(body: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn form_value<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn form_value<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == key)
@@ -925,7 +925,7 @@ fn form_list(params: &[(String, String)], key: &str) -> Vec<String> {
     items.into_iter().map(|(_, v)| v).collect()
 }
 
-fn xml_escape(s: &str) -> String {
+pub(crate) fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -13,4 +13,5 @@ pub mod fleet;
 pub mod moto;
 pub mod naive;
 pub mod seed;
+pub mod stub;
 pub mod template;

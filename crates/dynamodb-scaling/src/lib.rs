@@ -229,22 +229,20 @@ struct Slot {
     query_id: String,
 }
 
-/// Everything the run read: the tables in scope (each described on its own; one failing is
-/// an error row), what Application Auto Scaling holds, and per-minute consumed capacity.
-struct Gathered {
+/// What the run read once: the tables in scope (each described on its own; one failing is an
+/// error row) and what Application Auto Scaling holds.
+struct Inventory {
     tables: Vec<TableInfo>,
     existing: Option<Existing>,
-    slots: Vec<Slot>,
-    grids: Vec<Vec<f64>>,
-    start_epoch_min: i64,
-    metric_queries: usize,
     errors: Vec<String>,
-    notes: Vec<String>,
 }
 
-async fn gather(clients: &Clients, run: &Run, window: Window) -> Result<Gathered, JobError> {
-    let period_s: i64 = if run.lookback_days > 15 { 300 } else { 60 };
-    let minutes = (window.seconds() / 60) as usize;
+/// Tables measured and judged at a time: their per-minute grids (about 1 MB a table with two
+/// indexes over 14 days) are dropped before the next batch, so memory does not grow with the
+/// number of tables.
+const TABLES_PER_BATCH: usize = 25;
+
+async fn inventory(clients: &Clients, run: &Run) -> Result<Inventory, JobError> {
     let names = ddb::list_tables(clients, run.prefix.as_deref()).await?;
     let described: Vec<_> = stream::iter(names.clone())
         .map(|n| async move { ddb::describe_table(clients, &n).await })
@@ -272,8 +270,39 @@ async fn gather(clients: &Clients, run: &Run, window: Window) -> Result<Gathered
             None
         }
     };
+    Ok(Inventory {
+        tables,
+        existing,
+        errors,
+    })
+}
 
-    // Every table and GSI, read and write: two queries per resource, all in one batched pass.
+/// One batch of tables with their per-minute consumed capacity.
+struct Gathered<'a> {
+    tables: &'a [TableInfo],
+    existing: Option<&'a Existing>,
+    slots: Vec<Slot>,
+    grids: Vec<Vec<f64>>,
+    start_epoch_min: i64,
+    metric_queries: usize,
+}
+
+/// CloudWatch keeps 1-minute data 15 days, 5-minute data beyond.
+fn period_s(run: &Run) -> i64 {
+    if run.lookback_days > 15 { 300 } else { 60 }
+}
+
+/// Per-minute consumed capacity of every table and GSI of `tables`, read and write: two queries
+/// per resource, in one batched pass.
+async fn measure<'a>(
+    clients: &Clients,
+    run: &Run,
+    tables: &'a [TableInfo],
+    existing: Option<&'a Existing>,
+    window: Window,
+) -> Result<Gathered<'a>, JobError> {
+    let period_s = period_s(run);
+    let minutes = (window.seconds() / 60) as usize;
     let mut slots = Vec::new();
     let mut queries = Vec::new();
     for (t, table) in tables.iter().enumerate() {
@@ -325,10 +354,6 @@ async fn gather(clients: &Clients, run: &Run, window: Window) -> Result<Gathered
             )
         })
         .collect();
-    let mut notes = Vec::new();
-    if period_s > 60 {
-        notes.push("lookback over 15 days: CloudWatch keeps 5-minute data there, spread evenly over its minutes".to_owned());
-    }
     Ok(Gathered {
         tables,
         existing,
@@ -336,12 +361,11 @@ async fn gather(clients: &Clients, run: &Run, window: Window) -> Result<Gathered
         grids,
         start_epoch_min: window.start_epoch_s / 60,
         metric_queries: fetched.queries,
-        errors,
-        notes,
     })
 }
 
 /// What the run judged: a row per dimension, and what target tracking should hold.
+#[derive(Default)]
 struct Judged {
     resources: Vec<ResourceRow>,
     desired: Vec<Desired>,
@@ -352,13 +376,7 @@ struct Judged {
 /// Judges each table on its traffic (the core's simulator) and sets what target tracking should
 /// hold: the simulation's choice where the table has traffic and stays provisioned, else the
 /// environment's defaults; tags win. Locked tables are judged but get no desired state.
-fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered) -> Judged {
-    let mut out = Judged {
-        resources: Vec::new(),
-        desired: Vec::new(),
-        locked: Vec::new(),
-        errors: Vec::new(),
-    };
+fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered<'_>, out: &mut Judged) {
     for (t, table) in g.tables.iter().enumerate() {
         let overrides = match Overrides::from_tags(&table.tags) {
             Ok(o) => o,
@@ -387,7 +405,7 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered) -> Judged {
                 dimension: g.slots[i].dimension,
                 demand: &g.grids[i],
                 start_epoch_min: g.start_epoch_min,
-                setup: setup(table, &g.slots[i], g.existing.as_ref()),
+                setup: setup(table, &g.slots[i], g.existing),
             })
             .collect();
         let has_data = members.iter().any(|&i| g.grids[i].iter().any(|&d| d > 0.0));
@@ -433,7 +451,6 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered) -> Judged {
             });
         }
     }
-    out
 }
 
 pub async fn run_job(
@@ -450,13 +467,23 @@ pub async fn run_job(
         start_epoch_s: end - i64::from(run.lookback_days) * 86_400,
         end_epoch_s: end,
     };
-    let gathered = gather(clients, run, window).await?;
-    let judged = judge_tables(config, run, &gathered);
-    let outcome = match &gathered.existing {
+    let inv = inventory(clients, run).await?;
+    let mut judged = Judged::default();
+    let mut metric_queries = 0;
+    for batch in inv.tables.chunks(TABLES_PER_BATCH) {
+        let gathered = measure(clients, run, batch, inv.existing.as_ref(), window).await?;
+        metric_queries += gathered.metric_queries;
+        judge_tables(config, run, &gathered, &mut judged);
+    }
+    let mut notes = Vec::new();
+    if period_s(run) > 60 {
+        notes.push("lookback over 15 days: CloudWatch keeps 5-minute data there, spread evenly over its minutes".to_owned());
+    }
+    let outcome = match &inv.existing {
         Some(existing) => plan(&judged.desired, existing),
         None => PlanOutcome::default(),
     };
-    let mut errors = gathered.errors.clone();
+    let mut errors = inv.errors.clone();
     errors.extend(judged.errors);
     let mut report = Report {
         job: "dynamodb-scaling",
@@ -476,10 +503,10 @@ pub async fn run_job(
         api_calls: CallCounts::new(),
         own_cost_usd: 0.0,
         own_cost: trimtab_core::own_cost::OwnCost::default(),
-        metric_queries: gathered.metric_queries,
-        notes: gathered.notes,
+        metric_queries,
+        notes,
     };
-    if run.mode == Mode::Apply && gathered.existing.is_some() {
+    if run.mode == Mode::Apply && inv.existing.is_some() {
         // The plan is made again under the lease, after reconciling: what a run before this one
         // left may have changed it.
         act::apply(

@@ -2,7 +2,6 @@
 //! budgets and burn-rate alerts, bottlenecks ranked by the budget they spend, a health score,
 //! and (apply mode) a dashboard and SLO alarms kept in step with the resources.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -12,14 +11,16 @@ use trimtab_aws::inventory::{FunctionFilter, list_functions};
 use trimtab_aws::metrics::{self, Fold, Query, Series, Window, fold};
 use trimtab_aws::monitoring::{self, list_api_stages};
 use trimtab_aws::{CallCounts, Clients, calls};
+use trimtab_core::judge::{SubjectMetrics, TableMetrics, judge_subject, judge_table};
+pub use trimtab_core::judge::{SubjectReport, TableReport};
 use trimtab_core::monitor::{
-    AlarmCandidate, AlarmPlan, AlarmPrices, Subject, WithoutAlarms, alarm_prefix, choose_alarmed,
-    dashboard_body, desired_alarms, plan_alarms,
+    AlarmCandidate, AlarmPrices, ApiKind, Subject, SubjectKind, WithoutAlarms, alarm_prefix,
+    choose_alarmed, dashboard_body, desired_alarms, plan_alarms,
 };
 use trimtab_core::slo::{
-    Bottleneck, BurnAlert, Counts, ErrorBudget, Objectives, Severity, burn_alerts, burn_rate,
-    default_objectives, error_budget, failure_budget, health_score, rank_bottlenecks, slow_budget,
+    Bottleneck, Counts, Objectives, Severity, default_objectives, health_score, rank_bottlenecks,
 };
+use trimtab_core::stats::round2;
 pub use trimtab_lambda::JobError;
 use trimtab_lambda::{EventError, Invocation, Job, Mode, Trigger, parse_trigger, setting};
 
@@ -141,39 +142,6 @@ impl JobConfig {
     }
 }
 
-/// One SLO subject, judged.
-#[derive(Debug, Clone, Serialize)]
-pub struct SubjectReport {
-    pub id: String,
-    pub requests: f64,
-    pub errors: f64,
-    pub error_rate_pct: f64,
-    pub availability_pct: f64,
-    pub latency_p95_ms: Option<f64>,
-    /// `p95`, or `mean` where the backend computes no percentiles.
-    pub latency_statistic: &'static str,
-    pub meets: BTreeMap<&'static str, bool>,
-    pub error_budget: ErrorBudget,
-    /// Burn rates of the alert windows: 5m, 30m, 1h, 6h, 3d.
-    pub burn_rates: BTreeMap<&'static str, f64>,
-    pub alerts: Vec<BurnAlert>,
-    /// Further measurements over the window: client errors, cache hit ratio (REST), integration
-    /// latency (APIs); peak concurrency, provisioned-concurrency spillover, cold starts (functions).
-    pub evidence: BTreeMap<&'static str, f64>,
-}
-
-/// A table in scope, over the window.
-#[derive(Debug, Clone, Serialize)]
-pub struct TableReport {
-    pub table_name: String,
-    /// Consumed over provisioned capacity, percent (`None` when on-demand).
-    pub read_utilization_pct: Option<f64>,
-    pub write_utilization_pct: Option<f64>,
-    pub throttle_events: f64,
-    pub get_item_latency_ms: Option<f64>,
-    pub put_item_latency_ms: Option<f64>,
-}
-
 /// What the monitor's own CloudWatch upkeep costs a month, and the subjects judged without
 /// alarms.
 #[derive(Debug, Clone, Serialize)]
@@ -287,20 +255,52 @@ pub async fn handle_at(
     .await?;
     Ok(serde_json::to_value(report).unwrap_or(Value::Null))
 }
+/// Subjects measured per batch. Each batch's datapoints (three days of five-minute counts, about
+/// 40 KB a subject) are folded and dropped before the next is fetched, so memory does not grow
+/// with the estate; 500 functions of nine window queries fill GetMetricData calls exactly.
+const SUBJECTS_PER_BATCH: usize = 500;
+/// Tables measured per batch (ten window queries each).
+const TABLES_PER_BATCH: usize = 500;
 
-fn q(
-    id: String,
-    namespace: &'static str,
-    metric: &'static str,
-    dims: &[(String, String)],
-    stat: &'static str,
-) -> Query {
-    Query {
-        id,
-        namespace,
-        metric_name: metric,
-        dimensions: dims.to_vec(),
-        stat,
+/// The two windows a run reads: the SLO window (one datapoint a query) and the last three days
+/// in five-minute steps (the burn-rate windows).
+#[derive(Debug, Clone, Copy)]
+struct Windows {
+    slo: Window,
+    recent: Window,
+}
+
+/// What the batches have measured and judged so far.
+#[derive(Default)]
+struct Measured {
+    subjects: Vec<SubjectReport>,
+    tables: Vec<(String, TableMetrics)>,
+    bottlenecks: Vec<Bottleneck>,
+    estate_failure_budget: f64,
+    metric_queries: usize,
+    /// Set when the backend refused percentile statistics: later batches do not ask again.
+    percentiles_unavailable: Option<String>,
+}
+
+impl Measured {
+    /// Fetches `queries` over `window` at `period_s`, leaving out percentiles once refused.
+    async fn fetch(
+        &mut self,
+        clients: &Clients,
+        mut queries: Vec<Query>,
+        window: Window,
+        period_s: i32,
+    ) -> Result<Series, JobError> {
+        if self.percentiles_unavailable.is_some() {
+            queries.retain(|q| !q.is_percentile());
+        }
+        let (series, fetched) =
+            metrics::fetch_with_period(clients, queries, window, period_s).await?;
+        self.metric_queries += fetched.queries;
+        if self.percentiles_unavailable.is_none() {
+            self.percentiles_unavailable = fetched.percentiles_unavailable;
+        }
+        Ok(series)
     }
 }
 
@@ -321,338 +321,45 @@ pub async fn run(
         .unwrap_or_default()
         / 300
         * 300;
+    let windows = Windows {
+        slo: Window {
+            start_epoch_s: now_s - i64::from(window_days) * 86_400,
+            end_epoch_s: now_s,
+        },
+        recent: Window {
+            start_epoch_s: now_s - 3 * 86_400,
+            end_epoch_s: now_s,
+        },
+    };
+    let (subjects, tables) = discover(clients, r).await?;
+    let mut m = Measured::default();
+    for batch in subjects.chunks(SUBJECTS_PER_BATCH) {
+        measure_subjects(clients, batch, windows, (&o, window_days), &mut m).await?;
+    }
+    for batch in tables.chunks(TABLES_PER_BATCH) {
+        measure_tables(clients, batch, windows.slo, &mut m).await?;
+    }
     let mut notes = Vec::new();
-
-    // Discover what is in scope: listing, not a hard-coded list.
-    let apis = list_api_stages(clients, r.api_name_prefix.as_deref()).await?;
-    let filter = FunctionFilter {
-        name_prefix: r.function_name_prefix.clone(),
-        ..FunctionFilter::default()
-    };
-    let functions = list_functions(clients, &filter).await?;
-    let tables = ddb::list_tables(clients, r.table_name_prefix.as_deref()).await?;
-    let mut subjects: Vec<Subject> = apis
-        .iter()
-        .map(|a| Subject::api(a.kind, &a.dimension_value, &a.name, &a.stage))
-        .collect();
-    subjects.extend(functions.iter().map(|f| Subject::function(&f.name)));
-
-    // (a) Window totals and evidence, one datapoint per query; (b) three days of 5-minute
-    // requests and errors for the burn-rate windows. Both batched 500 queries a call.
-    let window = Window {
-        start_epoch_s: now_s - i64::from(window_days) * 86_400,
-        end_epoch_s: now_s,
-    };
-    let mut totals_q = Vec::new();
-    let mut series_q = Vec::new();
-    for (i, s) in subjects.iter().enumerate() {
-        let d = &s.dimensions;
-        totals_q.push(q(
-            format!("s{i}_req"),
-            s.namespace,
-            s.requests_metric,
-            d,
-            "Sum",
-        ));
-        totals_q.push(q(
-            format!("s{i}_err"),
-            s.namespace,
-            s.errors_metric,
-            d,
-            "Sum",
-        ));
-        totals_q.push(q(
-            format!("s{i}_lat"),
-            s.namespace,
-            s.latency_metric,
-            d,
-            "p95",
-        ));
-        totals_q.push(q(
-            format!("s{i}_lavg"),
-            s.namespace,
-            s.latency_metric,
-            d,
-            "Average",
-        ));
-        series_q.push(q(
-            format!("s{i}_req"),
-            s.namespace,
-            s.requests_metric,
-            d,
-            "Sum",
-        ));
-        series_q.push(q(
-            format!("s{i}_err"),
-            s.namespace,
-            s.errors_metric,
-            d,
-            "Sum",
-        ));
-        if s.namespace == "AWS/Lambda" {
-            totals_q.push(q(format!("s{i}_thr"), "AWS/Lambda", "Throttles", d, "Sum"));
-            totals_q.push(q(
-                format!("s{i}_conc"),
-                "AWS/Lambda",
-                "ConcurrentExecutions",
-                d,
-                "Maximum",
-            ));
-            totals_q.push(q(
-                format!("s{i}_spill"),
-                "AWS/Lambda",
-                "ProvisionedConcurrencySpilloverInvocations",
-                d,
-                "Sum",
-            ));
-            series_q.push(q(format!("s{i}_thr"), "AWS/Lambda", "Throttles", d, "Sum"));
-            let fname = d[0].1.clone();
-            totals_q.push(Query {
-                id: format!("s{i}_cold"),
-                namespace: "LambdaInsights",
-                metric_name: "init_duration",
-                dimensions: vec![("function_name".to_owned(), fname.clone())],
-                stat: "SampleCount",
-            });
-            totals_q.push(Query {
-                id: format!("s{i}_init"),
-                namespace: "LambdaInsights",
-                metric_name: "init_duration",
-                dimensions: vec![("function_name".to_owned(), fname)],
-                stat: "Average",
-            });
-        } else {
-            totals_q.push(q(
-                format!("s{i}_int"),
-                "AWS/ApiGateway",
-                "IntegrationLatency",
-                d,
-                "Average",
-            ));
-            let client_errors = if s.errors_metric == "5XXError" {
-                "4XXError"
-            } else {
-                "4xx"
-            };
-            totals_q.push(q(
-                format!("s{i}_4xx"),
-                "AWS/ApiGateway",
-                client_errors,
-                d,
-                "Sum",
-            ));
-            // Only REST APIs have a cache.
-            if s.errors_metric == "5XXError" {
-                totals_q.push(q(
-                    format!("s{i}_hit"),
-                    "AWS/ApiGateway",
-                    "CacheHitCount",
-                    d,
-                    "Sum",
-                ));
-                totals_q.push(q(
-                    format!("s{i}_miss"),
-                    "AWS/ApiGateway",
-                    "CacheMissCount",
-                    d,
-                    "Sum",
-                ));
-            }
-        }
-    }
-    for (k, t) in tables.iter().enumerate() {
-        let d = vec![("TableName".to_owned(), t.clone())];
-        for (id, metric, stat) in [
-            ("rcon", "ConsumedReadCapacityUnits", "Sum"),
-            ("wcon", "ConsumedWriteCapacityUnits", "Sum"),
-            ("rprov", "ProvisionedReadCapacityUnits", "Average"),
-            ("wprov", "ProvisionedWriteCapacityUnits", "Average"),
-        ] {
-            totals_q.push(q(format!("t{k}_{id}"), "AWS/DynamoDB", metric, &d, stat));
-        }
-        for (id, op) in [("getlat", "GetItem"), ("putlat", "PutItem")] {
-            let dims = vec![d[0].clone(), ("Operation".to_owned(), op.to_owned())];
-            totals_q.push(q(
-                format!("t{k}_{id}"),
-                "AWS/DynamoDB",
-                "SuccessfulRequestLatency",
-                &dims,
-                "Average",
-            ));
-        }
-        totals_q.push(q(
-            format!("t{k}_rthr"),
-            "AWS/DynamoDB",
-            "ReadThrottleEvents",
-            &d,
-            "Sum",
-        ));
-        totals_q.push(q(
-            format!("t{k}_wthr"),
-            "AWS/DynamoDB",
-            "WriteThrottleEvents",
-            &d,
-            "Sum",
-        ));
-    }
-    let (totals, fetched) = metrics::fetch(clients, totals_q, window).await?;
-    if let Some(why) = &fetched.percentiles_unavailable {
+    if let Some(why) = &m.percentiles_unavailable {
         notes.push(format!(
             "p95 unavailable from the backend ({why}): mean latency judged instead"
         ));
     }
-    let recent = Window {
-        start_epoch_s: now_s - 3 * 86_400,
-        end_epoch_s: now_s,
-    };
-    let (series, fetched_series) =
-        metrics::fetch_with_period(clients, series_q, recent, 300).await?;
-    let metric_queries = fetched.queries + fetched_series.queries;
-
-    let get = |id: String, how: Fold| fold(&totals, &id, how, None);
-    let mut reports = Vec::new();
-    let mut found = Vec::new();
-    let mut estate_failure_budget = 0.0;
-    for (i, s) in subjects.iter().enumerate() {
-        let is_fn = s.namespace == "AWS/Lambda";
-        let throttles = if is_fn {
-            get(format!("s{i}_thr"), Fold::Sum).unwrap_or(0.0)
-        } else {
-            0.0
-        };
-        // A throttled invocation never ran: it is a request, and a failed one.
-        let window_counts = Counts {
-            requests: get(format!("s{i}_req"), Fold::Sum).unwrap_or(0.0) + throttles,
-            errors: get(format!("s{i}_err"), Fold::Sum).unwrap_or(0.0) + throttles,
-        };
-        let steps = counts_series(&series, i, is_fn, recent);
-        let rates: BTreeMap<&'static str, f64> = [
-            ("5m", 5),
-            ("30m", 30),
-            ("1h", 60),
-            ("6h", 360),
-            ("3d", 4320),
-        ]
-        .into_iter()
-        .map(|(k, m)| (k, round2(burn_rate(&steps, 5, m, o.availability_pct))))
-        .collect();
-        let budget = error_budget(
-            window_counts,
-            o.availability_pct,
-            rates["3d"],
-            f64::from(window_days),
-        );
-        let (latency, stat) = match get(format!("s{i}_lat"), Fold::Max) {
-            Some(p) => (Some(p), "p95"),
-            None => (get(format!("s{i}_lavg"), Fold::Max), "mean"),
-        };
-        let error_rate = 100.0 * window_counts.ratio();
-        let meets = BTreeMap::from([
-            ("latency", latency.is_none_or(|l| l <= o.latency_p95_ms)),
-            ("error_rate", error_rate <= o.error_rate_pct),
-            ("availability", 100.0 - error_rate >= o.availability_pct),
-        ]);
-        let failures_allowed = failure_budget(window_counts.requests, o.availability_pct);
-        let slow_allowed = slow_budget(window_counts.requests, 95.0);
-        estate_failure_budget += failures_allowed;
-        // Bottleneck evidence.
-        if is_fn {
-            let fname = &s.dimensions[0].1;
-            if throttles > 0.0 {
-                found.push(bottleneck(
-                    fname,
-                    "throttling",
-                    (throttles, failures_allowed),
-                    format!("{throttles:.0} throttled invocations in {window_days} days"),
-                    "raise or set reserved concurrency; consider provisioned concurrency",
-                    "rightsizing",
-                ));
-            }
-            let cold = get(format!("s{i}_cold"), Fold::Sum).unwrap_or(0.0)
-                + get(format!("s{i}_spill"), Fold::Sum).unwrap_or(0.0);
-            let init = get(format!("s{i}_init"), Fold::Mean).unwrap_or(0.0);
-            // A cold start is a slow request when its init plus a typical run passes the objective.
-            let typical = get(format!("s{i}_lavg"), Fold::Mean)
-                .or(latency)
-                .unwrap_or(0.0);
-            if cold > 0.0 && init + typical > o.latency_p95_ms {
-                found.push(bottleneck(fname, "cold starts", (cold, slow_allowed),
-                    format!("{cold:.0} cold starts adding {init:.0} ms each, past the {} ms objective", o.latency_p95_ms),
-                    "provisioned concurrency on the alias (trimtab:alias, trimtab:latency-objective-ms)", "rightsizing"));
-            }
-        } else if let (Some(lat), Some(int)) = (latency, get(format!("s{i}_int"), Fold::Max))
-            && lat > o.latency_p95_ms
-            && int > 0.8 * get(format!("s{i}_lavg"), Fold::Max).unwrap_or(lat)
-        {
-            // p95 over the objective: at least the 5% of requests it allows are slow.
-            let evidence = format!(
-                "{stat} latency {lat:.0} ms over {} ms; the integration takes {int:.0} ms of it",
-                o.latency_p95_ms
-            );
-            found.push(bottleneck(
-                &s.id,
-                "slow integration",
-                (slow_allowed, slow_allowed),
-                evidence,
-                "right-size the backing function",
-                "rightsizing",
-            ));
-        }
-        reports.push(SubjectReport {
-            id: s.id.clone(),
-            requests: window_counts.requests,
-            errors: window_counts.errors,
-            error_rate_pct: round2(error_rate),
-            availability_pct: round2(100.0 - error_rate),
-            latency_p95_ms: latency.map(round2),
-            latency_statistic: stat,
-            meets,
-            error_budget: budget,
-            alerts: burn_alerts(&steps, 5, o.availability_pct),
-            burn_rates: rates,
-            evidence: evidence(&totals, i, window_counts.requests),
-        });
+    let mut table_reports = Vec::with_capacity(m.tables.len());
+    for (name, metrics) in &m.tables {
+        let span = (windows.slo.seconds(), window_days);
+        let (report, found) = judge_table(name, metrics, span, m.estate_failure_budget);
+        table_reports.push(report);
+        m.bottlenecks.extend(found);
     }
-    let mut table_reports = Vec::new();
-    for (k, t) in tables.iter().enumerate() {
-        let thr = get(format!("t{k}_rthr"), Fold::Sum).unwrap_or(0.0)
-            + get(format!("t{k}_wthr"), Fold::Sum).unwrap_or(0.0);
-        // Consumed units (a sum over the window) per second, over the mean provisioned units.
-        let seconds = window.seconds() as f64;
-        let util = |con: &str, prov: &str| {
-            let provisioned = get(format!("t{k}_{prov}"), Fold::Mean).filter(|p| *p > 0.0)?;
-            Some(round2(
-                100.0 * get(format!("t{k}_{con}"), Fold::Sum).unwrap_or(0.0)
-                    / seconds
-                    / provisioned,
-            ))
-        };
-        table_reports.push(TableReport {
-            table_name: t.clone(),
-            read_utilization_pct: util("rcon", "rprov"),
-            write_utilization_pct: util("wcon", "wprov"),
-            throttle_events: thr,
-            get_item_latency_ms: get(format!("t{k}_getlat"), Fold::Mean).map(round2),
-            put_item_latency_ms: get(format!("t{k}_putlat"), Fold::Mean).map(round2),
-        });
-        if thr > 0.0 {
-            found.push(bottleneck(
-                t,
-                "DynamoDB throttling",
-                (thr, estate_failure_budget),
-                format!("{thr:.0} throttle events in {window_days} days"),
-                "let the DynamoDB job choose capacity or on-demand",
-                "dynamodb-scaling",
-            ));
-        }
-    }
-    let bottlenecks = rank_bottlenecks(found);
-    let budgets: Vec<&ErrorBudget> = reports
-        .iter()
-        .filter(|r| r.requests > 0.0)
-        .map(|r| &r.error_budget)
-        .collect();
-    let health = health_score(&budgets);
+    let reports = m.subjects;
+    let health = health_score(
+        &reports
+            .iter()
+            .filter(|r| r.requests > 0.0)
+            .map(|r| &r.error_budget)
+            .collect::<Vec<_>>(),
+    );
     let count = |sev: Severity| {
         reports
             .iter()
@@ -660,74 +367,30 @@ pub async fn run(
             .count()
     };
     let (pages, tickets) = (count(Severity::Page), count(Severity::Ticket));
-
-    // Act: the dashboard and the alarms, in step with the subjects.
-    let dashboard = format!("trimtab-{}", config.environment);
-    let body = dashboard_body(
-        &subjects,
-        &tables,
-        clients.region.as_deref().unwrap_or("us-east-1"),
-        &o,
-    );
-    let prefix = alarm_prefix(&config.environment);
     let (alarmed, upkeep) = choose_subjects(config, r, &subjects, &reports, &o);
-    let desired = desired_alarms(&prefix, &alarmed, &o, &config.alarm_actions);
-    let existing = monitoring::alarms(clients, &prefix).await?;
-    let scope = AlarmScope::of(&prefix, r);
-    let AlarmPlan {
-        put: to_put,
-        delete: to_delete,
-        delete_calls,
-    } = plan_alarms(&prefix, &desired, &existing, |name| scope.contains(name));
-    // The dashboard shows the whole estate: only an unscoped run writes it.
-    let dashboard_changed = if r.is_scoped() {
-        notes.push("scoped run: the dashboard is left as the last unscoped run wrote it".into());
-        false
-    } else {
-        monitoring::get_dashboard(clients, &dashboard)
-            .await?
-            .as_deref()
-            != Some(body.as_str())
+    let kept = keep(
+        clients,
+        config,
+        (mode, r),
+        (&subjects, &alarmed, &tables),
+        &o,
+        &mut notes,
+    )
+    .await?;
+    let headline = Headline {
+        generated_at_epoch_s: now_s,
+        mode,
+        health_score: round2(health),
+        pages,
+        tickets,
+        subjects: reports.len(),
+        alarms_written: if mode == Mode::Apply {
+            kept.put.len()
+        } else {
+            0
+        },
     };
-    let alarms_unchanged = desired.len() - to_put.len();
-    if mode == Mode::Apply {
-        if config.alarm_actions.is_empty() {
-            notes.push(
-                "no alert topic configured (TRIMTAB_ALERT_TOPIC_ARN): alarms written without actions page nobody".into(),
-            );
-        }
-        if dashboard_changed {
-            monitoring::put_dashboard(clients, &dashboard, &body).await?;
-        }
-        for a in &to_put {
-            monitoring::put_alarm(clients, a).await?;
-        }
-        for names in &delete_calls {
-            monitoring::delete_alarms(clients, names).await?;
-        }
-    } else if dashboard_changed || !to_put.is_empty() || !to_delete.is_empty() {
-        notes.push("recommend mode: dashboard and alarms reported, not written".into());
-    }
-    if let Some(table) = config
-        .table_name
-        .as_ref()
-        .filter(|_| trimtab_lambda::results_kept())
-    {
-        let summary = serde_json::json!({
-            "generated_at_epoch_s": now_s,
-            "mode": mode,
-            "health_score": round2(health),
-            "pages": pages,
-            "tickets": tickets,
-            "subjects": reports.len(),
-            "alarms_written": if mode == Mode::Apply { to_put.len() } else { 0 },
-        });
-        if let Err(e) =
-            trimtab_aws::costs::store_result(clients, table, "performance", &summary).await
-        {
-            notes.push(format!("result not stored: {e}"));
-        }
-    }
+    store_headline(clients, config, &headline, &mut notes).await;
     trimtab_lambda::emit_metrics(
         "Trimtab",
         "performance",
@@ -747,20 +410,323 @@ pub async fn run(
         health_score: round2(health),
         pages,
         tickets,
-        bottlenecks,
+        bottlenecks: rank_bottlenecks(m.bottlenecks),
         tables: table_reports,
-        dashboard,
-        dashboard_changed,
-        alarms_put: to_put.iter().map(|a| a.name.clone()).collect(),
-        alarms_deleted: to_delete,
-        alarms_unchanged,
+        dashboard: kept.dashboard,
+        dashboard_changed: kept.dashboard_changed,
+        alarms_put: kept.put,
+        alarms_deleted: kept.deleted,
+        alarms_unchanged: kept.unchanged,
         alarm_upkeep: upkeep,
         api_calls: calls::so_far(),
         own_cost_usd: calls::own_cost_so_far().usd,
         own_cost: calls::own_cost_so_far(),
-        metric_queries,
+        metric_queries: m.metric_queries,
         notes,
     })
+}
+
+/// What is in scope, from listings (never a hard-coded list): API stages and functions as SLO
+/// subjects, and the tables.
+async fn discover(clients: &Clients, r: &Request) -> Result<(Vec<Subject>, Vec<String>), JobError> {
+    let apis = list_api_stages(clients, r.api_name_prefix.as_deref()).await?;
+    let filter = FunctionFilter {
+        name_prefix: r.function_name_prefix.clone(),
+        ..FunctionFilter::default()
+    };
+    let functions = list_functions(clients, &filter).await?;
+    let tables = ddb::list_tables(clients, r.table_name_prefix.as_deref()).await?;
+    let mut subjects: Vec<Subject> = apis
+        .iter()
+        .map(|a| Subject::api(a.kind, &a.dimension_value, &a.name, &a.stage))
+        .collect();
+    subjects.extend(functions.iter().map(|f| Subject::function(&f.name)));
+    Ok((subjects, tables))
+}
+
+/// Fetches one batch of subjects (window totals and evidence, one datapoint a query; three days
+/// of five-minute counts), judges each in the core and keeps only the judgements.
+async fn measure_subjects(
+    clients: &Clients,
+    batch: &[Subject],
+    windows: Windows,
+    (o, window_days): (&Objectives, u32),
+    m: &mut Measured,
+) -> Result<(), JobError> {
+    let (totals_q, series_q): (Vec<Vec<Query>>, Vec<Vec<Query>>) = batch
+        .iter()
+        .enumerate()
+        .map(|(i, s)| subject_queries(s, i))
+        .unzip();
+    let slo_period = i32::try_from(windows.slo.seconds()).unwrap_or(i32::MAX);
+    let totals = m
+        .fetch(clients, totals_q.concat(), windows.slo, slo_period)
+        .await?;
+    let series = m
+        .fetch(clients, series_q.concat(), windows.recent, 300)
+        .await?;
+    for (i, s) in batch.iter().enumerate() {
+        let metrics = subject_metrics(&totals, &series, i, s.kind, windows.recent);
+        let resource = match s.kind {
+            SubjectKind::Function => s.name.as_str(),
+            SubjectKind::RestApi | SubjectKind::HttpApi => s.id.as_str(),
+        };
+        let judged = judge_subject(&s.id, resource, s.kind, &metrics, o, window_days);
+        m.estate_failure_budget += judged.failure_budget;
+        m.bottlenecks.extend(judged.bottlenecks);
+        m.subjects.push(judged.report);
+    }
+    Ok(())
+}
+
+/// The queries for subject `i` of a batch: (window totals and evidence, five-minute series).
+fn subject_queries(s: &Subject, i: usize) -> (Vec<Query>, Vec<Query>) {
+    let d = &s.dimensions;
+    let q = |id: &str, namespace, metric, dims: &[(String, String)], stat| Query {
+        id: format!("s{i}_{id}"),
+        namespace,
+        metric_name: metric,
+        dimensions: dims.to_vec(),
+        stat,
+    };
+    let mut totals = vec![
+        q("req", s.namespace, s.requests_metric, d, "Sum"),
+        q("err", s.namespace, s.errors_metric, d, "Sum"),
+        q("lat", s.namespace, s.latency_metric, d, "p95"),
+        q("lavg", s.namespace, s.latency_metric, d, "Average"),
+    ];
+    let mut series = vec![
+        q("req", s.namespace, s.requests_metric, d, "Sum"),
+        q("err", s.namespace, s.errors_metric, d, "Sum"),
+    ];
+    let insights = [("function_name".to_owned(), s.name.clone())];
+    let api = "AWS/ApiGateway";
+    match s.kind {
+        SubjectKind::Function => {
+            let lambda = "AWS/Lambda";
+            totals.extend([
+                q("thr", lambda, "Throttles", d, "Sum"),
+                q("conc", lambda, "ConcurrentExecutions", d, "Maximum"),
+                q(
+                    "spill",
+                    lambda,
+                    "ProvisionedConcurrencySpilloverInvocations",
+                    d,
+                    "Sum",
+                ),
+                q(
+                    "cold",
+                    "LambdaInsights",
+                    "init_duration",
+                    &insights,
+                    "SampleCount",
+                ),
+                q(
+                    "init",
+                    "LambdaInsights",
+                    "init_duration",
+                    &insights,
+                    "Average",
+                ),
+            ]);
+            series.push(q("thr", lambda, "Throttles", d, "Sum"));
+        }
+        SubjectKind::RestApi => totals.extend([
+            q("int", api, "IntegrationLatency", d, "Average"),
+            q("4xx", api, ApiKind::Rest.client_errors(), d, "Sum"),
+            // Only REST APIs have a cache.
+            q("hit", api, "CacheHitCount", d, "Sum"),
+            q("miss", api, "CacheMissCount", d, "Sum"),
+        ]),
+        SubjectKind::HttpApi => totals.extend([
+            q("int", api, "IntegrationLatency", d, "Average"),
+            q("4xx", api, ApiKind::Http.client_errors(), d, "Sum"),
+        ]),
+    }
+    (totals, series)
+}
+
+/// Folds subject `i`'s datapoints into the core's measurements.
+fn subject_metrics(
+    totals: &Series,
+    series: &Series,
+    i: usize,
+    kind: SubjectKind,
+    recent: Window,
+) -> SubjectMetrics {
+    let get = |id: &str, how: Fold| fold(totals, &format!("s{i}_{id}"), how, None);
+    SubjectMetrics {
+        requests: get("req", Fold::Sum).unwrap_or(0.0),
+        errors: get("err", Fold::Sum).unwrap_or(0.0),
+        throttles: get("thr", Fold::Sum).unwrap_or(0.0),
+        latency_p95_ms: get("lat", Fold::Max),
+        latency_mean_ms: get("lavg", Fold::Max),
+        cold_starts: get("cold", Fold::Sum),
+        init_mean_ms: get("init", Fold::Mean),
+        provisioned_spillover: get("spill", Fold::Sum),
+        peak_concurrency: get("conc", Fold::Max),
+        integration_latency_ms: get("int", Fold::Max),
+        client_errors: get("4xx", Fold::Sum),
+        cache_hits: get("hit", Fold::Sum),
+        cache_misses: get("miss", Fold::Sum),
+        recent: counts_series(series, i, kind == SubjectKind::Function, recent),
+    }
+}
+
+/// Fetches one batch of tables' window measurements; they are judged once every subject's
+/// failure budget is known.
+async fn measure_tables(
+    clients: &Clients,
+    batch: &[String],
+    window: Window,
+    m: &mut Measured,
+) -> Result<(), JobError> {
+    let mut queries = Vec::with_capacity(batch.len() * 10);
+    for (k, t) in batch.iter().enumerate() {
+        let d = vec![("TableName".to_owned(), t.clone())];
+        let q = |id: &str, metric, dims: &[(String, String)], stat| Query {
+            id: format!("t{k}_{id}"),
+            namespace: "AWS/DynamoDB",
+            metric_name: metric,
+            dimensions: dims.to_vec(),
+            stat,
+        };
+        let op = |name: &str| vec![d[0].clone(), ("Operation".to_owned(), name.to_owned())];
+        queries.extend([
+            q("rcon", "ConsumedReadCapacityUnits", &d, "Sum"),
+            q("wcon", "ConsumedWriteCapacityUnits", &d, "Sum"),
+            q("rprov", "ProvisionedReadCapacityUnits", &d, "Average"),
+            q("wprov", "ProvisionedWriteCapacityUnits", &d, "Average"),
+            q(
+                "getlat",
+                "SuccessfulRequestLatency",
+                &op("GetItem"),
+                "Average",
+            ),
+            q(
+                "putlat",
+                "SuccessfulRequestLatency",
+                &op("PutItem"),
+                "Average",
+            ),
+            q("rthr", "ReadThrottleEvents", &d, "Sum"),
+            q("wthr", "WriteThrottleEvents", &d, "Sum"),
+        ]);
+    }
+    let period = i32::try_from(window.seconds()).unwrap_or(i32::MAX);
+    let totals = m.fetch(clients, queries, window, period).await?;
+    for (k, t) in batch.iter().enumerate() {
+        let get = |id: &str, how: Fold| fold(&totals, &format!("t{k}_{id}"), how, None);
+        let metrics = TableMetrics {
+            consumed_read_units: get("rcon", Fold::Sum).unwrap_or(0.0),
+            consumed_write_units: get("wcon", Fold::Sum).unwrap_or(0.0),
+            provisioned_read_units: get("rprov", Fold::Mean),
+            provisioned_write_units: get("wprov", Fold::Mean),
+            throttle_events: get("rthr", Fold::Sum).unwrap_or(0.0)
+                + get("wthr", Fold::Sum).unwrap_or(0.0),
+            get_item_latency_ms: get("getlat", Fold::Mean),
+            put_item_latency_ms: get("putlat", Fold::Mean),
+        };
+        m.tables.push((t.clone(), metrics));
+    }
+    Ok(())
+}
+
+/// What a run did (or, recommending, would do) to the dashboard and alarms.
+struct Kept {
+    dashboard: String,
+    dashboard_changed: bool,
+    put: Vec<String>,
+    deleted: Vec<String>,
+    unchanged: usize,
+}
+
+/// Keeps the dashboard and the alarms in step with the subjects: writes them in apply mode,
+/// reports them otherwise.
+async fn keep(
+    clients: &Clients,
+    config: &JobConfig,
+    (mode, r): (Mode, &Request),
+    (subjects, alarmed, tables): (&[Subject], &[Subject], &[String]),
+    o: &Objectives,
+    notes: &mut Vec<String>,
+) -> Result<Kept, JobError> {
+    let dashboard = format!("trimtab-{}", config.environment);
+    let region = clients.region.as_deref().unwrap_or("us-east-1");
+    let body = dashboard_body(subjects, tables, region, o);
+    let prefix = alarm_prefix(&config.environment);
+    let desired = desired_alarms(&prefix, alarmed, o, &config.alarm_actions);
+    let existing = monitoring::alarms(clients, &prefix).await?;
+    let scope = AlarmScope::of(&prefix, r);
+    let plan = plan_alarms(&prefix, &desired, &existing, |name| scope.contains(name));
+    // The dashboard shows the whole estate: only an unscoped run writes it.
+    let dashboard_changed = if r.is_scoped() {
+        notes.push("scoped run: the dashboard is left as the last unscoped run wrote it".into());
+        false
+    } else {
+        monitoring::get_dashboard(clients, &dashboard)
+            .await?
+            .as_deref()
+            != Some(body.as_str())
+    };
+    if mode == Mode::Apply {
+        if config.alarm_actions.is_empty() {
+            notes.push(
+                "no alert topic configured (TRIMTAB_ALERT_TOPIC_ARN): alarms written without actions page nobody".into(),
+            );
+        }
+        if dashboard_changed {
+            monitoring::put_dashboard(clients, &dashboard, &body).await?;
+        }
+        for a in &plan.put {
+            monitoring::put_alarm(clients, a).await?;
+        }
+        for names in &plan.delete_calls {
+            monitoring::delete_alarms(clients, names).await?;
+        }
+    } else if dashboard_changed || !plan.put.is_empty() || !plan.delete.is_empty() {
+        notes.push("recommend mode: dashboard and alarms reported, not written".into());
+    }
+    Ok(Kept {
+        dashboard,
+        dashboard_changed,
+        unchanged: desired.len() - plan.put.len(),
+        put: plan.put.iter().map(|a| a.name.clone()).collect(),
+        deleted: plan.delete,
+    })
+}
+
+/// The run's headline, left in the decision table for the API.
+#[derive(Serialize)]
+struct Headline {
+    generated_at_epoch_s: i64,
+    mode: Mode,
+    health_score: f64,
+    pages: usize,
+    tickets: usize,
+    subjects: usize,
+    alarms_written: usize,
+}
+
+/// Stores the headline where the API reads it (unless results are off); a failure is a note.
+async fn store_headline(
+    clients: &Clients,
+    config: &JobConfig,
+    headline: &Headline,
+    notes: &mut Vec<String>,
+) {
+    let Some(table) = config
+        .table_name
+        .as_ref()
+        .filter(|_| trimtab_lambda::results_kept())
+    else {
+        return;
+    };
+    let summary = serde_json::to_value(headline).unwrap_or(Value::Null);
+    if let Err(e) = trimtab_aws::costs::store_result(clients, table, "performance", &summary).await
+    {
+        notes.push(format!("result not stored: {e}"));
+    }
 }
 
 /// The subjects whose alarms pay for themselves (core `choose_alarmed`), and what the upkeep
@@ -809,56 +775,6 @@ fn choose_subjects(
     (alarmed, upkeep)
 }
 
-/// The extra measurements of subject `i` (only those the backend reported).
-fn evidence(totals: &Series, i: usize, requests: f64) -> BTreeMap<&'static str, f64> {
-    let get = |s: &str, how: Fold| fold(totals, &format!("s{i}_{s}"), how, None);
-    let mut e = BTreeMap::new();
-    if let Some(v) = get("4xx", Fold::Sum) {
-        e.insert("client_errors", v);
-        if requests > 0.0 {
-            e.insert("client_error_rate_pct", round2(100.0 * v / requests));
-        }
-    }
-    if let (Some(hit), Some(miss)) = (get("hit", Fold::Sum), get("miss", Fold::Sum))
-        && hit + miss > 0.0
-    {
-        e.insert("cache_hit_ratio_pct", round2(100.0 * hit / (hit + miss)));
-    }
-    for (key, id, how) in [
-        ("integration_latency_ms", "int", Fold::Max),
-        ("peak_concurrency", "conc", Fold::Max),
-        ("provisioned_spillover_invocations", "spill", Fold::Sum),
-        ("cold_starts", "cold", Fold::Sum),
-    ] {
-        if let Some(v) = get(id, how) {
-            e.insert(key, round2(v));
-        }
-    }
-    e
-}
-
-/// A bottleneck with its (bad events, events its budget allows).
-fn bottleneck(
-    resource: &str,
-    kind: &str,
-    (bad, allowed): (f64, f64),
-    evidence: String,
-    action: &str,
-    job: &str,
-) -> Bottleneck {
-    Bottleneck {
-        resource: resource.to_owned(),
-        kind: kind.to_owned(),
-        bad_events: bad,
-        budget_events: allowed,
-        budget_pct: 0.0,
-        measurable: false,
-        evidence,
-        action: action.to_owned(),
-        job: job.to_owned(),
-    }
-}
-
 /// Five-minute request and error counts of subject `i` over `w`, oldest first.
 fn counts_series(series: &Series, i: usize, is_fn: bool, w: Window) -> Vec<Counts> {
     let n = (w.seconds() / 300) as usize;
@@ -882,10 +798,6 @@ fn counts_series(series: &Series, i: usize, is_fn: bool, w: Window) -> Vec<Count
         });
     }
     out
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ pub struct Query {
 }
 
 impl Query {
-    fn is_percentile(&self) -> bool {
+    pub fn is_percentile(&self) -> bool {
         self.stat.starts_with('p')
     }
 

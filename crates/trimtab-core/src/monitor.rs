@@ -53,11 +53,23 @@ impl ApiKind {
     }
 }
 
+/// What kind of thing a subject is: its metrics, evidence and bottlenecks differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKind {
+    Function,
+    RestApi,
+    HttpApi,
+}
+
 /// Something with an SLO: an API stage or a Lambda function.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Subject {
     /// Short, unique, alarm-name safe: `api-orders-prod`, `fn-checkout`.
     pub id: String,
+    pub kind: SubjectKind,
+    /// The function's name, or the API's name (bottlenecks name a stage by its id).
+    pub name: String,
     pub namespace: &'static str,
     pub dimensions: Vec<(String, String)>,
     pub requests_metric: &'static str,
@@ -69,6 +81,11 @@ impl Subject {
     pub fn api(kind: ApiKind, dimension_value: &str, name: &str, stage: &str) -> Self {
         Self {
             id: safe(&format!("api-{name}-{stage}")),
+            kind: match kind {
+                ApiKind::Rest => SubjectKind::RestApi,
+                ApiKind::Http => SubjectKind::HttpApi,
+            },
+            name: name.to_owned(),
             namespace: "AWS/ApiGateway",
             dimensions: kind.dimensions(dimension_value, stage),
             requests_metric: "Count",
@@ -80,6 +97,8 @@ impl Subject {
     pub fn function(name: &str) -> Self {
         Self {
             id: safe(&format!("fn-{name}")),
+            kind: SubjectKind::Function,
+            name: name.to_owned(),
             namespace: "AWS/Lambda",
             dimensions: vec![("FunctionName".into(), name.into())],
             requests_metric: "Invocations",
