@@ -376,3 +376,31 @@ async fn composite_alarms_are_listed_only_when_asked_for_and_deleted_one_a_call(
         .expect("describe");
     assert_eq!(left.composite_alarms().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_of_more_than_500_widgets_is_refused() {
+    let moto = Moto::start().expect("moto");
+    let cw = aws_sdk_cloudwatch::Client::new(&moto.sdk_config().await);
+    let body = |n: usize| {
+        let widget = serde_json::json!({"type": "text", "x": 0, "y": 0, "width": 6, "height": 2,
+            "properties": {"markdown": "w"}});
+        serde_json::json!({"widgets": vec![widget; n]}).to_string()
+    };
+    cw.put_dashboard()
+        .dashboard_name("fits")
+        .dashboard_body(body(500))
+        .send()
+        .await
+        .expect("500 widgets fit");
+    let err = cw
+        .put_dashboard()
+        .dashboard_name("too-big")
+        .dashboard_body(body(501))
+        .send()
+        .await
+        .expect_err("501 widgets are refused");
+    assert_eq!(
+        aws_sdk_cloudwatch::error::ProvideErrorMetadata::code(&err),
+        Some("InvalidParameterInput")
+    );
+}

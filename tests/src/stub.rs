@@ -30,6 +30,10 @@ use crate::fidelity::{form, form_value, percent_decode};
 
 type Answer = Response<Full<Bytes>>;
 
+/// Where the stub tells what it answered (`{"answered": {"service:Operation": n}, "throttled": n}`):
+/// requests it served, as opposed to those the client sent (retries of throttled ones included).
+pub const COUNTS_PATH: &str = "/__stub/counts";
+
 /// The account the stub plays.
 #[derive(Debug, Clone)]
 pub struct Estate {
@@ -179,6 +183,10 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Answer {
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or_default().to_owned();
     let params = form(&body);
+    if path == COUNTS_PATH {
+        let s = state.lock().unwrap_or_else(|p| p.into_inner());
+        return json_answer(&json!({"answered": s.counts, "throttled": s.throttled}));
+    }
     let (service, op) = if let Some((prefix, op)) = target.split_once('.') {
         let service = match prefix {
             p if p.starts_with("DynamoDB") => "dynamodb",

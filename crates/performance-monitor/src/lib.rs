@@ -14,8 +14,8 @@ use trimtab_aws::{CallCounts, Clients, calls};
 use trimtab_core::judge::{SubjectMetrics, TableMetrics, judge_subject, judge_table};
 pub use trimtab_core::judge::{SubjectReport, TableReport};
 use trimtab_core::monitor::{
-    AlarmCandidate, AlarmPrices, ApiKind, Subject, SubjectKind, WithoutAlarms, alarm_prefix,
-    choose_alarmed, dashboard_body, desired_alarms, plan_alarms,
+    AlarmCandidate, AlarmPrices, ApiKind, MAX_DASHBOARD_WIDGETS, Subject, SubjectKind,
+    WithoutAlarms, alarm_prefix, choose_alarmed, dashboard_body, desired_alarms, plan_alarms,
 };
 use trimtab_core::slo::{
     Bottleneck, Counts, Objectives, Severity, default_objectives, health_score, rank_bottlenecks,
@@ -372,7 +372,7 @@ pub async fn run(
         clients,
         config,
         (mode, r),
-        (&subjects, &alarmed, &tables),
+        (&subjects, &reports, &alarmed, &tables),
         &o,
         &mut notes,
     )
@@ -647,13 +647,24 @@ async fn keep(
     clients: &Clients,
     config: &JobConfig,
     (mode, r): (Mode, &Request),
-    (subjects, alarmed, tables): (&[Subject], &[Subject], &[String]),
+    (subjects, reports, alarmed, tables): (&[Subject], &[SubjectReport], &[Subject], &[String]),
     o: &Objectives,
     notes: &mut Vec<String>,
 ) -> Result<Kept, JobError> {
     let dashboard = format!("trimtab-{}", config.environment);
     let region = clients.region.as_deref().unwrap_or("us-east-1");
-    let body = dashboard_body(subjects, tables, region, o);
+    let requests: Vec<f64> = reports.iter().map(|r| r.requests).collect();
+    let shown = dashboard_body(subjects, &requests, tables, region, o);
+    if shown.subjects_shown < subjects.len() || shown.tables_shown < tables.len() {
+        notes.push(format!(
+            "the dashboard shows {} of {} subjects (the busiest) and {} of {} tables: CloudWatch allows {MAX_DASHBOARD_WIDGETS} widgets a dashboard",
+            shown.subjects_shown,
+            subjects.len(),
+            shown.tables_shown,
+            tables.len()
+        ));
+    }
+    let body = shown.body;
     let prefix = alarm_prefix(&config.environment);
     let desired = desired_alarms(&prefix, alarmed, o, &config.alarm_actions);
     let existing = monitoring::alarms(clients, &prefix).await?;

@@ -547,15 +547,50 @@ pub fn first_alarm(all: &[AlarmSpec], names: &[&str], series: &[Minute]) -> Opti
     (0..series.len()).find(|&t| specs.iter().any(|a| evaluate(a, all, series, t)))
 }
 
-/// The dashboard body: for each subject its traffic and errors, and its p95 latency against the
-/// objective; for each table consumed capacity and throttling. Deterministic for unchanged input.
+/// Most widgets a dashboard body may hold (CloudWatch's dashboard body structure: 0 to 500).
+pub const MAX_DASHBOARD_WIDGETS: usize = 500;
+
+/// The dashboard, and what did not fit on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dashboard {
+    pub body: String,
+    pub subjects_shown: usize,
+    pub tables_shown: usize,
+}
+
+/// The dashboard body: a text widget saying what it is, then for each subject its traffic and
+/// errors and its p95 latency against the objective (two widgets), for each table consumed
+/// capacity and throttling (one). Past [`MAX_DASHBOARD_WIDGETS`] the busiest subjects (by
+/// `requests`, aligned with `subjects`) are shown, then as many tables as fit, each in its given
+/// order; the report judges them all. Deterministic for unchanged input.
 pub fn dashboard_body(
     subjects: &[Subject],
+    requests: &[f64],
     tables: &[String],
     region: &str,
     o: &Objectives,
-) -> String {
-    let mut widgets = Vec::new();
+) -> Dashboard {
+    let room = MAX_DASHBOARD_WIDGETS - 1;
+    let shown_subjects = (room / 2).min(subjects.len());
+    let mut busiest: Vec<usize> = (0..subjects.len()).collect();
+    busiest.sort_by(|&a, &b| {
+        let r = |i: usize| requests.get(i).copied().unwrap_or(0.0);
+        r(b).total_cmp(&r(a)).then(a.cmp(&b))
+    });
+    busiest.truncate(shown_subjects);
+    busiest.sort_unstable();
+    let shown_tables = (room - 2 * shown_subjects).min(tables.len());
+    let mut widgets = vec![serde_json::json!({
+        "type": "text", "x": 0, "y": 0, "width": 24, "height": 2,
+        "properties": {"markdown": format!(
+            "Kept by Trimtab's performance monitor: edits here are overwritten. Showing {} of {} SLO subjects{} and {} of {} tables; the monitor's report judges every one.",
+            shown_subjects,
+            subjects.len(),
+            if shown_subjects < subjects.len() { " (the busiest)" } else { "" },
+            shown_tables,
+            tables.len()
+        )}
+    })];
     let metric = |ns: &str, name: &str, dims: &[(String, String)], stat: &str| {
         let mut m = vec![serde_json::json!(ns), serde_json::json!(name)];
         for (k, v) in dims {
@@ -565,8 +600,9 @@ pub fn dashboard_body(
         m.push(serde_json::json!({"stat": stat}));
         serde_json::Value::Array(m)
     };
-    for (i, s) in subjects.iter().enumerate() {
-        let y = (i * 6) as i64;
+    for (row, &i) in busiest.iter().enumerate() {
+        let s = &subjects[i];
+        let y = 2 + (row * 6) as i64;
         widgets.push(serde_json::json!({
             "type": "metric", "x": 0, "y": y, "width": 12, "height": 6,
             "properties": {
@@ -586,8 +622,8 @@ pub fn dashboard_body(
             }
         }));
     }
-    let base = (subjects.len() * 6) as i64;
-    for (i, t) in tables.iter().enumerate() {
+    let base = 2 + (shown_subjects * 6) as i64;
+    for (i, t) in tables.iter().take(shown_tables).enumerate() {
         let dims = vec![("TableName".to_owned(), t.clone())];
         widgets.push(serde_json::json!({
             "type": "metric", "x": 0, "y": base + (i * 6) as i64, "width": 24, "height": 6,
@@ -604,7 +640,11 @@ pub fn dashboard_body(
             }
         }));
     }
-    serde_json::json!({"widgets": widgets}).to_string()
+    Dashboard {
+        body: serde_json::json!({"widgets": widgets}).to_string(),
+        subjects_shown: shown_subjects,
+        tables_shown: shown_tables,
+    }
 }
 
 #[cfg(test)]
@@ -846,10 +886,37 @@ mod tests {
             Subject::api(ApiKind::Http, "id1", "shop", "prod"),
         ];
         let t = ["orders".to_owned()];
-        let b1 = dashboard_body(&s, &t, "us-east-1", &o);
-        assert_eq!(b1, dashboard_body(&s, &t, "us-east-1", &o));
-        let v: serde_json::Value = serde_json::from_str(&b1).expect("json");
-        assert_eq!(v["widgets"].as_array().map(Vec::len), Some(5));
+        let b1 = dashboard_body(&s, &[1.0, 2.0], &t, "us-east-1", &o);
+        assert_eq!(b1, dashboard_body(&s, &[1.0, 2.0], &t, "us-east-1", &o));
+        let v: serde_json::Value = serde_json::from_str(&b1.body).expect("json");
+        // The text widget, two per subject, one per table.
+        assert_eq!(v["widgets"].as_array().map(Vec::len), Some(6));
+        assert_eq!((b1.subjects_shown, b1.tables_shown), (2, 1));
+    }
+
+    #[test]
+    fn a_large_estate_gets_its_busiest_subjects_within_cloudwatchs_500_widgets() {
+        let o = default_objectives("prod");
+        let s: Vec<Subject> = (0..1_000)
+            .map(|i| Subject::function(&format!("f{i:04}")))
+            .collect();
+        // Traffic rises with the index: the last 249 are the busiest.
+        let requests: Vec<f64> = (0..1_000).map(f64::from).collect();
+        let t: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+        let d = dashboard_body(&s, &requests, &t, "us-east-1", &o);
+        let v: serde_json::Value = serde_json::from_str(&d.body).expect("json");
+        let widgets = v["widgets"].as_array().expect("widgets");
+        assert_eq!(widgets.len(), MAX_DASHBOARD_WIDGETS);
+        assert_eq!((d.subjects_shown, d.tables_shown), (249, 1));
+        assert_eq!(
+            widgets[1]["properties"]["title"],
+            "fn-f0751: requests and errors"
+        );
+        assert!(
+            widgets[0]["properties"]["markdown"]
+                .as_str()
+                .is_some_and(|m| m.contains("249 of 1000 SLO subjects (the busiest)"))
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The scale benchmark (`scripts/bench-scale.sh`): runs a job in this process against the AWS
 //! stub (`trimtab_tests::stub`, in a child process so that this process's peak memory is the
-//! job's) and prints one JSON line: wall time, peak resident memory, requests by operation.
+//! job's) and prints one JSON line: wall time, peak resident memory, requests by operation as the
+//! job counted them (`api_calls`: every attempt, retries of throttled requests included) and as
+//! the stub answered them (`stub`).
 //!
 //!   scale-bench rightsizing <functions>
 //!   scale-bench dynamodb <tables>
@@ -58,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
             let started = Instant::now();
             let (report, _) = trimtab_aws::counted(run(job, &clients)).await;
             let wall_s = started.elapsed().as_secs_f64();
+            let answered = stub_counts(endpoint.trim()).unwrap_or(Value::Null);
             let _ = child.kill();
             let report = report?;
             let resources = ["functions", "resources", "subjects"]
@@ -73,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
                     "wall_s": (wall_s * 10.0).round() / 10.0,
                     "peak_rss_mb": peak_rss_mb().round(),
                     "api_calls": report["api_calls"],
+                    "stub": answered,
                     "metric_queries": report["metric_queries"],
                     "own_cost_usd": report["own_cost_usd"],
                     "notes": report["notes"].as_array().map_or(0, Vec::len),
@@ -89,6 +93,22 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// What the stub answered, and how many requests it throttled (`GET /__stub/counts`).
+fn stub_counts(endpoint: &str) -> anyhow::Result<Value> {
+    use std::io::{Read, Write};
+    let addr = endpoint.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    write!(
+        stream,
+        "GET {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+        trimtab_tests::stub::COUNTS_PATH
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok(serde_json::from_str(body)?)
+}
+
 async fn run(job: &str, clients: &Clients) -> anyhow::Result<Value> {
     let invocation = trimtab_act::Invocation::default();
     Ok(match job {
@@ -97,7 +117,11 @@ async fn run(job: &str, clients: &Clients) -> anyhow::Result<Value> {
             rightsizing::handle(clients, &config, &invocation, json!({})).await?
         }
         "performance" => {
-            let config = performance_monitor::JobConfig::from_env();
+            // As deployed: the template's default AlarmBudgetUsd.
+            let config = performance_monitor::JobConfig {
+                alarm_budget_usd: Some(100.0),
+                ..performance_monitor::JobConfig::from_env()
+            };
             performance_monitor::handle(clients, &config, json!({})).await?
         }
         _ => {
