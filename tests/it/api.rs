@@ -464,5 +464,8 @@ async fn an_apply_longer_than_api_gateways_30_s_answers_202_finishes_and_leaves_
     );
     let records = table.history(&clients, &io.name).await.expect("history");
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].state, trimtab_core::apply::RecordState::Applied);
+    assert_eq!(
+        records[0].state,
+        trimtab_core::records::RecordState::Applied
+    );
 }

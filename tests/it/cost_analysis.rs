@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use trimtab_aws::Clients;
-use trimtab_core::cost::format_date;
+use trimtab_core::calendar::format_date;
 use trimtab_tests::costs::{dataset, demo_answers, queue};
 use trimtab_tests::moto::Moto;
 use trimtab_tests::seed::create_decision_table;

@@ -215,7 +215,7 @@ async fn configures_exactly_the_expected_targets_and_a_second_run_is_a_no_op() {
     assert!(
         orders
             .iter()
-            .all(|r| r.state == trimtab_core::apply::RecordState::Applied)
+            .all(|r| r.state == trimtab_core::records::RecordState::Applied)
     );
 
     // Second run, nothing changed: zero writes.
@@ -237,7 +237,7 @@ async fn configures_exactly_the_expected_targets_and_a_second_run_is_a_no_op() {
         .await
         .expect("records");
     assert_eq!(drift.len(), 1);
-    assert_eq!(drift[0].state, trimtab_core::apply::RecordState::Applied);
+    assert_eq!(drift[0].state, trimtab_core::records::RecordState::Applied);
     assert_eq!(
         drift[0].before,
         json!({"policy_name": "legacy-read", "target_pct": 50.0})
@@ -283,14 +283,14 @@ async fn a_write_whose_answer_was_lost_is_settled_applied_and_a_crashed_runs_rec
     assert!(
         records
             .iter()
-            .all(|r| r.state == trimtab_core::apply::RecordState::Applied),
+            .all(|r| r.state == trimtab_core::records::RecordState::Applied),
         "{records:#?}\n{report:#}"
     );
 
     // A crash after a write, before its record was marked: the next run settles it.
     let mut pending = records[0].clone();
     pending.record_id = "000000000001-crashed-0".into();
-    pending.state = trimtab_core::apply::RecordState::Pending;
+    pending.state = trimtab_core::records::RecordState::Pending;
     table.create(&clients, &pending).await.expect("pending");
     let report = run(&moto, json!({"lookback_days": 1, "mode": "apply"})).await;
     assert_eq!(report["reconciled"][0]["state"], "applied", "{report:#}");

@@ -2,7 +2,7 @@
 //! anomaly, the last days estimated) canned into moto as GetCostAndUsage answers.
 
 use serde_json::{Value, json};
-use trimtab_core::cost::format_date;
+use trimtab_core::calendar::format_date;
 
 use crate::seed::Noise;
 

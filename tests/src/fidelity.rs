@@ -20,6 +20,7 @@
 //! - Composite alarms, which moto lacks: `PutCompositeAlarm` is kept here, `DescribeAlarms`
 //!   returns them only when `AlarmTypes` asks, and `DeleteAlarms` refuses more than one composite
 //!   in a call.
+//! - `PutDashboard` refuses a body of more than 500 widgets (`InvalidParameterInput`).
 //!
 //! Faults a test switches on ([`Fidelity::inject`]): throttling in each protocol's own shape,
 //! an error of the test's choosing, a delay, and a write committed upstream whose response never
@@ -860,6 +861,23 @@ async fn apply_rules(call: &Call, state: &Arc<Mutex<State>>) -> Result<Answer, D
         }
         "application-autoscaling:DeregisterScalableTarget" => Ok(deregister(call, &upstream).await),
         "cloudwatch:PutCompositeAlarm" => Ok(put_composite(call, state)),
+        "cloudwatch:PutDashboard" => {
+            // A dashboard body holds 0 to 500 widgets (Dashboard Body Structure); moto takes any.
+            let widgets = form_value(&form(&call.body), "DashboardBody")
+                .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+                .and_then(|v| v["widgets"].as_array().map(Vec::len))
+                .unwrap_or(0);
+            if widgets > 500 {
+                return Ok(error(
+                    call,
+                    400,
+                    "InvalidParameterInput",
+                    "The dashboard body has more than 500 widgets",
+                ));
+            }
+            let (status, headers, body) = forward(call, &upstream).await.map_err(|_| Dropped)?;
+            Ok(passthrough(status, headers, body))
+        }
         "cloudwatch:DescribeAlarms" => {
             let (status, headers, body) = forward(call, &upstream).await.map_err(|_| Dropped)?;
             let text = describe_with_composites(call, &String::from_utf8_lossy(&body), state);
@@ -1187,7 +1205,7 @@ fn iso_now() -> String {
     let secs = s.rem_euclid(86_400);
     format!(
         "{}T{:02}:{:02}:{:02}.000+0000",
-        trimtab_core::cost::format_date(day),
+        trimtab_core::calendar::format_date(day),
         secs / 3600,
         secs % 3600 / 60,
         secs % 60

@@ -15,6 +15,7 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, EphemeralStorage, FunctionCode, Runtime};
 use aws_smithy_types::DateTime;
+use trimtab_core::calendar;
 use trimtab_core::model::vcpus;
 use trimtab_core::pricing::{
     PriceTable, SECONDS_PER_MONTH, expected_billed_duration_ms, gb_seconds,
@@ -252,10 +253,13 @@ impl Seeder {
         let mut insights = Vec::new();
         for k in 0..intervals {
             let t = end - (intervals - k) * step_s + step_s / 2;
-            let hour = ((t % 86_400) / 3600) as f64;
-            let weekday = ((t / 86_400) + 4) % 7; // 1970-01-01 was a Thursday.
+            let hour = f64::from(calendar::hour_of(t));
             let diurnal = 1.0 + 0.6 * ((hour - 8.0) / 24.0 * std::f64::consts::TAU).sin();
-            let weekly = if weekday >= 5 { 0.6 } else { 1.1 };
+            let weekly = if calendar::is_weekend(calendar::day_of(t)) {
+                0.6
+            } else {
+                1.1
+            };
             let n = (per_interval * diurnal * weekly * noise.between(0.85, 1.15))
                 .round()
                 .max(0.0);

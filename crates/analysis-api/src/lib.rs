@@ -228,29 +228,10 @@ async fn serve(
         }
         Route::Analysis(kind) => {
             let (limit, offset) = router::paging(&query)?;
-            let mut body = router::body(req.body.as_deref(), req.is_base64_encoded)?;
-            match body.get("mode").and_then(Value::as_str) {
-                None | Some("recommend") => {}
-                Some(_) => {
-                    return Err(ApiError::new(
-                        400,
-                        "invalid_request",
-                        format!(
-                            "mode: analyses run in recommend mode; apply through POST /apply/{}",
-                            kind.name()
-                        ),
-                    ));
-                }
-            }
-            if kind == Kind::Rightsizing && body.get("action").is_some_and(|a| a != "run") {
-                return Err(ApiError::new(
-                    400,
-                    "invalid_request",
-                    "action: only \"run\" is available here",
-                ));
-            }
-            router::refuse_event_shapes(&body)?;
-            body["mode"] = Value::from("recommend");
+            let body = router::analysis_body(
+                kind,
+                router::body(req.body.as_deref(), req.is_base64_encoded)?,
+            )?;
             let requested_by = caller(req).and_then(|(arn, id)| arn.or(id));
             if query.iter().any(|(k, v)| k == "async" && v == "true") {
                 return start(clients, config, kind, body, requested_by)

@@ -242,6 +242,35 @@ pub fn refuse_event_shapes(body: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The body of an analysis (`POST /analyses/{kind}`): the job's own event, run in recommend
+/// mode. Refuses another mode (apply goes through `POST /apply/{kind}`), a right-sizing action
+/// other than `run`, and event envelopes.
+pub fn analysis_body(kind: Kind, mut body: Value) -> Result<Value, ApiError> {
+    match body.get("mode").and_then(Value::as_str) {
+        None | Some("recommend") => {}
+        Some(_) => {
+            return Err(ApiError::new(
+                400,
+                "invalid_request",
+                format!(
+                    "mode: analyses run in recommend mode; apply through POST /apply/{}",
+                    kind.name()
+                ),
+            ));
+        }
+    }
+    if kind == Kind::Rightsizing && body.get("action").is_some_and(|a| a != "run") {
+        return Err(ApiError::new(
+            400,
+            "invalid_request",
+            "action: only \"run\" is available here",
+        ));
+    }
+    refuse_event_shapes(&body)?;
+    body["mode"] = Value::from("recommend");
+    Ok(body)
+}
+
 /// Paging of a report's main list: `limit` (1..=200, default 50) and `offset` (default 0).
 pub fn paging(query: &[(String, String)]) -> Result<(usize, usize), ApiError> {
     let get = |k: &str, default: usize, max: usize| -> Result<usize, ApiError> {

@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use trimtab_aws::costs::{self, CostRow, Grouping};
 use trimtab_aws::{CallCounts, Clients, calls};
+use trimtab_core::calendar::{day_of, format_date};
 use trimtab_core::cost::{
     Anomaly, Budget, BudgetStatus, DailyCosts, Forecast, Params, Trend, anomalies, assemble,
-    budget_status, changes, days_fetched, first_stale_day, forecast, format_date, missing_days,
-    round2, trends,
+    budget_status, changes, days_fetched, first_stale_day, forecast, missing_days, trends,
 };
+use trimtab_core::stats::round2;
 pub use trimtab_lambda::JobError;
 use trimtab_lambda::{EventError, Invocation, Job, Mode, Trigger, parse_trigger};
 
@@ -122,7 +123,7 @@ pub struct Recommendation {
     pub basis: String,
 }
 
-/// The report (field names per PRODUCT.md).
+/// The report (field names: docs/reports.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub job: &'static str,
@@ -345,33 +346,8 @@ pub async fn run_job(
     run: &Run,
     now: SystemTime,
 ) -> Result<Report, JobError> {
-    let today = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-        / 86_400;
-    let first_day = today - i64::from(run.lookback_days);
-    let mut reader = CostReader {
-        clients,
-        config,
-        metric: &run.metric,
-        first_day,
-        today,
-        now_s: now
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default(),
-        budget: CeBudget {
-            daily_limit: config.ce_daily_requests,
-            ..CeBudget::default()
-        },
-        notes: Vec::new(),
-    };
-    if config.table_name.is_none() {
-        reader.notes.push(
-            "no decision table: nothing cached and Cost Explorer requests are not budgeted".into(),
-        );
-    }
+    let mut reader = CostReader::new(clients, config, run, now);
+    let (first_day, today) = (reader.first_day, reader.today);
     let services = reader.read(&Grouping::Service).await?;
     let by_group = match &run.group_by {
         Some(g) => Some(reader.read(g).await?),
@@ -404,47 +380,18 @@ pub async fn run_job(
     };
     let ce_budget = reader.budget.clone();
     notes.extend(reader.notes);
-    let mut budgets = Vec::new();
-    for (name, b) in &run.budgets {
-        let series = if name == "total" {
-            Some(total_series.clone())
-        } else {
-            tagged.as_ref().and_then(|t| {
-                let key = format!("{}${name}", run.budget_tag.as_deref().unwrap_or_default());
-                t.by_key.get(&key).or_else(|| t.by_key.get(name)).cloned()
-            })
-        };
-        match series {
-            Some(s) => {
-                let fs = forecast(&s, first_day, today, &params);
-                budgets.push(budget_status(name, b, &s, first_day, today, &fs));
-            }
-            None => notes.push(format!(
-                "budget {name}: no cost under that tag value in the window"
-            )),
-        }
-    }
+    let budgets = judge_budgets(
+        run,
+        &total_series,
+        tagged.as_ref(),
+        (first_day, today),
+        &mut notes,
+    );
 
     let found = anomalies(&services, &params);
     let mut recommendations = measured_savings(clients, config, &mut notes).await;
     // From the cost data itself: x86 Lambda duration that would be cheaper on arm64.
-    if let (Some(Grouping::UsageType), Some(usage)) = (&run.group_by, &by_group) {
-        let prices = trimtab_core::pricing::PriceTable::us_east_1();
-        if let Some((x86_monthly, saving)) =
-            trimtab_core::cost::arm64_saving_from_usage(usage, 30, &prices)
-        {
-            recommendations.push(Recommendation {
-                source: "cost-data".into(),
-                estimated_monthly_savings_usd: saving,
-                basis: format!(
-                    "x86_64 Lambda duration costs ${x86_monthly:.2}/month (usage types *Lambda-GB-Second, last 30 days); the same GB-seconds cost {:.1}% less on arm64 at list prices, if the code runs there",
-                    100.0 * (1.0 - prices.arm64.duration_tiers[0].usd_per_gb_s / prices.x86_64.duration_tiers[0].usd_per_gb_s)
-                ),
-            });
-        }
-    } else if run.group_by.is_none() {
-        notes.push("group_by USAGE_TYPE adds savings computed from the cost data itself (arm64 on x86 duration)".into());
-    }
+    recommendations.extend(arm64_from_usage(run, by_group.as_ref(), &mut notes));
     recommendations.sort_by(|a, b| {
         b.estimated_monthly_savings_usd
             .total_cmp(&a.estimated_monthly_savings_usd)
@@ -468,24 +415,16 @@ pub async fn run_job(
             ("AnomalyCount", found.len() as f64, "Count"),
         ],
     );
-    if let Some(table) = config
-        .table_name
-        .as_ref()
-        .filter(|_| trimtab_lambda::results_kept())
-    {
-        let summary = serde_json::json!({
-            "generated_at": format_date(today),
-            "total_usd": sum(&total_series),
-            "month_to_date_usd": f.month_to_date_usd,
-            "forecast_month_end_usd": f.month_end_usd,
-            "anomalies": found.len(),
-            "budgets_crossed": budgets.iter().filter(|b| !b.crossed_pct.is_empty()).map(|b| b.budget.clone()).collect::<Vec<_>>(),
-            "alerts_sent": alerts_sent.len(),
-        });
-        if let Err(e) = costs::store_result(clients, table, "cost", &summary).await {
-            notes.push(format!("result not stored for other jobs: {e}"));
-        }
-    }
+    let headline = serde_json::json!({
+        "generated_at": format_date(today),
+        "total_usd": sum(&total_series),
+        "month_to_date_usd": f.month_to_date_usd,
+        "forecast_month_end_usd": f.month_end_usd,
+        "anomalies": found.len(),
+        "budgets_crossed": budgets.iter().filter(|b| !b.crossed_pct.is_empty()).map(|b| b.budget.clone()).collect::<Vec<_>>(),
+        "alerts_sent": alerts_sent.len(),
+    });
+    store_headline(clients, config, &headline, &mut notes).await;
     let calls = calls::so_far();
     Ok(Report {
         job: "cost",
@@ -515,6 +454,117 @@ pub async fn run_job(
         own_cost: trimtab_aws::calls::own_cost_so_far(),
         notes,
     })
+}
+
+impl<'a> CostReader<'a> {
+    /// A reader of `run`'s window, which ends today (UTC) as of `now`.
+    fn new(clients: &'a Clients, config: &'a JobConfig, run: &'a Run, now: SystemTime) -> Self {
+        let now_s = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        let today = day_of(now_s);
+        let mut notes = Vec::new();
+        if config.table_name.is_none() {
+            notes.push(
+                "no decision table: nothing cached and Cost Explorer requests are not budgeted"
+                    .into(),
+            );
+        }
+        Self {
+            clients,
+            config,
+            metric: &run.metric,
+            first_day: today - i64::from(run.lookback_days),
+            today,
+            now_s,
+            budget: CeBudget {
+                daily_limit: config.ce_daily_requests,
+                ..CeBudget::default()
+            },
+            notes,
+        }
+    }
+}
+
+/// Each budget's status: `total` against the account's spend, the others against the spend
+/// under their value of the budget tag (`tagged`); a budget with no such spend is a note.
+fn judge_budgets(
+    run: &Run,
+    total: &[f64],
+    tagged: Option<&DailyCosts>,
+    (first_day, today): (i64, i64),
+    notes: &mut Vec<String>,
+) -> Vec<BudgetStatus> {
+    let params = Params::default();
+    let mut budgets = Vec::new();
+    for (name, b) in &run.budgets {
+        let series = if name == "total" {
+            Some(total.to_vec())
+        } else {
+            tagged.and_then(|t| {
+                let key = format!("{}${name}", run.budget_tag.as_deref().unwrap_or_default());
+                t.by_key.get(&key).or_else(|| t.by_key.get(name)).cloned()
+            })
+        };
+        match series {
+            Some(s) => {
+                let fs = forecast(&s, first_day, today, &params);
+                budgets.push(budget_status(name, b, &s, first_day, today, &fs));
+            }
+            None => notes.push(format!(
+                "budget {name}: no cost under that tag value in the window"
+            )),
+        }
+    }
+    budgets
+}
+
+/// x86_64 Lambda duration in the usage-type grouping that would cost less on arm64.
+fn arm64_from_usage(
+    run: &Run,
+    by_group: Option<&DailyCosts>,
+    notes: &mut Vec<String>,
+) -> Option<Recommendation> {
+    let (Some(Grouping::UsageType), Some(usage)) = (&run.group_by, by_group) else {
+        if run.group_by.is_none() {
+            notes.push("group_by USAGE_TYPE adds savings computed from the cost data itself (arm64 on x86 duration)".into());
+        }
+        return None;
+    };
+    let prices = trimtab_core::pricing::PriceTable::us_east_1();
+    let (x86_monthly, saving) = trimtab_core::cost::arm64_saving_from_usage(usage, 30, &prices)?;
+    let cheaper_pct = 100.0
+        * (1.0
+            - prices.arm64.duration_tiers[0].usd_per_gb_s
+                / prices.x86_64.duration_tiers[0].usd_per_gb_s);
+    Some(Recommendation {
+        source: "cost-data".into(),
+        estimated_monthly_savings_usd: saving,
+        basis: format!(
+            "x86_64 Lambda duration costs ${x86_monthly:.2}/month (usage types *Lambda-GB-Second, last 30 days); the same GB-seconds cost {cheaper_pct:.1}% less on arm64 at list prices, if the code runs there"
+        ),
+    })
+}
+
+/// Leaves the run's headline for the other jobs and the API (unless results are off); a
+/// failure costs only a note.
+async fn store_headline(
+    clients: &Clients,
+    config: &JobConfig,
+    headline: &serde_json::Value,
+    notes: &mut Vec<String>,
+) {
+    let Some(table) = config
+        .table_name
+        .as_ref()
+        .filter(|_| trimtab_lambda::results_kept())
+    else {
+        return;
+    };
+    if let Err(e) = costs::store_result(clients, table, "cost", headline).await {
+        notes.push(format!("result not stored for other jobs: {e}"));
+    }
 }
 
 /// Savings the other jobs measured, from their latest results in the decision table.

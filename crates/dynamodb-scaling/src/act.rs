@@ -10,7 +10,7 @@ use trimtab_aws::decisions::DecisionTable;
 use trimtab_aws::dynamodb as ddb;
 use trimtab_aws::{AwsError, Clients};
 use trimtab_core::actuation::Settlement;
-use trimtab_core::apply::{ChangeRecord, DecisionRecord, RecordState};
+use trimtab_core::records::{ChangeRecord, DecisionRecord, RecordState};
 use trimtab_core::scaling_plan::{Desired, Step, plan};
 use trimtab_lambda::{EventError, JobError};
 

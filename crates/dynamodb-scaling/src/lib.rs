@@ -13,11 +13,11 @@ use trimtab_act::{Invocation, epoch_s, new_run_id};
 use trimtab_aws::dynamodb::{self as ddb, TableInfo};
 use trimtab_aws::metrics::{self, Window};
 use trimtab_aws::{CallCounts, Clients, calls};
-use trimtab_core::apply::ChangeRecord;
 use trimtab_core::capacity::{
     BillingMode, CapacityPrices, Dimension, DimensionAdvice, Options, Policy, Setup, Trace,
     recommend_table,
 };
+use trimtab_core::records::ChangeRecord;
 use trimtab_core::scaling_plan::{
     Desired, Existing, Foreign, Overrides, PlanOutcome, ScalingSettings, Step,
     environment_defaults, plan,
@@ -56,12 +56,8 @@ impl Job for DynamoDbScaling {
     }
 }
 
-pub use trimtab_core::apply::LOCK_TAG;
-/// Tag by which a table hands Trimtab the scaling policies someone else made.
-pub const MANAGED_TAG: &str = "trimtab:managed";
-
-/// Tag on Trimtab's own resources (the decision table).
-pub const OWN_TABLE_TAG: &str = "trimtab:component";
+/// Tags on Trimtab's own resources (the decision table) and those a table's owner sets.
+pub use trimtab_core::tags::{LOCK_TAG, MANAGED_TAG, OWN_TAG as OWN_TABLE_TAG};
 
 /// The DynamoDB scaling event. Every field is optional.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -103,7 +99,7 @@ impl JobConfig {
     }
 }
 
-/// One table or index, one dimension: the contract row (PRODUCT.md) plus the evidence.
+/// One table or index, one dimension: the contract row (docs/reports.md) plus the evidence.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResourceRow {
     pub table_name: String,
@@ -385,7 +381,7 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered<'_>, out: &mut Judge
                 continue;
             }
         };
-        let locked = trimtab_core::apply::is_locked(&table.tags);
+        let locked = trimtab_core::tags::is_locked(&table.tags);
         if locked {
             out.locked.push(table.name.clone());
         }
@@ -529,7 +525,7 @@ pub async fn run_job(
     ) {
         let summary = serde_json::json!({
             "generated_at_epoch_s": now_s,
-            "generated_at": trimtab_core::cost::format_date(now_s / 86_400),
+            "generated_at": trimtab_core::calendar::format_date(trimtab_core::calendar::day_of(now_s)),
             "mode": run.mode,
             "monthly_savings_usd": report.monthly_savings_usd,
             "resources": report.resources.len(),

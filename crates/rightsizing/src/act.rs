@@ -12,77 +12,23 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use trimtab_act::failpoint;
 use trimtab_aws::changes;
-use trimtab_aws::decisions::{DecisionTable, RIGHTSIZING_JOB};
+
 use trimtab_aws::metrics::{self, Window};
 use trimtab_core::actuation::{LiveFunction, Settlement, settle_function_change};
-use trimtab_core::apply::{
-    Change, DecisionRecord, FunctionState, Health, RecordState, Verdict, Verification, decide,
-    is_locked, to_archive, verify,
-};
+use trimtab_core::apply::{Change, FunctionState, Verdict, Verification, decide, verify};
+use trimtab_core::records::{DecisionRecord, Health, RecordState, to_archive};
 use trimtab_core::rightsizing::Status;
+use trimtab_core::tags::{ALIAS_TAG, is_locked};
 
-use crate::job::Analysis;
-use crate::protocol::{Ctx, UPDATE_WAIT, change_and_settle, settle_into};
+use crate::JobError;
+use crate::analysis::Analysis;
+use crate::protocol::{Ctx, JOB, Open, UPDATE_WAIT, change_and_settle, settle_into};
 use crate::provision;
 use crate::request::Plan;
 use crate::undo::{Undo, finish_rollback, restore};
-use crate::{JobConfig, JobError};
 
-/// The lease and the open-record index key of right-sizing.
-pub const JOB: &str = RIGHTSIZING_JOB;
-/// Tag naming the alias provisioned concurrency goes on (and through which the function is
-/// served).
-pub const ALIAS_TAG: &str = "trimtab:alias";
 /// Functions changed at once (each change mostly waits for Lambda).
 const PARALLEL_CHANGES: usize = 4;
-
-pub(crate) fn table(config: &JobConfig, what: &'static str) -> Result<DecisionTable, JobError> {
-    config
-        .table_name
-        .as_ref()
-        .map(DecisionTable::new)
-        .ok_or(JobError::NoDecisionTable(what))
-}
-
-/// The records a run must know about before it acts, settled.
-#[derive(Debug, Default)]
-pub(crate) struct Open {
-    /// Every open record after this run's settlement.
-    pub records: Vec<DecisionRecord>,
-    /// Records left pending by an earlier run, and what they turned out to be.
-    pub reconciled: Vec<DecisionRecord>,
-    pub notes: Vec<String>,
-}
-
-impl Open {
-    /// Memory changes applied and not yet verified.
-    pub fn awaiting_verification(&self) -> Vec<&DecisionRecord> {
-        self.records
-            .iter()
-            .filter(|r| {
-                r.state == RecordState::Applied
-                    && r.rollback_of.is_none()
-                    && r.provisioned.is_none()
-            })
-            .collect()
-    }
-
-    /// When each function's configuration last changed through Trimtab (a change or a
-    /// rollback): it is judged on the metrics since.
-    pub fn since(&self) -> HashMap<String, i64> {
-        let mut since: HashMap<String, i64> = HashMap::new();
-        for r in self.records.iter().filter(|r| r.provisioned.is_none()) {
-            if matches!(
-                r.state,
-                RecordState::Applied | RecordState::Verified | RecordState::RolledBack
-            ) {
-                let e = since.entry(r.function_name.clone()).or_default();
-                *e = (*e).max(r.effective_at_epoch_s());
-            }
-        }
-        since
-    }
-}
 
 /// Settles every pending record from live state, and archives the records no later run needs.
 /// A record that cannot be settled now (its function cannot be read) stays pending, noted.
@@ -402,25 +348,23 @@ pub(crate) async fn apply(
     let since = ctx.clock.started_s() - i64::from(plan.lookback_days) * 86_400;
     let held = holds(open, verifications, since);
     // Functions with advice to act on, and held ones (whose rows say why they wait).
-    let candidates: Vec<usize> = (0..a.recommendations.len())
+    let candidates: Vec<usize> = (0..a.rows.len())
         .filter(|&i| {
-            a.recommendations[i].status == Status::Recommended
-                || held.contains_key(&a.functions[i].name)
+            let r = &a.rows[i];
+            r.recommendation.status == Status::Recommended || held.contains_key(&r.function.name)
         })
         .collect();
     let outcomes: Vec<(usize, Result<Outcome, JobError>)> = stream::iter(candidates)
         .map(|i| {
-            let name = &a.functions[i].name;
-            let hold = held
-                .get(name)
-                .or_else(|| a.unreadable_tags.get(name))
-                .or_else(|| a.not_managed.get(name))
-                .cloned();
-            let (f, rec, evidence) = (&a.functions[i], &a.recommendations[i], a.health[i]);
+            let row = &a.rows[i];
+            let name = &row.function.name;
+            let hold = held.get(name).or_else(|| a.not_allowed(name)).cloned();
             async move {
                 let outcome = match hold {
                     Some(why) => Ok(Outcome::Skipped(why)),
-                    None => change_one(ctx, plan, f, rec, evidence).await,
+                    None => {
+                        change_one(ctx, plan, &row.function, &row.recommendation, row.health).await
+                    }
                 };
                 (i, outcome)
             }
@@ -432,7 +376,7 @@ pub(crate) async fn apply(
     // (which then fails the run).
     let mut failure = None;
     for (i, outcome) in outcomes {
-        let row = &mut a.recommendations[i];
+        let row = &mut a.rows[i].recommendation;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -465,15 +409,29 @@ pub(crate) async fn apply(
                 row.status = Status::Error;
                 row.reasons.push(format!("apply failed: {why}"));
             }
-            Outcome::Skipped(why) => row.reasons.push(format!("not applied: {why}")),
+            Outcome::Skipped(why) => {
+                // Advice a guard held back; a held row with no advice keeps its status.
+                if row.status == Status::Recommended {
+                    row.status = Status::Skipped;
+                }
+                row.reasons.push(format!("not applied: {why}"));
+            }
         }
     }
     if let Some(e) = failure {
         return Err(e);
     }
-    for i in 0..a.recommendations.len() {
-        let hold = held.get(&a.functions[i].name).cloned();
-        provision::provision_if_advised(ctx, plan, a, i, open, hold.as_ref()).await?;
+    let Analysis {
+        rows,
+        unreadable_tags,
+        not_managed,
+        ..
+    } = a;
+    for row in rows.iter_mut() {
+        let name = &row.function.name;
+        let not_allowed = unreadable_tags.get(name).or_else(|| not_managed.get(name));
+        let hold = held.get(name).cloned();
+        provision::provision_if_advised(ctx, plan, row, open, (not_allowed, hold.as_ref())).await?;
     }
     Ok(())
 }
@@ -491,7 +449,7 @@ async fn change_one(
     let assumed = FunctionState {
         locked: is_locked(&f.tags),
         live: Some(LiveFunction {
-            settings: trimtab_core::apply::FunctionSettings {
+            settings: trimtab_core::records::FunctionSettings {
                 memory_mb: rec.current_memory_mb,
                 timeout_s: rec.current_timeout_s,
             },

@@ -8,52 +8,22 @@ use trimtab_act::{Clock, Invocation, Lease, LeaseError, epoch_s, new_run_id};
 use trimtab_aws::inventory::{FunctionConfig, list_functions, read_tags};
 use trimtab_aws::metrics::{self, Window};
 use trimtab_aws::{Clients, calls, changes, logs};
-use trimtab_core::apply::{Health, OWN_TAG, matches_pattern};
 use trimtab_core::concurrency::{ConcurrencyInput, advise};
+use trimtab_core::records::Health;
 use trimtab_core::rightsizing::{
     FunctionMetrics, FunctionObservation, MemoryEvidence, Recommendation, log_scan_choice,
     recommend_fleet, totals,
 };
+use trimtab_core::tags::{OWN_TAG, matches_pattern};
 use trimtab_lambda::Mode;
 
-use crate::act::{self, JOB};
-use crate::protocol::Ctx;
+use crate::act;
+use crate::analysis::{Analysis, Judged};
+use crate::protocol::{Ctx, JOB, table};
 use crate::request::Plan;
 use crate::{JobConfig, JobError, Report};
 
-/// Tag carrying a function's latency objective, in ms (provisioned concurrency advice).
-pub const LATENCY_OBJECTIVE_TAG: &str = "trimtab:latency-objective-ms";
-
-/// What the analysis found, before anything is acted on.
-pub(crate) struct Analysis {
-    pub window: Window,
-    pub functions: Vec<FunctionConfig>,
-    pub recommendations: Vec<Recommendation>,
-    /// Health over the window, per function: the evidence a change is later verified against.
-    pub health: Vec<Health>,
-    /// Functions whose tags could not be read (so whether they are locked is unknown): never
-    /// changed this run.
-    pub unreadable_tags: HashMap<String, String>,
-    /// Functions apply mode may not change: Trimtab's own, or outside the managed pattern.
-    pub not_managed: HashMap<String, String>,
-    pub metric_queries: usize,
-    pub notes: Vec<String>,
-}
-
-impl Analysis {
-    fn empty(window: Window) -> Self {
-        Self {
-            window,
-            functions: vec![],
-            recommendations: vec![],
-            health: vec![],
-            unreadable_tags: HashMap::new(),
-            not_managed: HashMap::new(),
-            metric_queries: 0,
-            notes: vec![],
-        }
-    }
-}
+pub use trimtab_core::tags::LATENCY_OBJECTIVE_TAG;
 
 /// Gathers, judges, and in apply mode acts. Reads nothing from the event: the plan says
 /// everything. `now` is when the run happens (tests move it to stage later runs).
@@ -84,7 +54,7 @@ pub async fn run(
         // not the fleet's); a failure here costs only that.
         let summary = serde_json::json!({
             "generated_at_epoch_s": now_s,
-            "generated_at": trimtab_core::cost::format_date(now_s / 86_400),
+            "generated_at": trimtab_core::calendar::format_date(trimtab_core::calendar::day_of(now_s)),
             "mode": report.mode,
             "run_id": report.run_id,
             "monthly_savings_usd": report.totals.monthly_savings_usd,
@@ -115,7 +85,7 @@ async fn apply_run(
     now: SystemTime,
     run_id: String,
 ) -> Result<Report, JobError> {
-    let table = act::table(config, "apply mode")?;
+    let table = table(config, "apply mode")?;
     let clock = Clock::starting_at(now);
     let lease = match Lease::acquire(clients, &table, JOB, &run_id, clock).await {
         Ok(lease) => lease,
@@ -177,26 +147,34 @@ async fn act_under_lease(
 }
 
 fn report(clients: &Clients, plan: &Plan, run_id: String, a: Analysis) -> Report {
+    let Analysis {
+        window,
+        rows,
+        metric_queries,
+        notes,
+        ..
+    } = a;
+    let functions: Vec<Recommendation> = rows.into_iter().map(|r| r.recommendation).collect();
     Report {
         job: "rightsizing",
         run_id,
         mode: plan.mode,
         strategy: plan.settings.strategy,
         lookback_days: plan.lookback_days,
-        window_start_epoch_s: a.window.start_epoch_s,
-        window_end_epoch_s: a.window.end_epoch_s,
+        window_start_epoch_s: window.start_epoch_s,
+        window_end_epoch_s: window.end_epoch_s,
         region: clients.region.clone(),
         requested_by: None,
         skipped: None,
-        totals: totals(&a.recommendations),
-        functions: a.recommendations,
+        totals: totals(&functions),
+        functions,
         verifications: Vec::new(),
         reconciled: Vec::new(),
         api_calls: calls::so_far(),
         own_cost_usd: calls::own_cost_so_far().usd,
         own_cost: calls::own_cost_so_far(),
-        metric_queries: a.metric_queries,
-        notes: a.notes,
+        metric_queries,
+        notes,
     }
 }
 
@@ -211,12 +189,65 @@ pub(crate) async fn analyse(
     since: &HashMap<String, i64>,
 ) -> Result<Analysis, JobError> {
     let window = Window::last_days(now, plan.lookback_days);
+    let mut a = Analysis::empty(window);
+    let functions = inventory(clients, config, plan, with_tags, &mut a).await?;
+    a.notes.extend(config.price_note.iter().cloned());
+    let mut observations = observe(clients, plan, &functions, since, &mut a).await?;
+    fill_memory_from_logs(clients, plan, window, &mut observations, &mut a.notes).await;
+    let mut recommendations = recommend_fleet(&observations, &plan.settings, &config.prices);
+    a.metric_queries += attach_concurrency(
+        clients,
+        config,
+        plan,
+        window,
+        &functions,
+        &observations,
+        &mut recommendations,
+        &mut a.notes,
+    )
+    .await?;
+    for r in &recommendations {
+        tracing::info!(
+            function = %r.function_name,
+            status = ?r.status,
+            memory_mb = r.current_memory_mb,
+            recommended_memory_mb = r.recommended_memory_mb,
+            monthly_savings_usd = r.monthly_savings_usd,
+            "judged"
+        );
+    }
+    a.rows = functions
+        .into_iter()
+        .zip(recommendations)
+        .zip(&observations)
+        .map(|((function, recommendation), o)| Judged {
+            function,
+            recommendation,
+            health: Health {
+                invocations: o.metrics.invocations,
+                errors: o.metrics.errors,
+                throttles: o.metrics.throttles,
+                duration_avg_ms: o.metrics.duration_avg_ms,
+                duration_p99_ms: o.metrics.duration_p99_ms,
+            },
+        })
+        .collect();
+    Ok(a)
+}
+
+/// The functions in scope (with their tags when `with_tags`), noting in `a` those apply mode may
+/// not change: tags unreadable, Trimtab's own, or outside the managed pattern.
+async fn inventory(
+    clients: &Clients,
+    config: &JobConfig,
+    plan: &Plan,
+    with_tags: bool,
+    a: &mut Analysis,
+) -> Result<Vec<FunctionConfig>, JobError> {
     let mut functions = list_functions(clients, &plan.filter).await?;
-    let mut unreadable_tags = HashMap::new();
-    let mut not_managed = HashMap::new();
     if with_tags && plan.filter.tags.is_empty() {
         for (name, e) in read_tags(clients, &mut functions).await {
-            unreadable_tags.insert(
+            a.unreadable_tags.insert(
                 name,
                 format!("its tags could not be read, so whether it is locked is unknown ({e})"),
             );
@@ -224,9 +255,10 @@ pub(crate) async fn analyse(
     }
     for f in &functions {
         if f.tags.contains_key(OWN_TAG) {
-            not_managed.insert(f.name.clone(), "one of Trimtab's own functions".to_owned());
+            a.not_managed
+                .insert(f.name.clone(), "one of Trimtab's own functions".to_owned());
         } else if !matches_pattern(&config.managed_pattern, &f.name) {
-            not_managed.insert(
+            a.not_managed.insert(
                 f.name.clone(),
                 format!(
                     "outside the functions Trimtab may change ({})",
@@ -240,10 +272,20 @@ pub(crate) async fn analyse(
         lookback_days = plan.lookback_days,
         "inventory read"
     );
+    Ok(functions)
+}
 
-    // A function changed by an earlier run is judged on its metrics since that change only:
-    // older datapoints describe a configuration it no longer has. Functions sharing a start
-    // share a batched fetch.
+/// Every function's metrics over the window, batched. A function changed by an earlier run is
+/// judged on its metrics since that change only: older datapoints describe a configuration it
+/// no longer has. Functions sharing a start share a batched fetch.
+async fn observe(
+    clients: &Clients,
+    plan: &Plan,
+    functions: &[FunctionConfig],
+    since: &HashMap<String, i64>,
+    a: &mut Analysis,
+) -> Result<Vec<FunctionObservation>, JobError> {
+    let window = a.window;
     let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     for (i, f) in functions.iter().enumerate() {
         let start = since.get(&f.name).map_or(window.start_epoch_s, |t| {
@@ -254,9 +296,8 @@ pub(crate) async fn analyse(
             .or_default()
             .push(i);
     }
-    let mut notes: Vec<String> = config.price_note.iter().cloned().collect();
     let mut observations: Vec<Option<FunctionObservation>> = vec![None; functions.len()];
-    let (mut metric_queries, mut percentiles) = (0, plan.percentiles);
+    let mut percentiles = plan.percentiles;
     for (start, members) in groups {
         let w = Window {
             start_epoch_s: start,
@@ -271,9 +312,9 @@ pub(crate) async fn analyse(
             start,
             "metrics fetched"
         );
-        metric_queries += fetched.queries;
+        a.metric_queries += fetched.queries;
         if let Some(why) = &fetched.percentiles_unavailable {
-            notes.push(format!(
+            a.notes.push(format!(
                 "percentiles unavailable, maxima used instead: {why}"
             ));
             percentiles = false;
@@ -287,51 +328,7 @@ pub(crate) async fn analyse(
             ));
         }
     }
-    let mut observations: Vec<FunctionObservation> = observations.into_iter().flatten().collect();
-    fill_memory_from_logs(clients, plan, window, &mut observations, &mut notes).await;
-
-    let mut recommendations = recommend_fleet(&observations, &plan.settings, &config.prices);
-    let extra_queries = attach_concurrency(
-        clients,
-        config,
-        plan,
-        window,
-        &functions,
-        &observations,
-        &mut recommendations,
-        &mut notes,
-    )
-    .await?;
-    for r in &recommendations {
-        tracing::info!(
-            function = %r.function_name,
-            status = ?r.status,
-            memory_mb = r.current_memory_mb,
-            recommended_memory_mb = r.recommended_memory_mb,
-            monthly_savings_usd = r.monthly_savings_usd,
-            "judged"
-        );
-    }
-    let health = observations
-        .iter()
-        .map(|o| Health {
-            invocations: o.metrics.invocations,
-            errors: o.metrics.errors,
-            throttles: o.metrics.throttles,
-            duration_avg_ms: o.metrics.duration_avg_ms,
-            duration_p99_ms: o.metrics.duration_p99_ms,
-        })
-        .collect();
-    Ok(Analysis {
-        window,
-        functions,
-        recommendations,
-        health,
-        unreadable_tags,
-        not_managed,
-        metric_queries: metric_queries + extra_queries,
-        notes,
-    })
+    Ok(observations.into_iter().flatten().collect())
 }
 
 fn observation(f: &FunctionConfig, metrics: FunctionMetrics, w: Window) -> FunctionObservation {

@@ -3,6 +3,7 @@
 //! Lambda handler; `trimtab invoke RightSizingFunction` calls the same function in-process.
 
 mod act;
+mod analysis;
 mod job;
 mod protocol;
 mod provision;
@@ -15,15 +16,16 @@ use serde::Serialize;
 use serde_json::Value;
 use trimtab_act::Invocation;
 use trimtab_aws::{AwsError, CallCounts, Clients};
-use trimtab_core::apply::DecisionRecord;
 use trimtab_core::pricing::PriceTable;
+use trimtab_core::records::DecisionRecord;
 use trimtab_core::rightsizing::{FleetTotals, Recommendation, Strategy};
 use trimtab_lambda::{EventError, FailureKind, Job, Mode, Trigger, parse_trigger};
 
-pub use act::{ALIAS_TAG, VerificationRow};
+pub use act::VerificationRow;
 pub use job::run;
 pub use request::{Action, Command, Plan, Request};
-pub use trimtab_core::apply::LOCK_TAG;
+pub use trimtab_core::tags::ALIAS_TAG;
+pub use trimtab_core::tags::LOCK_TAG;
 pub use undo::{RollbackReport, history, rollback};
 
 /// The right-sizing job, as `main.rs`, `trimtab invoke` and the API run it.

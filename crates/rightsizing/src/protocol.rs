@@ -3,15 +3,67 @@
 //! the `RevisionId` just read, waiting for Lambda to apply it, and settling the record from what
 //! the function then shows (never from what the call returned).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use trimtab_act::{Clock, Deadline, Lease, LeaseError, failpoint};
-use trimtab_aws::decisions::DecisionTable;
+use trimtab_aws::decisions::{DecisionTable, RIGHTSIZING_JOB};
 use trimtab_aws::{Clients, ErrorKind, changes};
 use trimtab_core::actuation::{Settlement, settle_function_change};
-use trimtab_core::apply::{DecisionRecord, FunctionSettings, RecordState};
+use trimtab_core::records::{DecisionRecord, FunctionSettings, RecordState};
 
-use crate::JobError;
+use crate::{JobConfig, JobError};
+
+/// The lease and the open-record index key of right-sizing.
+pub const JOB: &str = RIGHTSIZING_JOB;
+
+pub(crate) fn table(config: &JobConfig, what: &'static str) -> Result<DecisionTable, JobError> {
+    config
+        .table_name
+        .as_ref()
+        .map(DecisionTable::new)
+        .ok_or(JobError::NoDecisionTable(what))
+}
+
+/// The records a run must know about before it acts, settled.
+#[derive(Debug, Default)]
+pub(crate) struct Open {
+    /// Every open record after this run's settlement.
+    pub records: Vec<DecisionRecord>,
+    /// Records left pending by an earlier run, and what they turned out to be.
+    pub reconciled: Vec<DecisionRecord>,
+    pub notes: Vec<String>,
+}
+
+impl Open {
+    /// Memory changes applied and not yet verified.
+    pub fn awaiting_verification(&self) -> Vec<&DecisionRecord> {
+        self.records
+            .iter()
+            .filter(|r| {
+                r.state == RecordState::Applied
+                    && r.rollback_of.is_none()
+                    && r.provisioned.is_none()
+            })
+            .collect()
+    }
+
+    /// When each function's configuration last changed through Trimtab (a change or a
+    /// rollback): it is judged on the metrics since.
+    pub fn since(&self) -> HashMap<String, i64> {
+        let mut since: HashMap<String, i64> = HashMap::new();
+        for r in self.records.iter().filter(|r| r.provisioned.is_none()) {
+            if matches!(
+                r.state,
+                RecordState::Applied | RecordState::Verified | RecordState::RolledBack
+            ) {
+                let e = since.entry(r.function_name.clone()).or_default();
+                *e = (*e).max(r.effective_at_epoch_s());
+            }
+        }
+        since
+    }
+}
 
 /// The longest Trimtab waits for Lambda to finish one update (a function in a VPC can take a
 /// minute); past it the record stays pending and the next run settles it.

@@ -10,13 +10,14 @@ use trimtab_aws::changes::{self, ProvisionStep};
 use trimtab_core::actuation::{
     AllocationStatus, ProvisionedLive, Settlement, may_provision, settle_provision,
 };
-use trimtab_core::apply::{DecisionRecord, ProvisionedChange, RecordState, is_locked};
+use trimtab_core::apply::{ProvisionFacts, provision_refusal};
 use trimtab_core::concurrency::ProvisionedAdvice;
+use trimtab_core::records::{DecisionRecord, ProvisionedChange, RecordState};
+use trimtab_core::tags::ALIAS_TAG;
 
 use crate::JobError;
-use crate::act::{ALIAS_TAG, Open};
-use crate::job::Analysis;
-use crate::protocol::{Ctx, settle_into};
+use crate::analysis::Judged;
+use crate::protocol::{Ctx, Open, settle_into};
 use crate::request::Plan;
 
 /// The longest Trimtab waits for provisioned concurrency to be allocated.
@@ -75,68 +76,34 @@ pub(crate) async fn undo(ctx: &Ctx<'_>, function: &str, alias: &str, why: &str) 
     }
 }
 
-/// Why provisioned concurrency is not applied to row `i` now, if it is not.
-fn skip_reason(
-    plan: &Plan,
-    a: &Analysis,
-    i: usize,
-    open: &Open,
-    hold: Option<&String>,
-) -> Option<String> {
-    let f = &a.functions[i];
-    let advice = a.recommendations[i]
-        .concurrency
-        .as_ref()?
-        .provisioned
-        .as_ref()?;
-    let already = open.records.iter().any(|r| {
-        r.function_name == f.name
-            && r.provisioned.is_some()
-            && r.rollback_of.is_none()
-            && (r.state.in_force() || r.state == RecordState::Pending)
-    });
-    let saving = advice.on_demand_monthly_usd - advice.provisioned_monthly_usd;
-    if let Some(why) = a
-        .unreadable_tags
-        .get(&f.name)
-        .or(a.not_managed.get(&f.name))
-    {
-        Some(why.clone())
-    } else if is_locked(&f.tags) {
-        Some("locked: the function has the trimtab:lock tag".to_owned())
-    } else if already {
-        Some("already provisioned by an earlier record".to_owned())
-    } else if let Some(why) = hold {
-        Some(why.clone())
-    } else if !f.tags.contains_key(ALIAS_TAG) {
-        Some(format!("no {ALIAS_TAG} tag naming the alias to provision"))
-    } else if saving < plan.guards.min_monthly_savings_usd
-        && !f.tags.contains_key(crate::job::LATENCY_OBJECTIVE_TAG)
-    {
-        Some(format!("saves ${saving:.2}/month, under the floor"))
-    } else {
-        None
-    }
-}
-
 /// Provisioned concurrency, where advised and allowed, on the alias the function names by tag.
+/// `not_allowed` says why apply mode may not touch the function at all, `held` why its changes
+/// wait.
 pub(crate) async fn provision_if_advised(
     ctx: &Ctx<'_>,
     plan: &Plan,
-    a: &mut Analysis,
-    i: usize,
+    row: &mut Judged,
     open: &Open,
-    hold: Option<&String>,
+    (not_allowed, held): (Option<&String>, Option<&String>),
 ) -> Result<(), JobError> {
-    let Some(advice) = a.recommendations[i]
+    let Some(advice) = row
+        .recommendation
         .concurrency
         .as_ref()
         .and_then(|x| x.provisioned.clone())
     else {
         return Ok(());
     };
-    let mut skip = skip_reason(plan, a, i, open, hold);
-    let f = &a.functions[i];
+    let f = &row.function;
+    let facts = ProvisionFacts {
+        function_name: &f.name,
+        tags: &f.tags,
+        not_allowed: not_allowed.map(String::as_str),
+        held: held.map(String::as_str),
+        open_records: &open.records,
+        monthly_savings_usd: advice.on_demand_monthly_usd - advice.provisioned_monthly_usd,
+    };
+    let mut skip = provision_refusal(&facts, &plan.guards);
     let alias = f.tags.get(ALIAS_TAG).cloned().unwrap_or_default();
     if skip.is_none() && !ctx.deadline.allows(PROVISION_BUDGET) {
         skip = Some("the invocation's deadline is near: left for the next run".into());
@@ -153,14 +120,14 @@ pub(crate) async fn provision_if_advised(
         };
     }
     if let Some(why) = skip {
-        a.recommendations[i]
+        row.recommendation
             .reasons
             .push(format!("provisioned concurrency not applied: {why}"));
         return Ok(());
     }
-    let record = new_record(ctx, a, i, &alias, &advice);
+    let record = new_record(ctx, row, &alias, &advice);
     let r = provision(ctx, record, &alias, &advice).await?;
-    a.recommendations[i].reasons.push(match r.state {
+    row.recommendation.reasons.push(match r.state {
         RecordState::Applied => format!(
             "provisioned concurrency {}..{} at {:.0}% target on {alias} (record {})",
             advice.min_capacity,
@@ -180,14 +147,13 @@ pub(crate) async fn provision_if_advised(
 
 fn new_record(
     ctx: &Ctx<'_>,
-    a: &Analysis,
-    i: usize,
+    row: &Judged,
     alias: &str,
     advice: &ProvisionedAdvice,
 ) -> DecisionRecord {
-    let f = &a.functions[i];
+    let f = &row.function;
     let now_s = ctx.clock.now_s();
-    let settings = trimtab_core::apply::FunctionSettings {
+    let settings = trimtab_core::records::FunctionSettings {
         memory_mb: f.memory_mb,
         timeout_s: f.timeout_s,
     };
@@ -198,10 +164,10 @@ fn new_record(
         created_at_epoch_s: now_s,
         before: settings,
         after: settings,
-        evidence: a.health[i],
+        evidence: row.health,
         predicted_duration_ms: None,
         monthly_savings_usd: advice.on_demand_monthly_usd - advice.provisioned_monthly_usd,
-        confidence: a.recommendations[i].confidence,
+        confidence: row.recommendation.confidence,
         reason: advice.reason.clone(),
         state: RecordState::Pending,
         state_reason: None,

@@ -11,10 +11,9 @@ use trimtab_act::{Clock, Invocation, Lease, LeaseError, failpoint, new_run_id};
 use trimtab_aws::Clients;
 use trimtab_aws::changes;
 use trimtab_core::actuation::{RestoreVerdict, Settlement, may_restore, may_unprovision};
-use trimtab_core::apply::{DecisionRecord, Health, RecordState};
+use trimtab_core::records::{DecisionRecord, Health, RecordState};
 
-use crate::act::{JOB, table};
-use crate::protocol::{Ctx, change_and_settle, settle_into};
+use crate::protocol::{Ctx, JOB, change_and_settle, settle_into, table};
 use crate::{JobConfig, JobError};
 
 /// How an attempt to undo a change ended.
@@ -34,7 +33,7 @@ fn rollback_record(
     ctx: &Ctx<'_>,
     original: &DecisionRecord,
     reason: &str,
-    before: trimtab_core::apply::FunctionSettings,
+    before: trimtab_core::records::FunctionSettings,
     revision: Option<String>,
 ) -> DecisionRecord {
     let now_s = ctx.clock.now_s();

@@ -15,8 +15,8 @@ use aws_sdk_lambda::types::{LastUpdateStatus, ProvisionedConcurrencyStatusEnum};
 use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use trimtab_core::actuation::{AllocationStatus, LiveFunction, ProvisionedLive, UpdateStatus};
-use trimtab_core::apply::FunctionSettings;
 use trimtab_core::concurrency::ProvisionedAdvice;
+use trimtab_core::records::FunctionSettings;
 
 use crate::{AwsError, Clients, ErrorKind};
 

@@ -1,16 +1,17 @@
 //! Cost Explorer (every request, each page too, costs $0.01: all are counted and budgeted per
 //! day), the cache of fetched days in the decision table, and SNS alerts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use aws_sdk_costexplorer::types::{
     DateInterval, Granularity, GroupDefinition, GroupDefinitionType,
 };
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use futures::StreamExt;
+use trimtab_core::calendar::{format_date, parse_date};
 pub use trimtab_core::cost::{CachedDay, CostRow};
-use trimtab_core::cost::{format_date, parse_date};
 
+use crate::schema::{DAY_PREFIX, Key, cost_partition, day_sort_key};
 use crate::{AwsError, Clients};
 
 /// What costs are grouped by.
@@ -106,8 +107,8 @@ pub async fn take_ce_request(
         .dynamodb
         .update_item()
         .table_name(table)
-        .key("pk", s(format!("ce-budget#{}", format_date(day))))
-        .key("sk", s("requests"))
+        .key("pk", s(Key::CostBudget { day }.pk()))
+        .key("sk", s(Key::CostBudget { day }.sk()))
         .update_expression("ADD used :one SET purge_at = :purge")
         .condition_expression("attribute_not_exists(used) OR used < :limit")
         .expression_attribute_values(":one", AttributeValue::N("1".into()))
@@ -141,7 +142,7 @@ fn s(v: impl Into<String>) -> AttributeValue {
 }
 
 fn cache_pk(metric: &str, grouping: &Grouping) -> String {
-    format!("ce#{metric}#{}", grouping.name())
+    cost_partition(metric, &grouping.name())
 }
 
 /// Days already fetched, from the decision table (closed days, and estimated ones with when they
@@ -155,50 +156,46 @@ pub async fn cached_days(
     to_day: i64,
 ) -> Result<BTreeMap<i64, CachedDay>, AwsError> {
     let mut out = BTreeMap::new();
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let page = c
-            .dynamodb
-            .query()
-            .table_name(table)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
-            .expression_attribute_values(":pk", s(cache_pk(metric, grouping)))
-            .expression_attribute_values(":a", s(format!("day#{}", format_date(from_day))))
-            .expression_attribute_values(":b", s(format!("day#{}", format_date(to_day))))
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| AwsError::new("dynamodb:Query", table, e))?;
-        for item in page.items() {
-            let day = item
-                .get("sk")
-                .and_then(|v| v.as_s().ok())
-                .and_then(|k| k.strip_prefix("day#"))
-                .and_then(parse_date);
-            let groups = item
-                .get("groups")
-                .and_then(|v| v.as_s().ok())
-                .and_then(|j| serde_json::from_str::<BTreeMap<String, f64>>(j).ok());
-            let flag = |k: &str| item.get(k).and_then(|v| v.as_bool().ok()).copied();
-            let fetched_at_s = item
-                .get("fetched_at")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            if let (Some(day), Some(groups)) = (day, groups) {
-                out.insert(
-                    day,
-                    CachedDay {
-                        groups,
-                        estimated: flag("estimated").unwrap_or(false),
-                        fetched_at_s,
-                    },
-                );
-            }
-        }
-        start = page.last_evaluated_key().cloned();
-        if start.is_none() {
-            break;
+    let mut items = c
+        .dynamodb
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+        .expression_attribute_values(":pk", s(cache_pk(metric, grouping)))
+        .expression_attribute_values(":a", s(day_sort_key(from_day)))
+        .expression_attribute_values(":b", s(day_sort_key(to_day)))
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(item) = items
+        .try_next()
+        .await
+        .map_err(|e| AwsError::new("dynamodb:Query", table, e))?
+    {
+        let day = item
+            .get("sk")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|k| k.strip_prefix(DAY_PREFIX))
+            .and_then(parse_date);
+        let groups = item
+            .get("groups")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|j| serde_json::from_str::<BTreeMap<String, f64>>(j).ok());
+        let flag = |k: &str| item.get(k).and_then(|v| v.as_bool().ok()).copied();
+        let fetched_at_s = item
+            .get("fetched_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if let (Some(day), Some(groups)) = (day, groups) {
+            out.insert(
+                day,
+                CachedDay {
+                    groups,
+                    estimated: flag("estimated").unwrap_or(false),
+                    fetched_at_s,
+                },
+            );
         }
     }
     Ok(out)
@@ -222,7 +219,7 @@ pub async fn store_days(
                 .put_item()
                 .table_name(table)
                 .item("pk", s(pk.clone()))
-                .item("sk", s(format!("day#{}", format_date(*day))))
+                .item("sk", s(day_sort_key(*day)))
                 .item("groups", s(groups))
                 .item("estimated", AttributeValue::Bool(d.estimated))
                 .item("fetched_at", AttributeValue::N(d.fetched_at_s.to_string()))
@@ -245,8 +242,8 @@ pub async fn claim_alert(c: &Clients, table: &str, key: &str) -> Result<bool, Aw
         .dynamodb
         .put_item()
         .table_name(table)
-        .item("pk", s("alert#cost"))
-        .item("sk", s(key))
+        .item("pk", s(Key::AlertClaim { key }.pk()))
+        .item("sk", s(Key::AlertClaim { key }.sk()))
         .condition_expression("attribute_not_exists(pk)")
         .send()
         .await;
@@ -290,8 +287,8 @@ pub async fn latest_result(
         .dynamodb
         .get_item()
         .table_name(table)
-        .key("pk", s(format!("result#{job}")))
-        .key("sk", s("latest"))
+        .key("pk", s(Key::Result { job }.pk()))
+        .key("sk", s(Key::Result { job }.sk()))
         .send()
         .await
         .map_err(|e| AwsError::new("dynamodb:GetItem", job, e))?;
@@ -312,8 +309,8 @@ pub async fn store_result(
     c.dynamodb
         .put_item()
         .table_name(table)
-        .item("pk", s(format!("result#{job}")))
-        .item("sk", s("latest"))
+        .item("pk", s(Key::Result { job }.pk()))
+        .item("sk", s(Key::Result { job }.sk()))
         .item("summary", s(summary.to_string()))
         .send()
         .await

@@ -21,8 +21,11 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use trimtab_core::apply::{ChangeRecord, DecisionRecord, RecordState};
+use trimtab_core::records::{ChangeRecord, DecisionRecord, RecordState};
 
+use crate::schema::{
+    Key, RECORD_PREFIX, RUN_STATUS_SK, function_partition, resource_partition, run_partition,
+};
 use crate::{AwsError, Clients, ErrorKind};
 
 /// The sparse index of open records.
@@ -49,7 +52,7 @@ fn item<T: Serialize>(
         .map_err(|e| AwsError::invalid("dynamodb:PutItem", pk.clone(), e.to_string()))?;
     let mut item = HashMap::from([
         ("pk".to_owned(), s(pk)),
-        ("sk".to_owned(), s(format!("rec#{record_id}"))),
+        ("sk".to_owned(), s(format!("{RECORD_PREFIX}{record_id}"))),
         ("state".to_owned(), s(state.name())),
         ("record".to_owned(), s(json)),
     ]);
@@ -75,7 +78,7 @@ pub trait Record: Serialize + DeserializeOwned {
 
 impl Record for DecisionRecord {
     fn pk(&self) -> String {
-        format!("fn#{}", self.function_name)
+        function_partition(&self.function_name)
     }
     fn record_id(&self) -> &str {
         &self.record_id
@@ -90,7 +93,7 @@ impl Record for DecisionRecord {
 
 impl Record for ChangeRecord {
     fn pk(&self) -> String {
-        format!("res#{}", self.resource)
+        resource_partition(&self.resource)
     }
     fn record_id(&self) -> &str {
         &self.record_id
@@ -231,7 +234,7 @@ impl DecisionTable {
             .table_name(&self.name)
             .key_condition_expression("pk = :pk AND begins_with(sk, :rec)")
             .expression_attribute_values(":pk", s(pk.clone()))
-            .expression_attribute_values(":rec", s("rec#"))
+            .expression_attribute_values(":rec", s(RECORD_PREFIX))
             .scan_index_forward(false)
             .into_paginator()
             .items()
@@ -248,7 +251,7 @@ impl DecisionTable {
         c: &Clients,
         function: &str,
     ) -> Result<Vec<DecisionRecord>, AwsError> {
-        self.query(c, format!("fn#{function}")).await
+        self.query(c, function_partition(function)).await
     }
 
     /// Every change record of a resource, newest first.
@@ -257,7 +260,7 @@ impl DecisionTable {
         c: &Clients,
         resource: &str,
     ) -> Result<Vec<ChangeRecord>, AwsError> {
-        self.query(c, format!("res#{resource}")).await
+        self.query(c, resource_partition(resource)).await
     }
 
     /// The open records of `job`: their keys from the sparse index (one query), each record then
@@ -331,8 +334,8 @@ impl DecisionTable {
             .dynamodb
             .put_item()
             .table_name(&self.name)
-            .item("pk", s(format!("lease#{job}")))
-            .item("sk", s("lease"))
+            .item("pk", s(Key::Lease { job }.pk()))
+            .item("sk", s(Key::Lease { job }.sk()))
             .item("owner", s(owner))
             .item(
                 "expires_at",
@@ -354,7 +357,11 @@ impl DecisionTable {
                     .map(|x| lease_holder(x.item()));
                 match holder {
                     Some(h) => Ok(Err(h)),
-                    None => Err(AwsError::new("dynamodb:PutItem", format!("lease#{job}"), e)),
+                    None => Err(AwsError::new(
+                        "dynamodb:PutItem",
+                        Key::Lease { job }.pk(),
+                        e,
+                    )),
                 }
             }
         }
@@ -372,8 +379,8 @@ impl DecisionTable {
             .dynamodb
             .update_item()
             .table_name(&self.name)
-            .key("pk", s(format!("lease#{job}")))
-            .key("sk", s("lease"))
+            .key("pk", s(Key::Lease { job }.pk()))
+            .key("sk", s(Key::Lease { job }.sk()))
             .update_expression("SET expires_at = :until")
             .condition_expression("#o = :me")
             .expression_attribute_names("#o", "owner")
@@ -387,7 +394,7 @@ impl DecisionTable {
         match result {
             Ok(_) => Ok(true),
             Err(e) => {
-                let e = AwsError::new("dynamodb:UpdateItem", format!("lease#{job}"), e);
+                let e = AwsError::new("dynamodb:UpdateItem", Key::Lease { job }.pk(), e);
                 if e.is(ErrorKind::ConditionFailed) {
                     Ok(false)
                 } else {
@@ -403,8 +410,8 @@ impl DecisionTable {
             .dynamodb
             .delete_item()
             .table_name(&self.name)
-            .key("pk", s(format!("lease#{job}")))
-            .key("sk", s("lease"))
+            .key("pk", s(Key::Lease { job }.pk()))
+            .key("sk", s(Key::Lease { job }.sk()))
             .condition_expression("#o = :owner")
             .expression_attribute_names("#o", "owner")
             .expression_attribute_values(":owner", s(owner))
@@ -413,7 +420,7 @@ impl DecisionTable {
         match result {
             Ok(_) => Ok(()),
             Err(e) => {
-                let e = AwsError::new("dynamodb:DeleteItem", format!("lease#{job}"), e);
+                let e = AwsError::new("dynamodb:DeleteItem", Key::Lease { job }.pk(), e);
                 if e.is(ErrorKind::ConditionFailed) {
                     Ok(())
                 } else {
@@ -429,12 +436,12 @@ impl DecisionTable {
             .dynamodb
             .get_item()
             .table_name(&self.name)
-            .key("pk", s(format!("lease#{job}")))
-            .key("sk", s("lease"))
+            .key("pk", s(Key::Lease { job }.pk()))
+            .key("sk", s(Key::Lease { job }.sk()))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| AwsError::new("dynamodb:GetItem", format!("lease#{job}"), e))?;
+            .map_err(|e| AwsError::new("dynamodb:GetItem", Key::Lease { job }.pk(), e))?;
         Ok(out.item().map(|i| lease_holder(Some(i))))
     }
 
@@ -445,7 +452,7 @@ impl DecisionTable {
         status: &RunStatus,
         report: Option<&serde_json::Value>,
     ) -> Result<(), AwsError> {
-        let pk = format!("run#{}", status.run_id);
+        let pk = run_partition(&status.run_id);
         let text = report.map(ToString::to_string).unwrap_or_default();
         let parts: Vec<&str> = split_utf8(&text, PART_BYTES);
         for (i, part) in parts.iter().enumerate() {
@@ -453,7 +460,14 @@ impl DecisionTable {
                 .put_item()
                 .table_name(&self.name)
                 .item("pk", s(pk.clone()))
-                .item("sk", s(format!("part#{i:04}")))
+                .item(
+                    "sk",
+                    s(Key::RunPart {
+                        run_id: &status.run_id,
+                        part: i,
+                    }
+                    .sk()),
+                )
                 .item("text", s(*part))
                 .send()
                 .await
@@ -465,7 +479,7 @@ impl DecisionTable {
             .put_item()
             .table_name(&self.name)
             .item("pk", s(pk.clone()))
-            .item("sk", s("status"))
+            .item("sk", s(RUN_STATUS_SK))
             .item("status", s(json))
             .item("run_state", s(run_state_name(status.state)))
             .item("parts", AttributeValue::N(parts.len().to_string()))
@@ -483,7 +497,7 @@ impl DecisionTable {
         status: &RunStatus,
         owner: &str,
     ) -> Result<bool, AwsError> {
-        let pk = format!("run#{}", status.run_id);
+        let pk = run_partition(&status.run_id);
         let json = serde_json::to_string(status)
             .map_err(|e| AwsError::invalid("dynamodb:UpdateItem", pk.clone(), e.to_string()))?;
         let result = c
@@ -491,7 +505,7 @@ impl DecisionTable {
             .update_item()
             .table_name(&self.name)
             .key("pk", s(pk.clone()))
-            .key("sk", s("status"))
+            .key("sk", s(RUN_STATUS_SK))
             .update_expression("SET #st = :status, #o = :owner, run_state = :running")
             .condition_expression(
                 "attribute_not_exists(pk) OR attribute_not_exists(run_state) OR run_state = :queued OR #o = :owner",
@@ -523,7 +537,7 @@ impl DecisionTable {
         c: &Clients,
         run_id: &str,
     ) -> Result<Option<(RunStatus, Option<serde_json::Value>)>, AwsError> {
-        let pk = format!("run#{run_id}");
+        let pk = run_partition(run_id);
         let items = c
             .dynamodb
             .query()
@@ -538,7 +552,7 @@ impl DecisionTable {
             .await
             .map_err(|e| AwsError::new("dynamodb:Query", pk, e))?;
         let status_item = items.iter().find(|i| {
-            i.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("status")
+            i.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(RUN_STATUS_SK)
         });
         let Some(status_item) = status_item else {
             return Ok(None);
@@ -557,7 +571,7 @@ impl DecisionTable {
             .unwrap_or(0);
         let mut text = String::new();
         for i in 0..parts {
-            let key = format!("part#{i:04}");
+            let key = Key::RunPart { run_id, part: i }.sk();
             let part = items
                 .iter()
                 .find(|it| it.get("sk").and_then(|v| v.as_s().ok()) == Some(&key))

@@ -15,6 +15,7 @@ pub mod invoke;
 pub mod logs;
 pub mod metrics;
 pub mod monitoring;
+pub mod schema;
 
 use std::time::Duration;
 

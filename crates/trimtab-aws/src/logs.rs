@@ -55,25 +55,27 @@ pub async fn report_evidence(
 ) -> Result<ReportEvidence, AwsError> {
     let group = format!("/aws/lambda/{function_name}");
     let mut ev = ReportEvidence::default();
-    let (mut init_sum, mut token, mut pages) = (0.0, None::<String>, 0);
+    let (mut init_sum, mut pages) = (0.0, 0);
+    // The SDK's paginator asks for a page only when the next one is read, so the budget below
+    // bounds the requests.
+    let mut stream = clients
+        .logs
+        .filter_log_events()
+        .log_group_name(&group)
+        .filter_pattern("\"REPORT RequestId\"")
+        .start_time(start_epoch_ms)
+        .end_time(end_epoch_ms)
+        .into_paginator()
+        .send();
     loop {
         if pages == max_pages {
             ev.truncated = true;
             break;
         }
         pages += 1;
-        let resp = clients
-            .logs
-            .filter_log_events()
-            .log_group_name(&group)
-            .filter_pattern("\"REPORT RequestId\"")
-            .start_time(start_epoch_ms)
-            .end_time(end_epoch_ms)
-            .set_next_token(token.take())
-            .send()
-            .await;
-        let page = match resp {
-            Ok(p) => p,
+        let page = match stream.try_next().await {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
             Err(e) => {
                 let missing = e
                     .as_service_error()
@@ -101,8 +103,8 @@ pub async fn report_evidence(
                 init_sum += init;
             }
         }
-        token = page.next_token().map(ToOwned::to_owned);
-        if token.is_none() {
+        // The last page: the paginator stops here too (no token, or an empty one).
+        if page.next_token().is_none_or(str::is_empty) {
             break;
         }
     }

@@ -177,35 +177,30 @@ async fn call_paged(
 ) -> Result<Series, AwsError> {
     let sdk_queries: Vec<MetricDataQuery> = chunk.iter().map(|q| q.to_sdk(period_s)).collect();
     let mut out = Series::new();
-    let mut token: Option<String> = None;
-    loop {
+    // The paginator sends a request only when the next page is read: each item is one request.
+    let mut pages = clients
+        .cloudwatch
+        .get_metric_data()
+        .set_metric_data_queries(Some(sdk_queries))
+        .start_time(DateTime::from_secs(window.start_epoch_s))
+        .end_time(DateTime::from_secs(window.end_epoch_s))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
         report.calls += 1;
-        let page = clients
-            .cloudwatch
-            .get_metric_data()
-            .set_metric_data_queries(Some(sdk_queries.clone()))
-            .start_time(DateTime::from_secs(window.start_epoch_s))
-            .end_time(DateTime::from_secs(window.end_epoch_s))
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| {
-                AwsError::new(
-                    "cloudwatch:GetMetricData",
-                    format!("{} queries", chunk.len()),
-                    e,
-                )
-            })?;
+        let page = page.map_err(|e| {
+            AwsError::new(
+                "cloudwatch:GetMetricData",
+                format!("{} queries", chunk.len()),
+                e,
+            )
+        })?;
         for r in page.metric_data_results() {
             let Some(id) = r.id() else { continue };
             let entry = out.entry(id.to_owned()).or_default();
             for (t, v) in r.timestamps().iter().zip(r.values()) {
                 entry.push((t.secs(), *v));
             }
-        }
-        token = page.next_token().map(ToOwned::to_owned);
-        if token.is_none() {
-            break;
         }
     }
     for v in out.values_mut() {
@@ -271,9 +266,9 @@ pub fn health_queries(functions: &[&str], percentiles: bool) -> Vec<Query> {
 }
 
 /// Reads the health of the `i`-th function of a [`health_queries`] request.
-pub fn health(series: &Series, i: usize) -> trimtab_core::apply::Health {
+pub fn health(series: &Series, i: usize) -> trimtab_core::records::Health {
     let id = |s: &str| format!("h{i}_{s}");
-    trimtab_core::apply::Health {
+    trimtab_core::records::Health {
         invocations: fold(series, &id("inv"), Fold::Sum, None).unwrap_or(0.0),
         errors: fold(series, &id("err"), Fold::Sum, None).unwrap_or(0.0),
         throttles: fold(series, &id("thr"), Fold::Sum, None).unwrap_or(0.0),

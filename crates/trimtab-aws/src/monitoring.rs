@@ -22,46 +22,43 @@ pub struct ApiStage {
 pub async fn list_api_stages(c: &Clients, prefix: Option<&str>) -> Result<Vec<ApiStage>, AwsError> {
     let admit = |name: &str| prefix.is_none_or(|p| name.starts_with(p));
     let mut out = Vec::new();
-    let mut position: Option<String> = None;
-    loop {
-        let page = c
+    let mut apis = c
+        .apigateway
+        .get_rest_apis()
+        .limit(500)
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(api) = apis
+        .try_next()
+        .await
+        .map_err(|e| AwsError::new("apigateway:GetRestApis", "apis", e))?
+    {
+        let (Some(id), Some(name)) = (api.id(), api.name()) else {
+            continue;
+        };
+        if !admit(name) {
+            continue;
+        }
+        let stages = c
             .apigateway
-            .get_rest_apis()
-            .limit(500)
-            .set_position(position.take())
+            .get_stages()
+            .rest_api_id(id)
             .send()
             .await
-            .map_err(|e| AwsError::new("apigateway:GetRestApis", "apis", e))?;
-        for api in page.items() {
-            let (Some(id), Some(name)) = (api.id(), api.name()) else {
-                continue;
-            };
-            if !admit(name) {
-                continue;
+            .map_err(|e| AwsError::new("apigateway:GetStages", id, e))?;
+        for s in stages.item() {
+            if let Some(stage) = s.stage_name() {
+                out.push(ApiStage {
+                    kind: ApiKind::Rest,
+                    dimension_value: name.to_owned(),
+                    name: name.to_owned(),
+                    stage: stage.to_owned(),
+                });
             }
-            let stages = c
-                .apigateway
-                .get_stages()
-                .rest_api_id(id)
-                .send()
-                .await
-                .map_err(|e| AwsError::new("apigateway:GetStages", id, e))?;
-            for s in stages.item() {
-                if let Some(stage) = s.stage_name() {
-                    out.push(ApiStage {
-                        kind: ApiKind::Rest,
-                        dimension_value: name.to_owned(),
-                        name: name.to_owned(),
-                        stage: stage.to_owned(),
-                    });
-                }
-            }
-        }
-        position = page.position().map(ToOwned::to_owned);
-        if position.is_none() {
-            break;
         }
     }
+    // GetApis (apigatewayv2) has no paginator in the SDK model: follow NextToken by hand.
     let mut token: Option<String> = None;
     loop {
         let page = c

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::apply::{DecisionRecord, FunctionSettings, ProvisionedChange};
+use crate::records::{DecisionRecord, FunctionSettings, ProvisionedChange};
 
 /// Lambda's `LastUpdateStatus` of a function, as read just now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,7 +244,7 @@ pub fn may_unprovision(change: &ProvisionedChange, live: &ProvisionedLive) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::{Health, RecordState};
+    use crate::records::{Health, RecordState};
 
     const BEFORE: FunctionSettings = FunctionSettings {
         memory_mb: 1024,

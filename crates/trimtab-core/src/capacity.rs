@@ -28,6 +28,8 @@
 //! request units and $0.125 per million read request units; provisioned $0.00065 per WCU-hour
 //! and $0.00013 per RCU-hour (<https://aws.amazon.com/dynamodb/pricing/>).
 
+use crate::calendar::{hour_of, is_weekend};
+use crate::stats::{quantile_sorted, round2};
 use serde::{Deserialize, Serialize};
 
 /// Read or write capacity.
@@ -136,11 +138,6 @@ impl SimResult {
     }
 }
 
-/// UTC weekday of an epoch minute: 0 = Monday (1970-01-01 was a Thursday).
-fn weekday(epoch_minute: i64) -> i64 {
-    (epoch_minute.div_euclid(1440) + 3).rem_euclid(7)
-}
-
 /// Replays `demand` (units consumed in each minute, in order, the first at `start_epoch_min`)
 /// against `policy` starting from `initial_capacity` units per second. When `timeline` is given,
 /// it receives the capacity in force in every minute.
@@ -190,7 +187,7 @@ pub fn simulate(
         // Scheduled range changes push capacity into the range.
         for s in &policy.schedule {
             if epoch_min.rem_euclid(1440) as u32 == s.minute_of_day
-                && (!s.weekdays_only || weekday(epoch_min) < 5)
+                && (!s.weekdays_only || !is_weekend(epoch_min.div_euclid(1440)))
             {
                 min_cap = s.min_capacity.max(1.0);
                 max_cap = s.max_capacity.max(min_cap);
@@ -491,7 +488,7 @@ pub fn seeds_policy() -> Policy {
     }
 }
 
-/// The advice for one dimension. Field names follow the report contract (PRODUCT.md).
+/// The advice for one dimension. Field names follow the report contract (docs/reports.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DimensionAdvice {
     pub dimension: Dimension,
@@ -531,17 +528,6 @@ struct JudgedDim {
     reasons: Vec<String>,
 }
 
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
 /// Per-second rates of a trace, sorted.
 fn sorted_rates(demand: &[f64]) -> Vec<f64> {
     let mut r: Vec<f64> = demand.iter().map(|d| d / 60.0).collect();
@@ -569,7 +555,7 @@ pub fn daily_schedule(
     let mut current_day = None;
     for (m, d) in demand.iter().enumerate() {
         let t = start_epoch_min + m as i64;
-        if weekday(t) >= 5 {
+        if is_weekend(t.div_euclid(1440)) {
             continue;
         }
         let day = t.div_euclid(1440);
@@ -580,7 +566,7 @@ pub fn daily_schedule(
             today = [0.0; 24];
             current_day = Some(day);
         }
-        let h = (t.rem_euclid(1440) / 60) as usize;
+        let h = hour_of(t * 60) as usize;
         sum[h] += d / 60.0;
         n[h] += 1.0;
         today[h] += d / 60.0 / 60.0;
@@ -740,14 +726,11 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
     let current = match &t.setup {
         Setup::OnDemand => (on_demand, 0.0),
         Setup::Provisioned { capacity, policy } => {
-            let fixed = Policy {
-                target_pct: 70.0,
-                min_capacity: *capacity,
-                max_capacity: *capacity,
-                schedule: vec![],
-            };
-            // The current setup starts from the capacity the table has now.
-            let c = replay(o.platform, policy.as_ref().unwrap_or(&fixed), *capacity);
+            let c = replay(
+                o.platform,
+                &current_policy(*capacity, policy.as_ref()),
+                *capacity,
+            );
             (c.usd, c.result.throttled_units)
         }
     };
@@ -771,14 +754,8 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
         let max = ((peak / (target / 100.0)) * 1.5)
             .ceil()
             .clamp(1.0, o.max_capacity_limit);
-        // The lowest minimum, the seeds' (a floor that also shortens the climb out of a quiet
-        // night), and one that covers the quietest 5% of minutes.
-        let floor_min = (quantile(&rates, 0.05) / (target / 100.0)).ceil().max(1.0);
-        let mut mins = vec![1.0, seeds_policy().min_capacity, floor_min];
-        mins.sort_by(f64::total_cmp);
-        mins.dedup();
         let mut out = Vec::new();
-        for min in mins {
+        for min in minimums(&rates, target) {
             let policy = Policy {
                 target_pct: target,
                 min_capacity: min,
@@ -824,53 +801,92 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
         Some(target) => cheapest(tried_at(target)),
         None => cheapest(o.targets_pct.iter().flat_map(|&x| tried_at(x)).collect()),
     };
-    // The grid is coarse: a target a few points above the best one may still hold.
     if o.fixed_target_pct.is_none()
-        && let Some(found) = best.as_ref().map(|b| b.policy.target_pct)
+        && let Some(c) = finer_than(best.as_ref(), o, &tried_at, &cheapest)
     {
-        let ceiling = o.targets_pct.iter().copied().fold(found, f64::max);
-        let finer = (1..5)
-            .map(|k| found + f64::from(k))
-            .filter(|&x| x < ceiling && !o.targets_pct.contains(&x))
-            .flat_map(&tried_at)
-            .filter(|c| best.as_ref().is_some_and(|b| c.usd < b.usd))
-            .collect();
-        if let Some(c) = cheapest(finer) {
-            best = Some(c);
-        }
-    }
-    let mut reasons = Vec::new();
-    if let Some(b) = &best {
-        let stressed: String = o
-            .stress
-            .iter()
-            .map(|p| format!(", also with {:.0} s of burst", p.burst_window_s))
-            .collect();
-        reasons.push(format!(
-            "target {:.0}%, min {:.0}, max {:.0}: {:.4}% of demand throttled (budget {:.2}%, no more than the seeds' 70% policy{stressed}), {} scale-outs, {} scale-ins",
-            b.policy.target_pct,
-            b.policy.min_capacity,
-            b.policy.max_capacity,
-            100.0 * b.result.throttled_fraction(),
-            100.0 * o.throttle_budget,
-            b.result.scale_outs,
-            b.result.scale_ins
-        ));
-        if let Some(without) = b.unscheduled_throttled_units {
-            reasons.push(format!(
-                "daily shape: a scheduled minimum of {:.0} from 30 minutes before the busy hours cuts throttling from {:.4}% to {:.4}% of demand",
-                b.policy.schedule.first().map_or(0.0, |s| s.min_capacity),
-                100.0 * without / total.max(1.0),
-                100.0 * b.result.throttled_fraction()
-            ));
-        }
+        best = Some(c);
     }
     JudgedDim {
         current,
         seeds: (seeds.usd, seeds.result.throttled_units),
         on_demand,
+        reasons: best
+            .as_ref()
+            .map(|b| reasons(b, o, total))
+            .unwrap_or_default(),
         best,
         month,
-        reasons,
     }
+}
+
+/// The minimums tried at `target`: the lowest, the seeds' (a floor that also shortens the
+/// climb out of a quiet night), and one that covers the quietest 5% of minutes (`rates` sorted).
+fn minimums(rates: &[f64], target: f64) -> Vec<f64> {
+    let floor_min = (quantile_sorted(rates, 0.05) / (target / 100.0))
+        .ceil()
+        .max(1.0);
+    let mut mins = vec![1.0, seeds_policy().min_capacity, floor_min];
+    mins.sort_by(f64::total_cmp);
+    mins.dedup();
+    mins
+}
+
+/// The policy a provisioned table runs today: its own, or fixed capacity where none scales it.
+/// Replayed from the capacity it has now.
+fn current_policy(capacity: f64, policy: Option<&Policy>) -> Policy {
+    policy.cloned().unwrap_or(Policy {
+        target_pct: 70.0,
+        min_capacity: capacity,
+        max_capacity: capacity,
+        schedule: vec![],
+    })
+}
+
+/// The grid of targets is coarse: a target a few points above the best one may still hold, and
+/// cost less.
+fn finer_than(
+    best: Option<&Candidate>,
+    o: &Options,
+    tried_at: &dyn Fn(f64) -> Vec<Candidate>,
+    cheapest: &dyn Fn(Vec<Candidate>) -> Option<Candidate>,
+) -> Option<Candidate> {
+    let best = best?;
+    let found = best.policy.target_pct;
+    let ceiling = o.targets_pct.iter().copied().fold(found, f64::max);
+    let finer = (1..5)
+        .map(|k| found + f64::from(k))
+        .filter(|&x| x < ceiling && !o.targets_pct.contains(&x))
+        .flat_map(tried_at)
+        .filter(|c| c.usd < best.usd)
+        .collect();
+    cheapest(finer)
+}
+
+/// Why the chosen policy: its throttling against the budgets, and what a schedule bought.
+fn reasons(b: &Candidate, o: &Options, total: f64) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let stressed: String = o
+        .stress
+        .iter()
+        .map(|p| format!(", also with {:.0} s of burst", p.burst_window_s))
+        .collect();
+    reasons.push(format!(
+        "target {:.0}%, min {:.0}, max {:.0}: {:.4}% of demand throttled (budget {:.2}%, no more than the seeds' 70% policy{stressed}), {} scale-outs, {} scale-ins",
+        b.policy.target_pct,
+        b.policy.min_capacity,
+        b.policy.max_capacity,
+        100.0 * b.result.throttled_fraction(),
+        100.0 * o.throttle_budget,
+        b.result.scale_outs,
+        b.result.scale_ins
+    ));
+    if let Some(without) = b.unscheduled_throttled_units {
+        reasons.push(format!(
+            "daily shape: a scheduled minimum of {:.0} from 30 minutes before the busy hours cuts throttling from {:.4}% to {:.4}% of demand",
+            b.policy.schedule.first().map_or(0.0, |s| s.min_capacity),
+            100.0 * without / total.max(1.0),
+            100.0 * b.result.throttled_fraction()
+        ));
+    }
+    reasons
 }

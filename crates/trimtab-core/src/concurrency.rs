@@ -9,7 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::{day_of, hour_of, is_weekend};
 use crate::pricing::{Architecture, PriceTable, SECONDS_PER_MONTH, gb_seconds};
+use crate::stats::{quantile_sorted, round2};
 
 /// Default target utilisation of provisioned concurrency autoscaling.
 pub const DEFAULT_TARGET_UTILIZATION: f64 = 0.7;
@@ -202,8 +204,7 @@ fn provisioned_advice(
     }
     let mut sorted = levels.clone();
     sorted.sort_by(f64::total_cmp);
-    let quantile = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-    let min_capacity = quantile(0.1) as u32;
+    let min_capacity = quantile_sorted(&sorted, 0.1) as u32;
     let max_capacity = (sorted[sorted.len() - 1] + 1.0) as u32;
     let reason = match cold_breach {
         Some((objective, init, per_month)) if !pays => format!(
@@ -223,8 +224,8 @@ fn provisioned_advice(
         min_capacity: min_capacity.max(1),
         max_capacity: max_capacity.max(min_capacity.max(1)),
         target_utilization: u,
-        on_demand_monthly_usd: (on_demand_usd * 100.0).round() / 100.0,
-        provisioned_monthly_usd: (provisioned_usd * 100.0).round() / 100.0,
+        on_demand_monthly_usd: round2(on_demand_usd),
+        provisioned_monthly_usd: round2(provisioned_usd),
         schedule,
         reason,
     })
@@ -239,11 +240,10 @@ fn business_hours(hours: &[(i64, f64)], u: f64, max_capacity: u32) -> Vec<Schedu
     let mut by_hour: [(f64, f64); 24] = [(0.0, 0.0); 24];
     let mut weekend: (f64, f64) = (0.0, 0.0);
     for (t, c) in hours {
-        let weekday = ((t / 86_400) + 3).rem_euclid(7); // 0 = Monday; 1970-01-01 was a Thursday.
-        if weekday >= 5 {
+        if is_weekend(day_of(*t)) {
             weekend = (weekend.0 + c, weekend.1 + 1.0);
         } else {
-            let h = (t.rem_euclid(86_400) / 3600) as usize;
+            let h = hour_of(*t) as usize;
             by_hour[h] = (by_hour[h].0 + c, by_hour[h].1 + 1.0);
         }
     }

@@ -21,45 +21,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Days since 1970-01-01 for a civil date (proleptic Gregorian).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date of a day number.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// `YYYY-MM-DD` to a day number.
-pub fn parse_date(s: &str) -> Option<i64> {
-    let mut it = s.splitn(3, '-');
-    let y = it.next()?.parse().ok()?;
-    let m = it.next()?.parse().ok()?;
-    let d = it.next()?.get(..2)?.parse().ok()?;
-    ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| days_from_civil(y, m, d))
-}
-
-/// A day number as `YYYY-MM-DD`.
-pub fn format_date(day: i64) -> String {
-    let (y, m, d) = civil_from_days(day);
-    format!("{y:04}-{m:02}-{d:02}")
-}
+use crate::calendar::{
+    civil_from_days, format_date, month_start, next_month_start, previous_month_start,
+};
+use crate::stats::{median, round2};
 
 /// One day of one group, as Cost Explorer answered it.
 #[derive(Debug, Clone, PartialEq)]
@@ -290,19 +255,6 @@ pub struct PredictedCrossing {
     pub date: String,
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// The median of the same weekday over the `weeks` weeks before index `i`; `None` without two.
 fn seasonal_expectation(series: &[f64], i: usize, weeks: usize) -> Option<f64> {
     let mut same: Vec<f64> = (1..=weeks)
@@ -385,12 +337,7 @@ pub fn trends(costs: &DailyCosts) -> Vec<Trend> {
 /// Month-end forecast of `series` (a total), `today` being the first day without complete data.
 pub fn forecast(series: &[f64], first_day: i64, today: i64, p: &Params) -> Forecast {
     let (y, m, _) = civil_from_days(today);
-    let month_start = days_from_civil(y, m, 1);
-    let next_month = if m == 12 {
-        days_from_civil(y + 1, 1, 1)
-    } else {
-        days_from_civil(y, m + 1, 1)
-    };
+    let (month_start, next_month) = (month_start(today), next_month_start(today));
     let idx = |day: i64| usize::try_from(day - first_day).ok();
     let mtd: f64 = (month_start..today)
         .filter_map(|d| idx(d).and_then(|i| series.get(i)))
@@ -452,8 +399,7 @@ pub fn budget_status(
     today: i64,
     f: &Forecast,
 ) -> BudgetStatus {
-    let (y, m, _) = civil_from_days(today);
-    let month_start = days_from_civil(y, m, 1);
+    let month_start = month_start(today);
     let used = 100.0 * f.month_to_date_usd / budget.monthly_usd.max(1e-9);
     let crossed: Vec<f64> = budget
         .thresholds_pct
@@ -512,15 +458,13 @@ pub fn changes(series: &[f64], first_day: i64, today: i64) -> (Option<f64>, Opti
     let pct =
         |now: f64, before: f64| (before > 0.0).then(|| round2(100.0 * (now - before) / before));
     let wow = pct(sum(today - 7, today), sum(today - 14, today - 7));
-    let (y, m, d) = civil_from_days(today);
-    let (py, pm) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
-    let this_start = days_from_civil(y, m, 1);
-    let prev_start = days_from_civil(py, pm, 1);
-    let elapsed = i64::from(d) - 1;
+    let (this_start, prev_start) = (month_start(today), previous_month_start(today));
+    let elapsed = today - this_start;
+    // The same days of last month, never past its end (31 March compares with all of February).
     let mom = if prev_start >= first_day && elapsed > 0 {
         pct(
             sum(this_start, today),
-            sum(prev_start, prev_start + elapsed),
+            sum(prev_start, (prev_start + elapsed).min(this_start)),
         )
     } else {
         None
@@ -528,21 +472,28 @@ pub fn changes(series: &[f64], first_day: i64, today: i64) -> (Option<f64>, Opti
     (wow, mom)
 }
 
-pub fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::days_from_civil;
 
     #[test]
-    fn dates_round_trip() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(parse_date("2026-11-24"), Some(20_781));
-        assert_eq!(format_date(20_781), "2026-11-24");
-        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
-        assert_eq!(parse_date("2026-13-01"), None);
+    fn month_over_month_compares_the_same_days_never_past_last_months_end() {
+        // 31 March: March 1..30 against all of February (28 days), not into March.
+        let first = days_from_civil(2026, 1, 1);
+        let today = days_from_civil(2026, 3, 31);
+        let series: Vec<f64> = (first..today)
+            .map(|d| {
+                if d >= days_from_civil(2026, 3, 1) {
+                    2.0
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let (_, mom) = changes(&series, first, today);
+        // 30 days at $2 against 28 at $1.
+        assert_eq!(mom, Some(round2(100.0 * (60.0 - 28.0) / 28.0)));
     }
 
     fn weekly(days: usize, base: f64) -> Vec<f64> {

@@ -6,6 +6,7 @@
 
 pub mod actuation;
 pub mod apply;
+pub mod calendar;
 pub mod capacity;
 pub mod concurrency;
 pub mod cost;
@@ -14,7 +15,9 @@ pub mod model;
 pub mod monitor;
 pub mod own_cost;
 pub mod pricing;
+pub mod records;
 pub mod rightsizing;
 pub mod scaling_plan;
 pub mod slo;
 pub mod stats;
+pub mod tags;

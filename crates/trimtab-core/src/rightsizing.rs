@@ -15,6 +15,7 @@ use crate::model::{CpuEvidence, DurationModel, MAX_MEMORY_MB, MIN_MEMORY_MB};
 use crate::pricing::{
     Architecture, PriceTable, SECONDS_PER_MONTH, expected_billed_duration_ms, gb_seconds,
 };
+use crate::stats::{round2, round4};
 
 /// Longest timeout Lambda accepts, in seconds.
 pub const MAX_TIMEOUT_S: u32 = 900;
@@ -113,7 +114,7 @@ pub enum Status {
     Error,
 }
 
-/// The verdict on one function. Field names are the report contract (PRODUCT.md).
+/// The verdict on one function. Field names are the report contract (docs/reports.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recommendation {
     pub function_name: String,
@@ -143,7 +144,7 @@ pub struct Recommendation {
     pub compute_fraction: Option<f64>,
     /// What apply mode set this run (at most one bounded step towards the recommendation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied: Option<crate::apply::FunctionSettings>,
+    pub applied: Option<crate::records::FunctionSettings>,
     /// Reserved and provisioned concurrency, and architecture, advice (filled in by the job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<ConcurrencyAdvice>,
@@ -225,10 +226,11 @@ pub fn totals(recommendations: &[Recommendation]) -> FleetTotals {
     };
     for r in recommendations {
         match r.status {
-            Status::Recommended | Status::Applied => t.recommended += 1,
+            // Advice a guard held back this run (skipped) still stands.
+            Status::Recommended | Status::Applied | Status::Skipped => t.recommended += 1,
             Status::Unchanged => t.unchanged += 1,
             Status::InsufficientData => t.insufficient_data += 1,
-            Status::Skipped | Status::Error => {}
+            Status::Error => {}
         }
         t.current_monthly_cost_usd += r.current_monthly_cost_usd;
         t.projected_monthly_cost_usd += r.projected_monthly_cost_usd;
@@ -358,33 +360,11 @@ pub fn recommend(
         ),
     }
 
-    // Memory floor: observed peak plus headroom; without evidence, never below today's.
-    let floor_mb = match m.used_memory_max_mb {
-        Some(peak) => {
-            let floor = (peak * (1.0 + settings.memory_headroom_pct / 100.0)).ceil();
-            let pct = 100.0 * peak / f64::from(f.memory_mb);
-            reasons.push(format!(
-                "peak memory used {peak:.0} MB ({pct:.0}% of {} MB); floor with {:.0}% headroom: {floor:.0} MB",
-                f.memory_mb, settings.memory_headroom_pct
-            ));
-            if floor > f64::from(MAX_MEMORY_MB) {
-                reasons.push("peak use plus headroom exceeds 10,240 MB: capped".to_owned());
-            }
-            (floor as u32).clamp(MIN_MEMORY_MB, MAX_MEMORY_MB)
-        }
-        None => {
-            reasons.push(
-                "peak memory use unknown (no Lambda Insights, no REPORT lines): memory not lowered"
-                    .to_owned(),
-            );
-            f.memory_mb.clamp(MIN_MEMORY_MB, MAX_MEMORY_MB)
-        }
-    };
+    let floor_mb = memory_floor(f, settings, &mut reasons);
 
     let measured_p99 = m.duration_p99_ms;
     let current_p99_ms = measured_p99.unwrap_or(max_ms);
     let guard = 1.0 + settings.latency_guard_pct / 100.0;
-    let timed_out = max_ms >= 0.98 * f64::from(f.timeout_s) * 1000.0;
     let pricer = Pricer {
         f,
         prices,
@@ -421,29 +401,7 @@ pub fn recommend(
         ));
     }
 
-    // Timeout: the longest run seen, scaled to the new memory, with margin; never below a run
-    // that has been seen to finish; where runs hit today's timeout, never below today's.
-    let predicted_max_ms = max_ms * slowdown;
-    let mut timeout_s = ((predicted_max_ms * settings.timeout_margin) / 1000.0)
-        .max(predicted_max_ms / 1000.0 + 1.0)
-        .ceil()
-        .clamp(1.0, f64::from(MAX_TIMEOUT_S)) as u32;
-    // A current timeout between the computed one and three times it is fine: not worth a change.
-    if !timed_out && (timeout_s..=timeout_s.saturating_mul(3)).contains(&f.timeout_s) {
-        timeout_s = f.timeout_s;
-    }
-    if timed_out {
-        timeout_s = timeout_s.max(f.timeout_s);
-        reasons.push(format!(
-            "longest run {:.0} ms reached the {} s timeout: timeout not lowered",
-            max_ms, f.timeout_s
-        ));
-    } else if timeout_s < f.timeout_s {
-        reasons.push(format!(
-            "longest run {:.0} ms; timeout {} s leaves {:.1}x margin",
-            max_ms, timeout_s, settings.timeout_margin
-        ));
-    }
+    let timeout_s = timeout_advice(f, max_ms * slowdown, settings, &mut reasons);
 
     let current_usd = pricer.monthly_usd(f.memory_mb);
     let projected_usd = pricer.monthly_usd(chosen);
@@ -482,6 +440,65 @@ pub fn recommend(
         applied: None,
         concurrency: None,
     }
+}
+
+/// Memory floor: observed peak plus headroom; without evidence, never below today's.
+fn memory_floor(f: &FunctionObservation, settings: &Settings, reasons: &mut Vec<String>) -> u32 {
+    match f.metrics.used_memory_max_mb {
+        Some(peak) => {
+            let floor = (peak * (1.0 + settings.memory_headroom_pct / 100.0)).ceil();
+            let pct = 100.0 * peak / f64::from(f.memory_mb);
+            reasons.push(format!(
+                "peak memory used {peak:.0} MB ({pct:.0}% of {} MB); floor with {:.0}% headroom: {floor:.0} MB",
+                f.memory_mb, settings.memory_headroom_pct
+            ));
+            if floor > f64::from(MAX_MEMORY_MB) {
+                reasons.push("peak use plus headroom exceeds 10,240 MB: capped".to_owned());
+            }
+            (floor as u32).clamp(MIN_MEMORY_MB, MAX_MEMORY_MB)
+        }
+        None => {
+            reasons.push(
+                "peak memory use unknown (no Lambda Insights, no REPORT lines): memory not lowered"
+                    .to_owned(),
+            );
+            f.memory_mb.clamp(MIN_MEMORY_MB, MAX_MEMORY_MB)
+        }
+    }
+}
+
+/// Timeout: the longest run seen, scaled to the new memory (`predicted_max_ms`), with margin;
+/// never below a run that has been seen to finish; where runs hit today's timeout, never below
+/// today's.
+fn timeout_advice(
+    f: &FunctionObservation,
+    predicted_max_ms: f64,
+    settings: &Settings,
+    reasons: &mut Vec<String>,
+) -> u32 {
+    let max_ms = f.metrics.duration_max_ms.unwrap_or(0.0);
+    let timed_out = max_ms >= 0.98 * f64::from(f.timeout_s) * 1000.0;
+    let mut timeout_s = ((predicted_max_ms * settings.timeout_margin) / 1000.0)
+        .max(predicted_max_ms / 1000.0 + 1.0)
+        .ceil()
+        .clamp(1.0, f64::from(MAX_TIMEOUT_S)) as u32;
+    // A current timeout between the computed one and three times it is fine: not worth a change.
+    if !timed_out && (timeout_s..=timeout_s.saturating_mul(3)).contains(&f.timeout_s) {
+        timeout_s = f.timeout_s;
+    }
+    if timed_out {
+        timeout_s = timeout_s.max(f.timeout_s);
+        reasons.push(format!(
+            "longest run {:.0} ms reached the {} s timeout: timeout not lowered",
+            max_ms, f.timeout_s
+        ));
+    } else if timeout_s < f.timeout_s {
+        reasons.push(format!(
+            "longest run {:.0} ms; timeout {} s leaves {:.1}x margin",
+            max_ms, timeout_s, settings.timeout_margin
+        ));
+    }
+    timeout_s
 }
 
 /// Relative cost difference under which two candidates count as equally cheap; then the one
@@ -543,12 +560,4 @@ fn confidence(f: &FunctionObservation, model: &DurationModel, chosen_mb: u32) ->
     let ratio = f64::from(chosen_mb) / f64::from(f.memory_mb.max(1));
     let extrapolation = (-0.25 * ratio.ln().abs()).exp();
     round4(volume * cpu * memory * extrapolation)
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
 }

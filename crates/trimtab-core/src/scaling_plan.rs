@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actuation::Settlement;
 use crate::capacity::Dimension;
+use crate::tags::{MAX_CAPACITY_TAG, MIN_CAPACITY_TAG, TARGET_TAG};
 
 /// Policy settings for one scalable target.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -62,9 +63,9 @@ impl Overrides {
             }
         };
         let o = Self {
-            target_pct: num("trimtab:target", 20.0, 90.0)?,
-            min_capacity: num("trimtab:min", 1.0, 40_000.0)?,
-            max_capacity: num("trimtab:max", 1.0, 40_000.0)?,
+            target_pct: num(TARGET_TAG, 20.0, 90.0)?,
+            min_capacity: num(MIN_CAPACITY_TAG, 1.0, 40_000.0)?,
+            max_capacity: num(MAX_CAPACITY_TAG, 1.0, 40_000.0)?,
         };
         if let (Some(lo), Some(hi)) = (o.min_capacity, o.max_capacity)
             && lo > hi

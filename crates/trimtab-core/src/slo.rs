@@ -17,6 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::stats::round2;
+
 /// Objectives of one environment.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -252,10 +254,6 @@ pub fn rank_bottlenecks(mut found: Vec<Bottleneck>) -> Vec<Bottleneck> {
             .then(b.bad_events.total_cmp(&a.bad_events))
     });
     found
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Anomaly detection and forecasting on cost series shaped like production: weekly seasonality,
 //! noise, slow growth, and anomalies planted at random days and sizes.
 
-use trimtab_core::cost::{DailyCosts, Params, anomalies, days_from_civil, forecast, format_date};
+use trimtab_core::calendar::{days_from_civil, format_date};
+use trimtab_core::cost::{DailyCosts, Params, anomalies, forecast};
 
 struct Noise(u64);
 impl Noise {

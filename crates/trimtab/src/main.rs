@@ -8,7 +8,7 @@
 //!   configuration (`--force`: even over a change made outside Trimtab since), and
 //!   `trimtab history <function>` lists a function's decision records: both are the
 //!   right-sizing function's `rollback` and `history` events, run the same way.
-//! - `trimtab summary <report.json>` prints a right-sizing report as a table.
+//! - `trimtab summary <report.json>` prints any job's report as tables.
 
 mod summary;
 

@@ -1,4 +1,4 @@
-//! The `trimtab invoke` contract (PRODUCT.md), through the real binary and the standard
+//! The `trimtab invoke` contract (docs/reports.md), through the real binary and the standard
 //! configuration chain, against a seeded demo account in moto.
 
 use std::path::Path;

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use trimtab_aws::Clients;
 use trimtab_aws::decisions::DecisionTable;
-use trimtab_core::apply::{DecisionRecord, RecordState};
+use trimtab_core::records::{DecisionRecord, RecordState};
 use trimtab_lambda::{Invocation, Mode};
 use trimtab_tests::fleet;
 use trimtab_tests::moto::Moto;

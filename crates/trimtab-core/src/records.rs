@@ -1,0 +1,299 @@
+//! What Trimtab remembers about a change: the settings it moves between, the health it is
+//! judged on, and the records written before a change and settled after it (decision records for
+//! a function's memory, timeout and provisioned concurrency; change records for autoscaling).
+
+use serde::{Deserialize, Serialize};
+
+/// The settings a change moves between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionSettings {
+    pub memory_mb: u32,
+    pub timeout_s: u32,
+}
+
+/// A function's health over a stretch of time, as recorded before a change and measured after.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub invocations: f64,
+    pub errors: f64,
+    pub throttles: f64,
+    pub duration_avg_ms: Option<f64>,
+    pub duration_p99_ms: Option<f64>,
+}
+
+impl Health {
+    pub(crate) fn rate(&self, count: f64) -> f64 {
+        if self.invocations > 0.0 {
+            count / self.invocations
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Where a decision record stands. A record is written `Pending` before the change is made, so a
+/// crash between the two leaves a record that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordState {
+    /// Written; the change may or may not have been made (a crash in between).
+    Pending,
+    /// Made, and not yet verified.
+    Applied,
+    /// Made and verified healthy on a later run.
+    Verified,
+    /// Never made (the call failed, or a crash came first and reconciliation found it undone).
+    NotApplied,
+    /// Made, then undone: by verification or by an operator.
+    RolledBack,
+    /// Overtaken: the resource no longer has the record's `after` because someone (or something)
+    /// else changed or deleted it since. Never rolled back automatically.
+    Superseded,
+}
+
+impl RecordState {
+    /// The name records are stored and reported under.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Applied => "applied",
+            Self::Verified => "verified",
+            Self::NotApplied => "not_applied",
+            Self::RolledBack => "rolled_back",
+            Self::Superseded => "superseded",
+        }
+    }
+
+    /// Whether the change is (believed) in force on the resource.
+    pub fn in_force(self) -> bool {
+        matches!(self, Self::Applied | Self::Verified)
+    }
+}
+
+/// What was changed, from what, to what, on what evidence: the audit trail of one change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// Unique per function, ordered by time: `<created_at_epoch_s>-<run_id>`.
+    pub record_id: String,
+    pub function_name: String,
+    pub run_id: String,
+    pub created_at_epoch_s: i64,
+    pub before: FunctionSettings,
+    pub after: FunctionSettings,
+    /// Health over the lookback window before the change, to verify against.
+    pub evidence: Health,
+    /// Predicted mean duration at `after`, ms.
+    pub predicted_duration_ms: Option<f64>,
+    pub monthly_savings_usd: f64,
+    pub confidence: f64,
+    pub reason: String,
+    pub state: RecordState,
+    pub state_reason: Option<String>,
+    pub applied_at_epoch_s: Option<i64>,
+    pub updated_at_epoch_s: i64,
+    /// Set when this record restores an earlier one.
+    pub rollback_of: Option<String>,
+    /// Provisioned concurrency put on an alias by this change (memory and timeout unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned: Option<ProvisionedChange>,
+    /// Lambda's `RevisionId` of the function when it was read just before the change; the
+    /// change was sent conditional on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_before: Option<String>,
+    /// The `RevisionId` read once the update had completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_after: Option<String>,
+    /// Who asked for the run that made the change: the schedule, an API caller, an operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// No later run needs to read it any more (see [`to_archive`]); it stays in the audit trail.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
+}
+
+/// Provisioned concurrency handed to Application Auto Scaling on `function:alias`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvisionedChange {
+    pub alias: String,
+    pub min_capacity: u32,
+    pub max_capacity: u32,
+    pub target_utilization: f64,
+    pub scheduled_actions: usize,
+}
+
+impl DecisionRecord {
+    pub fn id(created_at_epoch_s: i64, run_id: &str) -> String {
+        format!("{created_at_epoch_s:012}-{run_id}")
+    }
+
+    /// Whether later runs must still look at this record: it may yet be settled (pending) or
+    /// verified (applied), or it is the function's latest change (verified or rolled back: the
+    /// analysis judges the function on metrics since then, and a rollback holds it back). The
+    /// decision table indexes exactly these, so a run reads them without scanning the audit
+    /// trail.
+    pub fn is_open(&self) -> bool {
+        !self.archived
+            && matches!(
+                self.state,
+                RecordState::Pending
+                    | RecordState::Applied
+                    | RecordState::Verified
+                    | RecordState::RolledBack
+            )
+    }
+
+    /// When the change took effect (or was undone), for judging the function on later metrics.
+    pub fn effective_at_epoch_s(&self) -> i64 {
+        match self.state {
+            RecordState::RolledBack => self.updated_at_epoch_s,
+            _ => self.applied_at_epoch_s.unwrap_or(self.updated_at_epoch_s),
+        }
+    }
+}
+
+/// Longest lookback a run may ask for; older closed records never matter to a run.
+pub const HORIZON_S: i64 = 90 * 86_400;
+
+/// Which open records (by index) no later run needs: of each function's settled records
+/// (verified or rolled-back changes, rollbacks, provisioned concurrency), all but the newest of
+/// each kind (memory or provisioned concurrency; change or rollback), and any whose effect is
+/// older than the horizon, except provisioned concurrency still in force.
+pub fn to_archive(records: &[DecisionRecord], now_s: i64) -> Vec<usize> {
+    use std::collections::HashMap;
+    let settled = |r: &DecisionRecord| {
+        !r.archived
+            && match r.state {
+                RecordState::Verified | RecordState::RolledBack => true,
+                // Provisioned concurrency is never verified on metrics: applied is settled.
+                RecordState::Applied => r.provisioned.is_some(),
+                _ => false,
+            }
+    };
+    // Changes and rollbacks are kept apart: a rollback record must not archive the rolled-back
+    // change, which holds the function back for the lookback window.
+    fn key(r: &DecisionRecord) -> (&str, bool, bool) {
+        (
+            r.function_name.as_str(),
+            r.provisioned.is_some(),
+            r.rollback_of.is_some(),
+        )
+    }
+    let mut newest: HashMap<(&str, bool, bool), &str> = HashMap::new();
+    for r in records.iter().filter(|r| settled(r)) {
+        let e = newest.entry(key(r)).or_insert(r.record_id.as_str());
+        if r.record_id.as_str() > *e {
+            *e = r.record_id.as_str();
+        }
+    }
+    records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| settled(r))
+        .filter(|(_, r)| {
+            let superseded = newest.get(&key(r)).is_some_and(|n| *n != r.record_id);
+            let in_force_pc =
+                r.provisioned.is_some() && r.rollback_of.is_none() && r.state.in_force();
+            let old = now_s - r.effective_at_epoch_s() > HORIZON_S;
+            superseded || (old && !in_force_pc)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The audit trail of a change to something other than a function's memory and timeout (an
+/// autoscaling target or policy): what it was, what it became, why. Written `Pending` before the
+/// change and marked after it, like a [`DecisionRecord`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    pub record_id: String,
+    pub job: String,
+    /// What changed, e.g. `table/orders dynamodb:table:ReadCapacityUnits`.
+    pub resource: String,
+    pub run_id: String,
+    pub created_at_epoch_s: i64,
+    /// The settings before (`null` when there were none), enough to restore them.
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+    pub reason: String,
+    pub state: RecordState,
+    pub state_reason: Option<String>,
+    pub updated_at_epoch_s: i64,
+    /// Who asked for the run that made the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+impl ChangeRecord {
+    /// Whether a later run must settle it (only a pending one: autoscaling writes are not
+    /// verified on metrics).
+    pub fn is_open(&self) -> bool {
+        self.state == RecordState::Pending
+    }
+}
+
+#[cfg(test)]
+mod archive_tests {
+    use super::*;
+
+    fn r(id: &str, function: &str, state: RecordState, at: i64, pc: bool) -> DecisionRecord {
+        let s = FunctionSettings {
+            memory_mb: 128,
+            timeout_s: 3,
+        };
+        DecisionRecord {
+            record_id: id.into(),
+            function_name: function.into(),
+            run_id: "run".into(),
+            created_at_epoch_s: at,
+            before: s,
+            after: s,
+            evidence: Health::default(),
+            predicted_duration_ms: None,
+            monthly_savings_usd: 0.0,
+            confidence: 1.0,
+            reason: String::new(),
+            state,
+            state_reason: None,
+            applied_at_epoch_s: Some(at),
+            updated_at_epoch_s: at,
+            rollback_of: None,
+            provisioned: pc.then(|| ProvisionedChange {
+                alias: "live".into(),
+                min_capacity: 1,
+                max_capacity: 2,
+                target_utilization: 0.7,
+                scheduled_actions: 0,
+            }),
+            revision_before: None,
+            revision_after: None,
+            requested_by: None,
+            archived: false,
+        }
+    }
+
+    #[test]
+    fn only_each_functions_latest_settled_change_stays_open() {
+        use RecordState::*;
+        let now = 100 * 86_400;
+        let records = [
+            r("1", "a", Verified, now - 10, false),
+            r("2", "a", Verified, now - 5, false),
+            r("3", "a", Applied, now - 1, false),
+            r("4", "b", RolledBack, now - HORIZON_S - 1, false),
+            r("5", "c", Verified, now - HORIZON_S - 1, true),
+            r("6", "c", Verified, now - 2, false),
+        ];
+        assert_eq!(to_archive(&records, now), [0, 3]);
+        assert!(records[2].is_open());
+    }
+
+    #[test]
+    fn a_rolled_back_change_stays_open_beside_its_rollback() {
+        use RecordState::*;
+        let now = 100 * 86_400;
+        let mut undo = r("2", "a", Verified, now - 5, false);
+        undo.rollback_of = Some("1".into());
+        let records = [r("1", "a", RolledBack, now - 10, false), undo];
+        assert!(to_archive(&records, now).is_empty());
+    }
+}
