@@ -342,7 +342,7 @@ async fn an_alias_with_someone_elses_autoscaling_is_left_alone() {
     let advice = trimtab_core::concurrency::ProvisionedAdvice {
         min_capacity: 1,
         max_capacity: 4,
-        target_utilization: 0.5,
+        target_utilization_fraction: 0.5,
         on_demand_monthly_usd: 0.0,
         provisioned_monthly_usd: 0.0,
         schedule: vec![],

@@ -1,6 +1,7 @@
 //! Cost analysis against moto with canned Cost Explorer answers: totals to the cent, the
-//! planted anomaly, the forecast, budget alerts once, a repeat run answered from the cache, a
-//! later one that reads only the estimated days again, and the daily request budget.
+//! planted anomaly, the forecast, budget alerts once (an alert SNS refused goes out on the next
+//! run), a repeat run answered from the cache, a later one that reads only the estimated days
+//! again, and the daily request budget.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,6 +10,7 @@ use serde_json::{Value, json};
 use trimtab_aws::Clients;
 use trimtab_core::calendar::format_date;
 use trimtab_tests::costs::{dataset, demo_answers, queue};
+use trimtab_tests::fidelity::{Fault, FaultKind};
 use trimtab_tests::moto::Moto;
 use trimtab_tests::seed::create_decision_table;
 
@@ -62,6 +64,15 @@ async fn totals_anomalies_forecast_budgets_and_a_cheap_second_run() {
     // 01:00 UTC today: later runs stay within the day.
     let t0 = UNIX_EPOCH + Duration::from_secs(today as u64 * 86_400 + 3600);
     moto.fidelity.clear_seen();
+    // SNS refuses the first alert (the anomaly's): the run goes on and the next one sends it.
+    moto.fidelity.inject(Fault::new(
+        "sns:Publish",
+        FaultKind::Fail {
+            status: 403,
+            code: "AuthorizationError".into(),
+            message: "not authorized to publish".into(),
+        },
+    ));
     let report = run(t0).await;
     crate::assert_role_allows(&moto, "CostAnalysisFunction");
 
@@ -119,23 +130,37 @@ async fn totals_anomalies_forecast_budgets_and_a_cheap_second_run() {
         .filter_map(Value::as_str)
         .collect();
     assert!(
-        alerts.iter().any(|a| a.starts_with("anomaly#")),
+        alerts.iter().any(|a| a.starts_with("budget#"))
+            && !alerts.iter().any(|a| a.starts_with("anomaly#")),
         "{alerts:?}"
+    );
+    assert!(
+        report["notes"]
+            .to_string()
+            .contains("not sent, the next run retries")
     );
 
     assert_eq!(report["cost_explorer_budget"]["used_today"], 2);
 
-    // An hour on: all from the cache, same numbers, no repeated alerts.
+    // An hour on: all from the cache, same numbers; only the alert SNS refused goes out.
     let again = run(t0 + Duration::from_secs(3600)).await;
     assert_eq!(again["cost_explorer_requests"], 0);
     assert!((again["total_usd"].as_f64().unwrap_or(0.0) - total).abs() < 0.005);
-    assert_eq!(again["alerts_sent"].as_array().map(Vec::len), Some(0));
+    let resent: Vec<&str> = again["alerts_sent"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(resent.len(), 1, "{resent:?}");
+    assert!(resent[0].starts_with("anomaly#"), "{resent:?}");
     assert_eq!(again["estimated_days"].as_array().map(Vec::len), Some(2));
 
     // Seven hours on: the two estimated days are read again, in one request.
     let later = run(t0 + Duration::from_secs(7 * 3600)).await;
     assert_eq!(later["cost_explorer_requests"], 1);
     assert_eq!(later["cost_explorer_budget"]["used_today"], 3);
+    assert_eq!(later["alerts_sent"].as_array().map(Vec::len), Some(0));
     assert!((later["total_usd"].as_f64().unwrap_or(0.0) - total).abs() < 0.005);
 }
 

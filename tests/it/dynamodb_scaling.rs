@@ -15,7 +15,7 @@ fn config(table: Option<&str>) -> dynamodb_scaling::JobConfig {
     dynamodb_scaling::JobConfig {
         configured_mode: trimtab_lambda::Mode::Recommend,
         prices: trimtab_core::capacity::CapacityPrices::us_east_1(),
-        environment: "prod".into(),
+        environment: trimtab_core::environment::Environment::Prod,
         table_name: table.map(Into::into),
     }
 }

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use trimtab_aws::Clients;
+use trimtab_tests::fidelity::{Fault, FaultKind};
 use trimtab_tests::fleet;
 use trimtab_tests::moto::Moto;
 use trimtab_tests::seed::{Seeder, put_series};
@@ -15,7 +16,7 @@ async fn run(moto: &Moto, event: Value, now: SystemTime) -> Value {
     let clients = Clients::new(&moto.sdk_config().await);
     let config = performance_monitor::JobConfig {
         configured_mode: trimtab_lambda::Mode::Recommend,
-        environment: "prod".into(),
+        environment: trimtab_core::environment::Environment::Prod,
         alarm_actions: vec![TOPIC.to_owned()],
         table_name: None,
         alarm_budget_usd: None,
@@ -266,6 +267,32 @@ async fn a_burst_pages_a_quiet_series_does_not_and_the_second_run_writes_nothing
     assert_eq!(after["dashboard_changed"], true);
     let (metric, composite) = slo_alarms(&sdk).await;
     assert_eq!((metric.len(), composite.len()), (2 * 8, 2 * 3));
+
+    // The API's stages cannot be read (after GetRestApis and GetApis, GetStages is refused): the
+    // run goes on, says so, deletes none of the API's alarms and leaves the dashboard for a
+    // whole run.
+    moto.fidelity.inject(
+        Fault::new(
+            "apigateway:GET",
+            FaultKind::Fail {
+                status: 403,
+                code: "AccessDeniedException".into(),
+                message: "not authorized".into(),
+            },
+        )
+        .after(2),
+    );
+    let partial = run(&moto, json!({"mode": "apply", "window_days": 3}), clock).await;
+    assert!(
+        partial["notes"]
+            .to_string()
+            .contains("API stages unreadable"),
+        "{:#}",
+        partial["notes"]
+    );
+    assert_eq!(partial["alarms_deleted"].as_array().map(Vec::len), Some(0));
+    assert_eq!(partial["dashboard_changed"], false);
+    assert_eq!(slo_alarms(&sdk).await.0.len(), 2 * 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,9 +64,10 @@ pub struct ApiConfig {
     pub apply_principals: Vec<String>,
     /// The decision table (`TRIMTAB_TABLE`), where the jobs leave their results.
     pub table_name: Option<String>,
-    /// Time an analysis may take before the API answers 504 (API Gateway gives up at 30 s).
+    /// Time an analysis may take in the request (API Gateway gives up at 30 s); past it the
+    /// analysis goes on as a run of its own and the API answers 202 with its id.
     pub budget: Duration,
-    pub environment: String,
+    pub environment: trimtab_lambda::Environment,
     /// Every job, configured once.
     pub jobs: Arc<Jobs>,
     pub launcher: Launcher,
@@ -112,7 +113,7 @@ impl ApiConfig {
             apply_principals,
             table_name: table.clone(),
             budget: Duration::from_secs(25),
-            environment: "prod".to_owned(),
+            environment: trimtab_lambda::Environment::Prod,
             jobs: Arc::new(Jobs::from_env(Some("us-east-1"), table)?),
             launcher: Launcher::InProcess(Arc::default()),
         })

@@ -7,8 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use trimtab_aws::calls::OwnRequests;
 use trimtab_aws::costs::{self, CostRow, Grouping};
-use trimtab_aws::{CallCounts, Clients, calls};
+use trimtab_aws::schema::SavingsHeadline;
+use trimtab_aws::{Clients, calls};
 use trimtab_core::calendar::{day_of, format_date};
 use trimtab_core::cost::{
     Anomaly, Budget, BudgetStatus, DailyCosts, Forecast, Params, Trend, anomalies, assemble,
@@ -146,10 +148,10 @@ pub struct Report {
     pub cost_explorer_requests: u64,
     pub cost_explorer_budget: CeBudget,
     pub alerts_sent: Vec<String>,
-    pub api_calls: CallCounts,
-    /// What this run's own requests cost, USD (list prices), and the priced lines.
-    pub own_cost_usd: f64,
-    pub own_cost: trimtab_core::own_cost::OwnCost,
+    /// The requests this run made (retries included) and what they cost: `api_calls`,
+    /// `own_cost_usd`, `own_cost`.
+    #[serde(flatten)]
+    pub requests: OwnRequests,
     pub notes: Vec<String>,
 }
 
@@ -424,7 +426,8 @@ pub async fn run_job(
         "budgets_crossed": budgets.iter().filter(|b| !b.crossed_pct.is_empty()).map(|b| b.budget.clone()).collect::<Vec<_>>(),
         "alerts_sent": alerts_sent.len(),
     });
-    store_headline(clients, config, &headline, &mut notes).await;
+    let table = config.table_name.as_ref();
+    notes.extend(trimtab_lambda::leave_headline(clients, table, "cost", &headline).await);
     let calls = calls::so_far();
     Ok(Report {
         job: "cost",
@@ -449,9 +452,7 @@ pub async fn run_job(
         cost_explorer_requests: calls.get("ce:GetCostAndUsage").copied().unwrap_or(0),
         cost_explorer_budget: ce_budget,
         alerts_sent,
-        api_calls: calls,
-        own_cost_usd: trimtab_aws::calls::own_cost_so_far().usd,
-        own_cost: trimtab_aws::calls::own_cost_so_far(),
+        requests: OwnRequests::so_far(),
         notes,
     })
 }
@@ -547,26 +548,6 @@ fn arm64_from_usage(
     })
 }
 
-/// Leaves the run's headline for the other jobs and the API (unless results are off); a
-/// failure costs only a note.
-async fn store_headline(
-    clients: &Clients,
-    config: &JobConfig,
-    headline: &serde_json::Value,
-    notes: &mut Vec<String>,
-) {
-    let Some(table) = config
-        .table_name
-        .as_ref()
-        .filter(|_| trimtab_lambda::results_kept())
-    else {
-        return;
-    };
-    if let Err(e) = costs::store_result(clients, table, "cost", headline).await {
-        notes.push(format!("result not stored for other jobs: {e}"));
-    }
-}
-
 /// Savings the other jobs measured, from their latest results in the decision table.
 async fn measured_savings(
     clients: &Clients,
@@ -584,23 +565,20 @@ async fn measured_savings(
         ("rightsizing", "Lambda right-sizing"),
         ("dynamodb-scaling", "DynamoDB capacity"),
     ] {
-        match costs::latest_result(clients, table, job).await {
-            Ok(Some(summary)) => {
-                let usd = summary["monthly_savings_usd"].as_f64().unwrap_or(0.0);
-                if usd > 0.0 {
-                    out.push(Recommendation {
-                        source: job.to_owned(),
-                        estimated_monthly_savings_usd: round2(usd),
-                        basis: format!(
-                            "{what}: {} from the {} run of {} ({} resources judged on measured metrics)",
-                            summary["detail"].as_str().unwrap_or("measured savings"),
-                            summary["mode"].as_str().unwrap_or("latest"),
-                            summary["generated_at"].as_str().unwrap_or("?"),
-                            summary["resources"].as_u64().unwrap_or(0)
-                        ),
-                    });
-                }
-            }
+        let read = costs::latest_result(clients, table, job)
+            .await
+            .map(|r| r.map(serde_json::from_value::<SavingsHeadline>));
+        match read {
+            Ok(Some(Ok(h))) if h.monthly_savings_usd > 0.0 => out.push(Recommendation {
+                source: job.to_owned(),
+                estimated_monthly_savings_usd: round2(h.monthly_savings_usd),
+                basis: format!(
+                    "{what}: {} from the {} run of {} ({} resources judged on measured metrics)",
+                    h.detail, h.mode, h.generated_at, h.resources
+                ),
+            }),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => notes.push(format!("{job} result unreadable: {e}")),
             Ok(None) => notes.push(format!("no {job} result yet: run it for measured savings")),
             Err(e) => notes.push(format!("{job} result unreadable: {e}")),
         }
@@ -667,9 +645,16 @@ async fn alert(
     }
     let mut sent = Vec::new();
     for (key, subject, body) in messages {
-        if costs::claim_alert(clients, table, &key).await? {
-            costs::publish(clients, topic, &subject, &body).await?;
-            sent.push(key);
+        if !costs::claim_alert(clients, table, &key).await? {
+            continue;
+        }
+        match costs::publish(clients, topic, &subject, &body).await {
+            Ok(()) => sent.push(key),
+            // Not sent: the claim is given back so the next run sends it; the others go on.
+            Err(e) => {
+                notes.push(format!("alert {key} not sent, the next run retries: {e}"));
+                costs::unclaim_alert(clients, table, &key).await?;
+            }
         }
     }
     Ok(sent)

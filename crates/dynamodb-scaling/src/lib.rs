@@ -10,9 +10,11 @@ use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use trimtab_act::{Invocation, epoch_s, new_run_id};
+use trimtab_aws::Clients;
+use trimtab_aws::calls::OwnRequests;
 use trimtab_aws::dynamodb::{self as ddb, TableInfo};
 use trimtab_aws::metrics::{self, Window};
-use trimtab_aws::{CallCounts, Clients, calls};
+use trimtab_aws::schema::SavingsHeadline;
 use trimtab_core::capacity::{
     BillingMode, CapacityPrices, Dimension, DimensionAdvice, Options, Policy, Setup, Trace,
     recommend_table,
@@ -23,7 +25,7 @@ use trimtab_core::scaling_plan::{
     environment_defaults, plan,
 };
 pub use trimtab_lambda::JobError;
-use trimtab_lambda::{EventError, Job, Mode, Trigger, parse_trigger};
+use trimtab_lambda::{Environment, EventError, Job, Mode, Trigger, parse_trigger};
 
 /// The DynamoDB scaling job, as `main.rs`, `trimtab invoke` and the API run it.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +85,7 @@ pub struct JobConfig {
     pub configured_mode: Mode,
     pub prices: CapacityPrices,
     /// Default environment (`TRIMTAB_ENVIRONMENT`), `prod` when unset.
-    pub environment: String,
+    pub environment: Environment,
     /// The decision table (`TRIMTAB_TABLE`), where the run's headline is left for other jobs.
     pub table_name: Option<String>,
 }
@@ -134,11 +136,10 @@ pub struct Report {
     /// Tables or writes that failed, with why; the rest of the run went on.
     pub errors: Vec<String>,
     pub monthly_savings_usd: f64,
-    /// AWS requests this run made, per operation, retries included.
-    pub api_calls: CallCounts,
-    /// What this run's own requests cost, USD (list prices), and the priced lines.
-    pub own_cost_usd: f64,
-    pub own_cost: trimtab_core::own_cost::OwnCost,
+    /// The requests this run made (retries included) and what they cost: `api_calls`,
+    /// `own_cost_usd`, `own_cost`.
+    #[serde(flatten)]
+    pub requests: OwnRequests,
     pub metric_queries: usize,
     pub notes: Vec<String>,
 }
@@ -183,12 +184,8 @@ fn validate(config: &JobConfig, r: &Request, mode: Mode) -> Result<Run, EventErr
             "must not be empty; omit it for all tables",
         ));
     }
-    let environment = trimtab_lambda::environment(
-        "environment",
-        r.environment
-            .clone()
-            .unwrap_or_else(|| config.environment.clone()),
-    )?;
+    let environment =
+        trimtab_lambda::environment("environment", r.environment.as_deref(), config.environment)?;
     if mode == Mode::Apply && config.table_name.is_none() {
         return Err(EventError::new(
             "mode",
@@ -199,7 +196,7 @@ fn validate(config: &JobConfig, r: &Request, mode: Mode) -> Result<Run, EventErr
         mode,
         prefix: r.table_name_prefix.clone(),
         lookback_days: lookback as u32,
-        throttle_budget: budget / 100.0,
+        throttle_budget_fraction: budget / 100.0,
         environment,
         adopt: r.adopt.unwrap_or(false),
     })
@@ -211,8 +208,8 @@ pub struct Run {
     pub mode: Mode,
     pub prefix: Option<String>,
     pub lookback_days: u32,
-    pub throttle_budget: f64,
-    pub environment: String,
+    pub throttle_budget_fraction: f64,
+    pub environment: Environment,
     pub adopt: bool,
 }
 
@@ -390,8 +387,7 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered<'_>, out: &mut Judge
             .tags
             .get("environment")
             .or_else(|| table.tags.get("env"))
-            .cloned()
-            .unwrap_or_else(|| run.environment.clone());
+            .map_or(run.environment, |v| Environment::from_tag(v));
         let members: Vec<usize> = (0..g.slots.len())
             .filter(|&i| g.slots[i].table == t)
             .collect();
@@ -406,7 +402,7 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered<'_>, out: &mut Judge
             .collect();
         let has_data = members.iter().any(|&i| g.grids[i].iter().any(|&d| d > 0.0));
         let options = Options {
-            throttle_budget: run.throttle_budget,
+            throttle_budget_fraction: run.throttle_budget_fraction,
             fixed_target_pct: overrides.target_pct,
             ..Options::default()
         };
@@ -426,7 +422,7 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered<'_>, out: &mut Judge
                         max_capacity: a.recommended_max_capacity.unwrap_or(40_000.0),
                     }
                 }
-                _ => environment_defaults(&env),
+                _ => environment_defaults(env),
             };
             let configured = (!table.on_demand).then(|| overrides.apply(base));
             if let (Some(settings), false) = (configured, locked) {
@@ -496,9 +492,7 @@ pub async fn run_job(
         locked: judged.locked,
         reconciled: Vec::new(),
         errors,
-        api_calls: CallCounts::new(),
-        own_cost_usd: 0.0,
-        own_cost: trimtab_core::own_cost::OwnCost::default(),
+        requests: OwnRequests::default(),
         metric_queries,
         notes,
     };
@@ -517,31 +511,19 @@ pub async fn run_job(
         .await?;
     }
     // Only a run over every table speaks for the account.
-    if let (Some(table), None, None, true) = (
-        &config.table_name,
-        &run.prefix,
-        &report.skipped,
-        trimtab_lambda::results_kept(),
-    ) {
-        let summary = serde_json::json!({
-            "generated_at_epoch_s": now_s,
-            "generated_at": trimtab_core::calendar::format_date(trimtab_core::calendar::day_of(now_s)),
-            "mode": run.mode,
-            "monthly_savings_usd": report.monthly_savings_usd,
-            "resources": report.resources.len(),
-            "detail": format!("{} table and index dimensions", report.resources.len()),
-        });
-        if let Err(e) =
-            trimtab_aws::costs::store_result(clients, table, "dynamodb-scaling", &summary).await
-        {
-            report
-                .notes
-                .push(format!("result not stored for other jobs: {e}"));
-        }
+    // The estate's headline (a scoped or skipped run's is not the estate's).
+    if run.prefix.is_none() && report.skipped.is_none() {
+        let n = report.resources.len();
+        let headline = SavingsHeadline {
+            detail: format!("{n} table and index dimensions"),
+            ..SavingsHeadline::at(now_s, run.mode.name(), report.monthly_savings_usd, n)
+        };
+        let summary = serde_json::to_value(headline).unwrap_or_default();
+        let table = config.table_name.as_ref();
+        let note = trimtab_lambda::leave_headline(clients, table, "dynamodb-scaling", &summary);
+        report.notes.extend(note.await);
     }
-    report.api_calls = calls::so_far();
-    report.own_cost = calls::own_cost_so_far();
-    report.own_cost_usd = report.own_cost.usd;
+    report.requests = OwnRequests::so_far();
     Ok(report)
 }
 

@@ -6,15 +6,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use trimtab_aws::Clients;
+use trimtab_aws::calls::OwnRequests;
 use trimtab_aws::dynamodb as ddb;
 use trimtab_aws::inventory::{FunctionFilter, list_functions};
 use trimtab_aws::metrics::{self, Fold, Query, Series, Window, fold};
 use trimtab_aws::monitoring::{self, list_api_stages};
-use trimtab_aws::{CallCounts, Clients, calls};
 use trimtab_core::judge::{SubjectMetrics, TableMetrics, judge_subject, judge_table};
 pub use trimtab_core::judge::{SubjectReport, TableReport};
 use trimtab_core::monitor::{
-    AlarmCandidate, AlarmPrices, ApiKind, MAX_DASHBOARD_WIDGETS, Subject, SubjectKind,
+    AlarmCandidate, AlarmPlan, AlarmPrices, ApiKind, MAX_DASHBOARD_WIDGETS, Subject, SubjectKind,
     WithoutAlarms, alarm_prefix, choose_alarmed, dashboard_body, desired_alarms, plan_alarms,
 };
 use trimtab_core::slo::{
@@ -22,7 +23,9 @@ use trimtab_core::slo::{
 };
 use trimtab_core::stats::round2;
 pub use trimtab_lambda::JobError;
-use trimtab_lambda::{EventError, Invocation, Job, Mode, Trigger, parse_trigger, setting};
+use trimtab_lambda::{
+    Environment, EventError, Invocation, Job, Mode, Trigger, parse_trigger, setting,
+};
 
 /// The performance monitor, as `main.rs`, `trimtab invoke` and the API run it.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +64,7 @@ impl AlarmScope {
     /// function prefix maps exactly onto subject ids (`fn-<name>`). API ids replace characters
     /// API names may hold, so two APIs, one in scope and one not, can share an id prefix: a run
     /// filtered by API name deletes no API alarms (the next unfiltered run does).
-    fn of(prefix: &str, r: &Request) -> Self {
+    fn of(prefix: &str, r: &Request, whole: bool) -> Self {
         let exact = |p: &str| Subject::function(p).id == format!("fn-{p}");
         let mut prefixes = Vec::new();
         match r.function_name_prefix.as_deref() {
@@ -69,7 +72,8 @@ impl AlarmScope {
             Some(p) if exact(p) => prefixes.push(format!("{prefix}fn-{p}")),
             Some(_) => {}
         }
-        if r.api_name_prefix.is_none() {
+        // An API whose stages could not be read keeps its alarms until a run reads it.
+        if r.api_name_prefix.is_none() && whole {
             prefixes.push(format!("{prefix}api-"));
         }
         Self { prefixes }
@@ -108,7 +112,7 @@ pub struct Request {
 #[derive(Debug, Clone)]
 pub struct JobConfig {
     pub configured_mode: Mode,
-    pub environment: String,
+    pub environment: Environment,
     /// Where alarms notify (`TRIMTAB_ALERT_TOPIC_ARN`).
     pub alarm_actions: Vec<String>,
     /// The decision table (`TRIMTAB_TABLE`), where the run's headline is left for the API.
@@ -159,7 +163,7 @@ pub struct AlarmUpkeep {
 pub struct Report {
     pub job: &'static str,
     pub mode: Mode,
-    pub environment: String,
+    pub environment: Environment,
     pub objectives: Objectives,
     pub window_days: u32,
     pub subjects: Vec<SubjectReport>,
@@ -172,12 +176,14 @@ pub struct Report {
     pub dashboard_changed: bool,
     pub alarms_put: Vec<String>,
     pub alarms_deleted: Vec<String>,
+    /// Alarms (or the dashboard) whose write or delete failed this run; the notes say why.
+    pub alarms_failed: Vec<String>,
     pub alarms_unchanged: usize,
     pub alarm_upkeep: AlarmUpkeep,
-    pub api_calls: CallCounts,
-    /// What this run's own requests cost, USD (list prices), and the priced lines.
-    pub own_cost_usd: f64,
-    pub own_cost: trimtab_core::own_cost::OwnCost,
+    /// The requests this run made (retries included) and what they cost: `api_calls`,
+    /// `own_cost_usd`, `own_cost`.
+    #[serde(flatten)]
+    pub requests: OwnRequests,
     pub metric_queries: usize,
     pub notes: Vec<String>,
 }
@@ -203,12 +209,8 @@ pub async fn handle_at(
     let r = trigger.request().clone();
     // A request's environment chooses objectives only: the dashboard and alarms are always the
     // stack's own (its role may write no other environment's), so apply refuses another.
-    let environment = trimtab_lambda::environment(
-        "environment",
-        r.environment
-            .clone()
-            .unwrap_or_else(|| config.environment.clone()),
-    )?;
+    let environment =
+        trimtab_lambda::environment("environment", r.environment.as_deref(), config.environment)?;
     if mode == Mode::Apply && environment != config.environment {
         return Err(EventError::new(
             "environment",
@@ -234,7 +236,7 @@ pub async fn handle_at(
     }
     let objectives = r
         .objectives
-        .unwrap_or_else(|| default_objectives(&environment));
+        .unwrap_or_else(|| default_objectives(environment));
     if !(objectives.availability_pct > 0.0 && objectives.availability_pct < 100.0) {
         return Err(EventError::new(
             "objectives.availability_pct",
@@ -246,7 +248,7 @@ pub async fn handle_at(
         clients,
         config,
         mode,
-        &environment,
+        environment,
         objectives,
         window_days as u32,
         &r,
@@ -309,7 +311,7 @@ pub async fn run(
     clients: &Clients,
     config: &JobConfig,
     mode: Mode,
-    environment: &str,
+    environment: Environment,
     o: Objectives,
     window_days: u32,
     r: &Request,
@@ -331,7 +333,12 @@ pub async fn run(
             end_epoch_s: now_s,
         },
     };
-    let (subjects, tables) = discover(clients, r).await?;
+    let Discovered {
+        subjects,
+        tables,
+        notes: discovery_notes,
+    } = discover(clients, r).await?;
+    let whole = discovery_notes.is_empty();
     let mut m = Measured::default();
     for batch in subjects.chunks(SUBJECTS_PER_BATCH) {
         measure_subjects(clients, batch, windows, (&o, window_days), &mut m).await?;
@@ -339,7 +346,7 @@ pub async fn run(
     for batch in tables.chunks(TABLES_PER_BATCH) {
         measure_tables(clients, batch, windows.slo, &mut m).await?;
     }
-    let mut notes = Vec::new();
+    let mut notes = discovery_notes;
     if let Some(why) = &m.percentiles_unavailable {
         notes.push(format!(
             "p95 unavailable from the backend ({why}): mean latency judged instead"
@@ -371,7 +378,7 @@ pub async fn run(
     let kept = keep(
         clients,
         config,
-        (mode, r),
+        (mode, r, whole),
         (&subjects, &reports, &alarmed, &tables),
         &o,
         &mut notes,
@@ -390,7 +397,13 @@ pub async fn run(
             0
         },
     };
-    store_headline(clients, config, &headline, &mut notes).await;
+    // The estate's health for the API; a scoped run's is not the estate's.
+    if !r.is_scoped() {
+        let headline = serde_json::to_value(&headline).unwrap_or(Value::Null);
+        let table = config.table_name.as_ref();
+        let note = trimtab_lambda::leave_headline(clients, table, "performance", &headline);
+        notes.extend(note.await);
+    }
     trimtab_lambda::emit_metrics(
         "Trimtab",
         "performance",
@@ -403,7 +416,7 @@ pub async fn run(
     Ok(Report {
         job: "performance",
         mode,
-        environment: environment.to_owned(),
+        environment,
         objectives: o,
         window_days,
         subjects: reports,
@@ -416,20 +429,19 @@ pub async fn run(
         dashboard_changed: kept.dashboard_changed,
         alarms_put: kept.put,
         alarms_deleted: kept.deleted,
+        alarms_failed: kept.failed,
         alarms_unchanged: kept.unchanged,
         alarm_upkeep: upkeep,
-        api_calls: calls::so_far(),
-        own_cost_usd: calls::own_cost_so_far().usd,
-        own_cost: calls::own_cost_so_far(),
+        requests: OwnRequests::so_far(),
         metric_queries: m.metric_queries,
         notes,
     })
 }
 
 /// What is in scope, from listings (never a hard-coded list): API stages and functions as SLO
-/// subjects, and the tables.
-async fn discover(clients: &Clients, r: &Request) -> Result<(Vec<Subject>, Vec<String>), JobError> {
-    let apis = list_api_stages(clients, r.api_name_prefix.as_deref()).await?;
+/// subjects, and the tables. An API whose stages cannot be read is a note, not a failed run.
+async fn discover(clients: &Clients, r: &Request) -> Result<Discovered, JobError> {
+    let (apis, unreadable) = list_api_stages(clients, r.api_name_prefix.as_deref()).await?;
     let filter = FunctionFilter {
         name_prefix: r.function_name_prefix.clone(),
         ..FunctionFilter::default()
@@ -441,7 +453,21 @@ async fn discover(clients: &Clients, r: &Request) -> Result<(Vec<Subject>, Vec<S
         .map(|a| Subject::api(a.kind, &a.dimension_value, &a.name, &a.stage))
         .collect();
     subjects.extend(functions.iter().map(|f| Subject::function(&f.name)));
-    Ok((subjects, tables))
+    Ok(Discovered {
+        subjects,
+        tables,
+        notes: unreadable
+            .iter()
+            .map(|e| format!("API stages unreadable, judged on the next run: {e}"))
+            .collect(),
+    })
+}
+
+/// What is in scope, and what could not be read (notes).
+struct Discovered {
+    subjects: Vec<Subject>,
+    tables: Vec<String>,
+    notes: Vec<String>,
 }
 
 /// Fetches one batch of subjects (window totals and evidence, one datapoint a query; three days
@@ -638,20 +664,23 @@ struct Kept {
     dashboard_changed: bool,
     put: Vec<String>,
     deleted: Vec<String>,
+    /// Alarms a write or delete failed for (each also a note); the next run tries again.
+    failed: Vec<String>,
     unchanged: usize,
 }
 
 /// Keeps the dashboard and the alarms in step with the subjects: writes them in apply mode,
-/// reports them otherwise.
+/// reports them otherwise. `whole` says the listing saw the whole estate in scope: when some
+/// APIs could not be read, no API alarm is deleted and the dashboard is left as it is.
 async fn keep(
     clients: &Clients,
     config: &JobConfig,
-    (mode, r): (Mode, &Request),
+    (mode, r, whole): (Mode, &Request, bool),
     (subjects, reports, alarmed, tables): (&[Subject], &[SubjectReport], &[Subject], &[String]),
     o: &Objectives,
     notes: &mut Vec<String>,
 ) -> Result<Kept, JobError> {
-    let dashboard = format!("trimtab-{}", config.environment);
+    let dashboard = format!("trimtab-{}", config.environment.name());
     let region = clients.region.as_deref().unwrap_or("us-east-1");
     let requests: Vec<f64> = reports.iter().map(|r| r.requests).collect();
     let shown = dashboard_body(subjects, &requests, tables, region, o);
@@ -664,21 +693,35 @@ async fn keep(
             tables.len()
         ));
     }
-    let body = shown.body;
-    let prefix = alarm_prefix(&config.environment);
+    let prefix = alarm_prefix(config.environment.name());
     let desired = desired_alarms(&prefix, alarmed, o, &config.alarm_actions);
     let existing = monitoring::alarms(clients, &prefix).await?;
-    let scope = AlarmScope::of(&prefix, r);
+    let scope = AlarmScope::of(&prefix, r, whole);
     let plan = plan_alarms(&prefix, &desired, &existing, |name| scope.contains(name));
-    // The dashboard shows the whole estate: only an unscoped run writes it.
-    let dashboard_changed = if r.is_scoped() {
-        notes.push("scoped run: the dashboard is left as the last unscoped run wrote it".into());
+    // The dashboard shows the whole estate: only a run that saw all of it writes it.
+    let dashboard_changed = if r.is_scoped() || !whole {
+        notes.push(
+            "scoped or partial run: the dashboard is left as the last whole run wrote it".into(),
+        );
         false
     } else {
-        monitoring::get_dashboard(clients, &dashboard)
-            .await?
-            .as_deref()
-            != Some(body.as_str())
+        match monitoring::get_dashboard(clients, &dashboard).await {
+            Ok(current) => current.as_deref() != Some(shown.body.as_str()),
+            Err(e) => {
+                notes.push(format!(
+                    "dashboard could not be read, so it is rewritten: {e}"
+                ));
+                true
+            }
+        }
+    };
+    let mut kept = Kept {
+        dashboard,
+        dashboard_changed,
+        unchanged: desired.len() - plan.put.len(),
+        put: Vec::new(),
+        deleted: Vec::new(),
+        failed: Vec::new(),
     };
     if mode == Mode::Apply {
         if config.alarm_actions.is_empty() {
@@ -686,25 +729,49 @@ async fn keep(
                 "no alert topic configured (TRIMTAB_ALERT_TOPIC_ARN): alarms written without actions page nobody".into(),
             );
         }
-        if dashboard_changed {
-            monitoring::put_dashboard(clients, &dashboard, &body).await?;
+        write(clients, (&shown.body, &plan), &mut kept, notes).await;
+    } else {
+        if dashboard_changed || !plan.put.is_empty() || !plan.delete.is_empty() {
+            notes.push("recommend mode: dashboard and alarms reported, not written".into());
         }
-        for a in &plan.put {
-            monitoring::put_alarm(clients, a).await?;
-        }
-        for names in &plan.delete_calls {
-            monitoring::delete_alarms(clients, names).await?;
-        }
-    } else if dashboard_changed || !plan.put.is_empty() || !plan.delete.is_empty() {
-        notes.push("recommend mode: dashboard and alarms reported, not written".into());
+        kept.put = plan.put.iter().map(|a| a.name.clone()).collect();
+        kept.deleted = plan.delete;
     }
-    Ok(Kept {
-        dashboard,
-        dashboard_changed,
-        unchanged: desired.len() - plan.put.len(),
-        put: plan.put.iter().map(|a| a.name.clone()).collect(),
-        deleted: plan.delete,
-    })
+    Ok(kept)
+}
+
+/// Apply mode's writes. One alarm (or the dashboard) failing is a note and a `failed` name; the
+/// others are still written, and the next run tries again.
+async fn write(
+    clients: &Clients,
+    (body, plan): (&str, &AlarmPlan<'_>),
+    kept: &mut Kept,
+    notes: &mut Vec<String>,
+) {
+    if kept.dashboard_changed
+        && let Err(e) = monitoring::put_dashboard(clients, &kept.dashboard, body).await
+    {
+        notes.push(format!("dashboard not written: {e}"));
+        kept.failed.push(kept.dashboard.clone());
+    }
+    for a in &plan.put {
+        match monitoring::put_alarm(clients, a).await {
+            Ok(()) => kept.put.push(a.name.clone()),
+            Err(e) => {
+                notes.push(format!("alarm {} not written: {e}", a.name));
+                kept.failed.push(a.name.clone());
+            }
+        }
+    }
+    for names in &plan.delete_calls {
+        match monitoring::delete_alarms(clients, names).await {
+            Ok(()) => kept.deleted.extend(names.iter().cloned()),
+            Err(e) => {
+                notes.push(format!("alarms {} not deleted: {e}", names.join(", ")));
+                kept.failed.extend(names.iter().cloned());
+            }
+        }
+    }
 }
 
 /// The run's headline, left in the decision table for the API.
@@ -717,27 +784,6 @@ struct Headline {
     tickets: usize,
     subjects: usize,
     alarms_written: usize,
-}
-
-/// Stores the headline where the API reads it (unless results are off); a failure is a note.
-async fn store_headline(
-    clients: &Clients,
-    config: &JobConfig,
-    headline: &Headline,
-    notes: &mut Vec<String>,
-) {
-    let Some(table) = config
-        .table_name
-        .as_ref()
-        .filter(|_| trimtab_lambda::results_kept())
-    else {
-        return;
-    };
-    let summary = serde_json::to_value(headline).unwrap_or(Value::Null);
-    if let Err(e) = trimtab_aws::costs::store_result(clients, table, "performance", &summary).await
-    {
-        notes.push(format!("result not stored: {e}"));
-    }
 }
 
 /// The subjects whose alarms pay for themselves (core `choose_alarmed`), and what the upkeep
@@ -824,6 +870,7 @@ mod scope_tests {
                 function_name_prefix: Some("fn-".into()),
                 ..Request::default()
             },
+            true,
         );
         // "fn-" is a name prefix like any other, not stripped: only functions named fn-*.
         assert!(by_function.contains("trimtab-slo-prod-fn-fn-a-error-rate"));
@@ -836,12 +883,17 @@ mod scope_tests {
                 api_name_prefix: Some("shop-".into()),
                 ..Request::default()
             },
+            true,
         );
         // `shop api` and `shop-api` share an id: an API-filtered run deletes no API alarms.
         assert!(!by_api.contains("trimtab-slo-prod-api-shop-api-prod-error-rate"));
         assert!(by_api.contains("trimtab-slo-prod-fn-checkout-error-rate"));
-        let everything = AlarmScope::of(p, &Request::default());
+        let everything = AlarmScope::of(p, &Request::default(), true);
         assert!(everything.contains("trimtab-slo-prod-api-x-prod-latency-p95"));
         assert!(everything.contains("trimtab-slo-prod-fn-x-latency-p95"));
+        // Some API could not be read: no API alarm is deleted, functions' still are.
+        let partial = AlarmScope::of(p, &Request::default(), false);
+        assert!(!partial.contains("trimtab-slo-prod-api-x-prod-latency-p95"));
+        assert!(partial.contains("trimtab-slo-prod-fn-x-latency-p95"));
     }
 }

@@ -5,9 +5,11 @@ use std::time::SystemTime;
 
 use futures::stream::{self, StreamExt};
 use trimtab_act::{Clock, Invocation, Lease, LeaseError, epoch_s, new_run_id};
+use trimtab_aws::calls::OwnRequests;
 use trimtab_aws::inventory::{FunctionConfig, list_functions, read_tags};
 use trimtab_aws::metrics::{self, Window};
-use trimtab_aws::{Clients, calls, changes, logs};
+use trimtab_aws::schema::SavingsHeadline;
+use trimtab_aws::{Clients, changes, logs};
 use trimtab_core::concurrency::{ConcurrencyInput, advise};
 use trimtab_core::records::Health;
 use trimtab_core::rightsizing::{
@@ -45,33 +47,26 @@ pub async fn run(
     };
     report.requested_by = invocation.requested_by.clone();
     let fleet_wide = plan.filter == trimtab_aws::inventory::FunctionFilter::default();
-    if let (Some(table), None, true) = (
-        &config.table_name,
-        &report.skipped,
-        fleet_wide && trimtab_lambda::results_kept(),
-    ) {
-        // Leave the fleet's headline for the cost job and the API (a scoped run's savings are
-        // not the fleet's); a failure here costs only that.
-        let summary = serde_json::json!({
-            "generated_at_epoch_s": now_s,
-            "generated_at": trimtab_core::calendar::format_date(trimtab_core::calendar::day_of(now_s)),
-            "mode": report.mode,
-            "run_id": report.run_id,
-            "monthly_savings_usd": report.totals.monthly_savings_usd,
-            "resources": report.totals.functions,
-            "detail": format!("{} functions to change", report.totals.recommended),
-        });
-        if let Err(e) =
-            trimtab_aws::costs::store_result(clients, table, "rightsizing", &summary).await
-        {
-            report
-                .notes
-                .push(format!("result not stored for other jobs: {e}"));
-        }
+    // The fleet's headline for the cost job and the API (a scoped run's savings are not the
+    // fleet's, and a skipped run judged nothing).
+    if fleet_wide && report.skipped.is_none() {
+        let t = &report.totals;
+        let headline = SavingsHeadline {
+            run_id: Some(report.run_id.clone()),
+            detail: format!("{} functions to change", t.recommended),
+            ..SavingsHeadline::at(
+                now_s,
+                report.mode.name(),
+                t.monthly_savings_usd,
+                t.functions,
+            )
+        };
+        let summary = serde_json::to_value(headline).unwrap_or_default();
+        let table = config.table_name.as_ref();
+        let note = trimtab_lambda::leave_headline(clients, table, "rightsizing", &summary).await;
+        report.notes.extend(note);
     }
-    report.api_calls = calls::so_far();
-    report.own_cost = calls::own_cost_so_far();
-    report.own_cost_usd = report.own_cost.usd;
+    report.requests = OwnRequests::so_far();
     Ok(report)
 }
 
@@ -170,9 +165,7 @@ fn report(clients: &Clients, plan: &Plan, run_id: String, a: Analysis) -> Report
         functions,
         verifications: Vec::new(),
         reconciled: Vec::new(),
-        api_calls: calls::so_far(),
-        own_cost_usd: calls::own_cost_so_far().usd,
-        own_cost: calls::own_cost_so_far(),
+        requests: OwnRequests::so_far(),
         metric_queries,
         notes,
     }

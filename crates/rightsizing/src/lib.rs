@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::Value;
 use trimtab_act::Invocation;
-use trimtab_aws::{AwsError, CallCounts, Clients};
+use trimtab_aws::calls::OwnRequests;
+use trimtab_aws::{AwsError, Clients};
 use trimtab_core::pricing::PriceTable;
 use trimtab_core::records::DecisionRecord;
 use trimtab_core::rightsizing::{FleetTotals, Recommendation, Strategy};
@@ -177,11 +178,10 @@ pub struct Report {
     pub verifications: Vec<VerificationRow>,
     /// Records left pending by an interrupted run, and what they turned out to be.
     pub reconciled: Vec<DecisionRecord>,
-    /// AWS requests this run made, per operation, retries included.
-    pub api_calls: CallCounts,
-    /// What this run's own requests cost, USD (list prices), and the priced lines.
-    pub own_cost_usd: f64,
-    pub own_cost: trimtab_core::own_cost::OwnCost,
+    /// The requests this run made (retries included) and what they cost: `api_calls`,
+    /// `own_cost_usd`, `own_cost`.
+    #[serde(flatten)]
+    pub requests: OwnRequests,
     pub metric_queries: usize,
     pub notes: Vec<String>,
 }

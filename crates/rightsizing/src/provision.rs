@@ -132,7 +132,7 @@ pub(crate) async fn provision_if_advised(
             "provisioned concurrency {}..{} at {:.0}% target on {alias} (record {})",
             advice.min_capacity,
             advice.max_capacity,
-            100.0 * advice.target_utilization,
+            100.0 * advice.target_utilization_fraction,
             r.record_id
         ),
         _ => format!(
@@ -178,7 +178,7 @@ fn new_record(
             alias: alias.to_owned(),
             min_capacity: advice.min_capacity,
             max_capacity: advice.max_capacity,
-            target_utilization: advice.target_utilization,
+            target_utilization_fraction: advice.target_utilization_fraction,
             scheduled_actions: advice.schedule.len(),
         }),
         revision_before: None,
@@ -256,7 +256,7 @@ async fn wait_for_allocation(
         let settling = live.as_ref().is_some_and(|l| {
             matches!(l.config, Some((_, AllocationStatus::InProgress)))
                 || l.target.is_none()
-                || l.policy_target.is_none()
+                || l.policy_target_fraction.is_none()
                 || l.scheduled < change.scheduled_actions
         });
         if !settling || started.elapsed() + delay > ALLOCATION_WAIT {

@@ -66,6 +66,30 @@ pub fn own_cost_so_far() -> trimtab_core::own_cost::OwnCost {
     )
 }
 
+/// The requests a run made and what they cost: the same three fields on every report
+/// (`api_calls`, `own_cost_usd`, `own_cost`), flattened into it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct OwnRequests {
+    /// Requests per `service:Operation`, every attempt (retries included).
+    pub api_calls: CallCounts,
+    /// What they cost, USD at list prices.
+    pub own_cost_usd: f64,
+    /// The priced lines behind `own_cost_usd`.
+    pub own_cost: trimtab_core::own_cost::OwnCost,
+}
+
+impl OwnRequests {
+    /// The current invocation's requests so far, and their cost.
+    pub fn so_far() -> Self {
+        let own_cost = own_cost_so_far();
+        Self {
+            api_calls: so_far(),
+            own_cost_usd: own_cost.usd,
+            own_cost,
+        }
+    }
+}
+
 /// The metrics a `GetMetricData` request (query protocol) asks for: one per `MetricStat` query.
 fn metrics_in(body: &[u8]) -> u64 {
     let needle = b".MetricStat.Metric.MetricName=";

@@ -259,7 +259,7 @@ pub async fn provisioned_live(
             )
         })?;
     let ours = |name: &str| name.starts_with("trimtab-");
-    let policy_target = policies
+    let policy_target_fraction = policies
         .iter()
         .find(|p| p.policy_name() == PROVISIONED_POLICY)
         .and_then(|p| p.target_tracking_scaling_policy_configuration())
@@ -274,7 +274,7 @@ pub async fn provisioned_live(
     Ok(Some(ProvisionedLive {
         config,
         target,
-        policy_target,
+        policy_target_fraction,
         scheduled: scheduled
             .iter()
             .filter(|a| ours(a.scheduled_action_name()))
@@ -396,7 +396,7 @@ async fn provision_step_once(
                 AwsError::invalid(op, &resource_id, e.to_string())
             };
             let tracking = TargetTrackingScalingPolicyConfiguration::builder()
-                .target_value(advice.target_utilization)
+                .target_value(advice.target_utilization_fraction)
                 .predefined_metric_specification(
                     PredefinedMetricSpecification::builder()
                         .predefined_metric_type(MetricType::LambdaProvisionedConcurrencyUtilization)

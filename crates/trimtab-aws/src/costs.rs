@@ -236,15 +236,20 @@ pub async fn store_days(
     Ok(())
 }
 
-/// Claims an alert key so each alert goes out once: `true` the first time.
+/// Claims an alert key so each alert goes out once: `true` the first time, or when the last
+/// claim's publish failed (see [`unclaim_alert`]).
 pub async fn claim_alert(c: &Clients, table: &str, key: &str) -> Result<bool, AwsError> {
+    let k = Key::AlertClaim { key };
     let result = c
         .dynamodb
         .put_item()
         .table_name(table)
-        .item("pk", s(Key::AlertClaim { key }.pk()))
-        .item("sk", s(Key::AlertClaim { key }.sk()))
-        .condition_expression("attribute_not_exists(pk)")
+        .item("pk", s(k.pk()))
+        .item("sk", s(k.sk()))
+        .item("state", s("sent"))
+        .condition_expression("attribute_not_exists(pk) OR #s = :failed")
+        .expression_attribute_names("#s", "state")
+        .expression_attribute_values(":failed", s("failed"))
         .send()
         .await;
     match result {
@@ -257,6 +262,23 @@ pub async fn claim_alert(c: &Clients, table: &str, key: &str) -> Result<bool, Aw
         }
         Err(e) => Err(AwsError::new("dynamodb:PutItem", key, e)),
     }
+}
+
+/// Marks a claimed alert as not sent (its publish failed), so the next run claims and sends it.
+pub async fn unclaim_alert(c: &Clients, table: &str, key: &str) -> Result<(), AwsError> {
+    let k = Key::AlertClaim { key };
+    c.dynamodb
+        .update_item()
+        .table_name(table)
+        .key("pk", s(k.pk()))
+        .key("sk", s(k.sk()))
+        .update_expression("SET #s = :failed")
+        .expression_attribute_names("#s", "state")
+        .expression_attribute_values(":failed", s("failed"))
+        .send()
+        .await
+        .map_err(|e| AwsError::new("dynamodb:UpdateItem", key, e))?;
+    Ok(())
 }
 
 /// Publishes an alert to an SNS topic.

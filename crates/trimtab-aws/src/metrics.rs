@@ -18,6 +18,17 @@ use crate::{AwsError, Clients, ErrorKind};
 
 /// Most queries `GetMetricData` accepts in one call.
 pub const MAX_QUERIES_PER_CALL: usize = 500;
+/// Most datapoints one `GetMetricData` call returns; past it the answer pages (`NextToken`).
+pub const MAX_DATAPOINTS_PER_CALL: i64 = 100_800;
+
+/// Queries packed into one call: 500, or fewer when their datapoints would not fit one answer
+/// (a page more costs a request and returns no more data than a smaller call would).
+pub fn queries_per_call(window: Window, period_s: i32) -> usize {
+    let points = (window.seconds() / i64::from(period_s.max(1))).max(1);
+    usize::try_from(MAX_DATAPOINTS_PER_CALL / points)
+        .unwrap_or(1)
+        .clamp(1, MAX_QUERIES_PER_CALL)
+}
 
 /// A closed time window, aligned to whole minutes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,8 +150,9 @@ pub async fn fetch_with_period(
     let (pct, plain): (Vec<Query>, Vec<Query>) =
         queries.into_iter().partition(Query::is_percentile);
     let mut pending: VecDeque<Query> = pct.into_iter().chain(plain).collect();
+    let per_call = queries_per_call(window, period_s);
     while !pending.is_empty() {
-        let take = pending.len().min(MAX_QUERIES_PER_CALL);
+        let take = pending.len().min(per_call);
         let chunk: Vec<Query> = pending.drain(..take).collect();
         match call_paged(clients, &chunk, window, period_s, &mut report).await {
             Ok(data) => series.extend(data),
@@ -373,6 +385,24 @@ pub fn lambda_metrics(series: &Series, i: usize, memory_mb: u32) -> FunctionMetr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calls_are_packed_by_queries_and_by_datapoints() {
+        let days = |d: i64| Window {
+            start_epoch_s: 0,
+            end_epoch_s: d * 86_400,
+        };
+        // One datapoint a query: 500 a call.
+        assert_eq!(queries_per_call(days(14), 14 * 86_400), 500);
+        // Fourteen days hourly: 336 points a query, 300 queries fill 100,800.
+        assert_eq!(queries_per_call(days(14), 3_600), 300);
+        // Three days in five minutes: 864 points, 116 queries.
+        assert_eq!(queries_per_call(days(3), 300), 116);
+        // Fourteen days by the minute: 20,160 points, 5 queries.
+        assert_eq!(queries_per_call(days(14), 60), 5);
+        // Never none.
+        assert_eq!(queries_per_call(days(365), 60), 1);
+    }
 
     #[test]
     fn weighted_mean_uses_sample_counts_by_timestamp() {

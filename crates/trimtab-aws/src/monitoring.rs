@@ -6,7 +6,7 @@ use aws_sdk_cloudwatch::types::{
 };
 use trimtab_core::monitor::{AlarmBody, AlarmSource, AlarmSpec, ApiKind, ExistingAlarm};
 
-use crate::{AwsError, Clients};
+use crate::{AwsError, Clients, ErrorKind};
 
 /// An API stage, the unit API Gateway reports metrics for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,10 +18,21 @@ pub struct ApiStage {
     pub stage: String,
 }
 
-/// Every REST and HTTP API stage whose API name starts with `prefix` (paged).
-pub async fn list_api_stages(c: &Clients, prefix: Option<&str>) -> Result<Vec<ApiStage>, AwsError> {
+/// Every REST and HTTP API stage whose API name starts with `prefix` (paged), and the APIs
+/// whose stages could not be read (one bad API does not hide the others; one deleted since it
+/// was listed is simply gone).
+pub async fn list_api_stages(
+    c: &Clients,
+    prefix: Option<&str>,
+) -> Result<(Vec<ApiStage>, Vec<AwsError>), AwsError> {
     let admit = |name: &str| prefix.is_none_or(|p| name.starts_with(p));
     let mut out = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut keep = |stages: Result<Vec<ApiStage>, AwsError>| match stages {
+        Ok(s) => out.extend(s),
+        Err(e) if e.kind == ErrorKind::NotFound => {}
+        Err(e) => unreadable.push(e),
+    };
     let mut apis = c
         .apigateway
         .get_rest_apis()
@@ -34,28 +45,10 @@ pub async fn list_api_stages(c: &Clients, prefix: Option<&str>) -> Result<Vec<Ap
         .await
         .map_err(|e| AwsError::new("apigateway:GetRestApis", "apis", e))?
     {
-        let (Some(id), Some(name)) = (api.id(), api.name()) else {
-            continue;
-        };
-        if !admit(name) {
-            continue;
-        }
-        let stages = c
-            .apigateway
-            .get_stages()
-            .rest_api_id(id)
-            .send()
-            .await
-            .map_err(|e| AwsError::new("apigateway:GetStages", id, e))?;
-        for s in stages.item() {
-            if let Some(stage) = s.stage_name() {
-                out.push(ApiStage {
-                    kind: ApiKind::Rest,
-                    dimension_value: name.to_owned(),
-                    name: name.to_owned(),
-                    stage: stage.to_owned(),
-                });
-            }
+        if let (Some(id), Some(name)) = (api.id(), api.name())
+            && admit(name)
+        {
+            keep(rest_stages(c, id, name).await);
         }
     }
     // GetApis (apigatewayv2) has no paginator in the SDK model: follow NextToken by hand.
@@ -69,28 +62,10 @@ pub async fn list_api_stages(c: &Clients, prefix: Option<&str>) -> Result<Vec<Ap
             .await
             .map_err(|e| AwsError::new("apigatewayv2:GetApis", "apis", e))?;
         for api in page.items() {
-            let (Some(id), Some(name)) = (api.api_id(), api.name()) else {
-                continue;
-            };
-            if !admit(name) {
-                continue;
-            }
-            let stages = c
-                .apigatewayv2
-                .get_stages()
-                .api_id(id)
-                .send()
-                .await
-                .map_err(|e| AwsError::new("apigatewayv2:GetStages", id, e))?;
-            for s in stages.items() {
-                if let Some(stage) = s.stage_name() {
-                    out.push(ApiStage {
-                        kind: ApiKind::Http,
-                        dimension_value: id.to_owned(),
-                        name: name.to_owned(),
-                        stage: stage.to_owned(),
-                    });
-                }
+            if let (Some(id), Some(name)) = (api.api_id(), api.name())
+                && admit(name)
+            {
+                keep(http_stages(c, id, name).await);
             }
         }
         token = page.next_token().map(ToOwned::to_owned);
@@ -99,6 +74,60 @@ pub async fn list_api_stages(c: &Clients, prefix: Option<&str>) -> Result<Vec<Ap
         }
     }
     out.sort_by(|a, b| (&a.name, &a.stage).cmp(&(&b.name, &b.stage)));
+    Ok((out, unreadable))
+}
+
+/// A REST API's stages (GetStages answers them all at once).
+async fn rest_stages(c: &Clients, id: &str, name: &str) -> Result<Vec<ApiStage>, AwsError> {
+    let stages = c
+        .apigateway
+        .get_stages()
+        .rest_api_id(id)
+        .send()
+        .await
+        .map_err(|e| AwsError::new("apigateway:GetStages", name, e))?;
+    Ok(stages
+        .item()
+        .iter()
+        .filter_map(|s| s.stage_name())
+        .map(|stage| ApiStage {
+            kind: ApiKind::Rest,
+            dimension_value: name.to_owned(),
+            name: name.to_owned(),
+            stage: stage.to_owned(),
+        })
+        .collect())
+}
+
+/// An HTTP API's stages, every page (GetStages has no paginator in the SDK model).
+async fn http_stages(c: &Clients, id: &str, name: &str) -> Result<Vec<ApiStage>, AwsError> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = c
+            .apigatewayv2
+            .get_stages()
+            .api_id(id)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| AwsError::new("apigatewayv2:GetStages", name, e))?;
+        out.extend(
+            page.items()
+                .iter()
+                .filter_map(|s| s.stage_name())
+                .map(|stage| ApiStage {
+                    kind: ApiKind::Http,
+                    dimension_value: id.to_owned(),
+                    name: name.to_owned(),
+                    stage: stage.to_owned(),
+                }),
+        );
+        token = page.next_token().map(ToOwned::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
     Ok(out)
 }
 

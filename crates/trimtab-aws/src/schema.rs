@@ -36,6 +36,38 @@ pub enum Key<'a> {
     AlertClaim { key: &'a str },
 }
 
+/// The headline a job that finds savings (right-sizing, DynamoDB scaling) leaves under
+/// [`Key::Result`], which the cost job reads as measured savings and the API shows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavingsHeadline {
+    pub generated_at_epoch_s: i64,
+    /// The same moment's UTC date, `YYYY-MM-DD`.
+    pub generated_at: String,
+    /// `recommend` or `apply`.
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    pub monthly_savings_usd: f64,
+    /// Resources judged (functions, or table and index dimensions).
+    pub resources: usize,
+    pub detail: String,
+}
+
+impl SavingsHeadline {
+    /// A headline as of `now_s` (epoch seconds).
+    pub fn at(now_s: i64, mode: &str, monthly_savings_usd: f64, resources: usize) -> Self {
+        Self {
+            generated_at_epoch_s: now_s,
+            generated_at: format_date(now_s.div_euclid(86_400)),
+            mode: mode.to_owned(),
+            run_id: None,
+            monthly_savings_usd,
+            resources,
+            detail: String::new(),
+        }
+    }
+}
+
 /// Sort-key prefix of decision and change records.
 pub const RECORD_PREFIX: &str = "rec#";
 /// Sort-key prefix of cached Cost Explorer days.

@@ -18,7 +18,7 @@ fn advice() -> ProvisionedAdvice {
     ProvisionedAdvice {
         min_capacity: 5,
         max_capacity: 40,
-        target_utilization: 0.7,
+        target_utilization_fraction: 0.7,
         on_demand_monthly_usd: 300.0,
         provisioned_monthly_usd: 260.0,
         schedule: vec![ScheduledCapacity {

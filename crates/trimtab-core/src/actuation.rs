@@ -146,7 +146,7 @@ pub struct ProvisionedLive {
     /// (min, max) of the scalable target, if registered.
     pub target: Option<(u32, u32)>,
     /// Target value of Trimtab's target-tracking policy on it, if any.
-    pub policy_target: Option<f64>,
+    pub policy_target_fraction: Option<f64>,
     /// Trimtab's scheduled actions on it (`trimtab-` names).
     pub scheduled: usize,
     /// Scaling policies and scheduled actions someone else made on it, by name.
@@ -157,7 +157,7 @@ impl ProvisionedLive {
     pub fn is_empty(&self) -> bool {
         self.config.is_none()
             && self.target.is_none()
-            && self.policy_target.is_none()
+            && self.policy_target_fraction.is_none()
             && self.scheduled == 0
             && self.foreign.is_empty()
     }
@@ -195,8 +195,8 @@ pub fn settle_provision(change: &ProvisionedChange, live: &ProvisionedLive) -> S
     let complete = live.config.is_some()
         && live.target == Some((change.min_capacity, change.max_capacity))
         && live
-            .policy_target
-            .is_some_and(|t| (t - change.target_utilization).abs() < 1e-9)
+            .policy_target_fraction
+            .is_some_and(|t| (t - change.target_utilization_fraction).abs() < 1e-9)
         && live.scheduled == change.scheduled_actions;
     match (complete, live.config) {
         (true, Some((_, AllocationStatus::Ready))) => Settlement::Applied,
@@ -211,7 +211,7 @@ pub fn settle_provision(change: &ProvisionedChange, live: &ProvisionedLive) -> S
             if live.config.is_some() { "yes" } else { "no" },
             live.target
                 .map_or("no".to_owned(), |(lo, hi)| format!("{lo}..{hi}")),
-            if live.policy_target.is_some() {
+            if live.policy_target_fraction.is_some() {
                 "yes"
             } else {
                 "no"
@@ -368,7 +368,7 @@ mod tests {
             alias: "live".into(),
             min_capacity: 2,
             max_capacity: 10,
-            target_utilization: 0.7,
+            target_utilization_fraction: 0.7,
             scheduled_actions: 0,
         }
     }
@@ -379,7 +379,7 @@ mod tests {
         let whole = |status| ProvisionedLive {
             config: Some((2, status)),
             target: Some((2, 10)),
-            policy_target: Some(0.7),
+            policy_target_fraction: Some(0.7),
             ..ProvisionedLive::default()
         };
         assert_eq!(settle_provision(&pc(), &whole(Ready)), Settlement::Applied);

@@ -28,7 +28,8 @@
 //! request units and $0.125 per million read request units; provisioned $0.00065 per WCU-hour
 //! and $0.00013 per RCU-hour (<https://aws.amazon.com/dynamodb/pricing/>).
 
-use crate::calendar::{hour_of, is_weekend};
+use crate::business_hours;
+use crate::calendar::is_weekend;
 use crate::stats::{quantile_sorted, round2};
 use serde::{Deserialize, Serialize};
 
@@ -447,7 +448,7 @@ pub struct Trace<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     /// Largest share of demand allowed to be throttled (0.001 = 0.1%).
-    pub throttle_budget: f64,
+    pub throttle_budget_fraction: f64,
     /// Targets to try, percent.
     pub targets_pct: Vec<f64>,
     /// Largest capacity a scalable target may have.
@@ -465,7 +466,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            throttle_budget: 0.001,
+            throttle_budget_fraction: 0.001,
             targets_pct: (4..=18).map(|k| f64::from(k) * 5.0).collect(),
             max_capacity_limit: 40_000.0,
             platform: Platform::default(),
@@ -535,9 +536,9 @@ fn sorted_rates(demand: &[f64]) -> Vec<f64> {
     r
 }
 
-/// A weekday business-hours schedule when the traffic has a clear daily shape: the busiest hours
-/// of the mean weekday at least three times the quietest, and most days alike. The minimum goes up
-/// 30 minutes before the busy hours and back down after them.
+/// A weekday business-hours schedule when the traffic has that shape (`business_hours::detect`
+/// on the rate each minute): the minimum goes up 30 minutes before the busy hours, to hold the
+/// quietest busy hour at the target, and back down after them.
 pub fn daily_schedule(
     demand: &[f64],
     start_epoch_min: i64,
@@ -545,70 +546,31 @@ pub fn daily_schedule(
     base_min: f64,
     max_capacity: f64,
 ) -> Vec<ScheduledRange> {
-    let days = demand.len() / 1440;
-    if days < 7 {
-        return Vec::new();
-    }
-    let (mut sum, mut n) = ([0.0_f64; 24], [0.0_f64; 24]);
-    let mut per_day: Vec<[f64; 24]> = Vec::new();
-    let mut today = [0.0_f64; 24];
-    let mut current_day = None;
+    // The mean rate of each clock hour (the detector reads hours; minutes would only cost time).
+    let mut hours: Vec<(i64, f64, f64)> = Vec::with_capacity(demand.len() / 60 + 2);
     for (m, d) in demand.iter().enumerate() {
-        let t = start_epoch_min + m as i64;
-        if is_weekend(t.div_euclid(1440)) {
-            continue;
-        }
-        let day = t.div_euclid(1440);
-        if current_day != Some(day) {
-            if current_day.is_some() {
-                per_day.push(today);
+        let hour = (start_epoch_min + m as i64).div_euclid(60);
+        match hours.last_mut() {
+            Some((h, sum, n)) if *h == hour => {
+                *sum += d / 60.0;
+                *n += 1.0;
             }
-            today = [0.0; 24];
-            current_day = Some(day);
+            _ => hours.push((hour, d / 60.0, 1.0)),
         }
-        let h = hour_of(t * 60) as usize;
-        sum[h] += d / 60.0;
-        n[h] += 1.0;
-        today[h] += d / 60.0 / 60.0;
     }
-    let mean: Vec<f64> = (0..24)
-        .map(|h| if n[h] > 0.0 { sum[h] / n[h] } else { 0.0 })
+    let rates: Vec<(i64, f64)> = hours
+        .iter()
+        .map(|&(h, sum, n)| (h * 3600, sum / n))
         .collect();
-    let peak = mean.iter().copied().fold(0.0, f64::max);
-    let trough = mean.iter().copied().fold(f64::INFINITY, f64::min);
-    if peak <= 0.0 || peak < 3.0 * trough.max(1e-9) {
-        return Vec::new();
-    }
-    // Most weekdays must look like the mean one (correlation over 0.7).
-    let corr = |a: &[f64], b: &[f64]| {
-        let (ma, mb) = (a.iter().sum::<f64>() / 24.0, b.iter().sum::<f64>() / 24.0);
-        let (mut num, mut da, mut db) = (0.0, 0.0, 0.0);
-        for h in 0..24 {
-            num += (a[h] - ma) * (b[h] - mb);
-            da += (a[h] - ma).powi(2);
-            db += (b[h] - mb).powi(2);
-        }
-        if da > 0.0 && db > 0.0 {
-            num / (da * db).sqrt()
-        } else {
-            0.0
-        }
-    };
-    let alike = per_day.iter().filter(|d| corr(&d[..], &mean) > 0.7).count();
-    if alike * 3 < per_day.len() * 2 {
-        return Vec::new();
-    }
-    let busy: Vec<usize> = (0..24).filter(|&h| mean[h] >= 0.5 * peak).collect();
-    let (Some(&first), Some(&last)) = (busy.first(), busy.last()) else {
+    let Some(b) = business_hours::detect(&rates) else {
         return Vec::new();
     };
-    let busy_rate = busy.iter().map(|&h| mean[h]).fold(f64::INFINITY, f64::min);
-    let raised = (busy_rate / (target_pct / 100.0))
+    let raised = (b.busy_floor / (target_pct / 100.0))
         .ceil()
         .max(base_min)
         .min(max_capacity);
-    let up = (first as u32 * 60 + 1440 - 30) % 1440;
-    let down = ((last as u32 + 1) * 60) % 1440;
+    let up = (b.first_hour * 60 + 1440 - 30) % 1440;
+    let down = ((b.last_hour + 1) * 60) % 1440;
     vec![
         ScheduledRange {
             minute_of_day: up,
@@ -737,7 +699,8 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
     let seeds = run(&seeds_policy());
     // Never more throttling than the budget, nor than the seeds' fixed policy would have had
     // (give or take 0.001% of demand): a cheaper setting must not buy its saving with errors.
-    let budget = (o.throttle_budget * total).min(seeds.result.throttled_units.max(1.0e-5 * total));
+    let budget =
+        (o.throttle_budget_fraction * total).min(seeds.result.throttled_units.max(1.0e-5 * total));
     let stressed_seeds: Vec<f64> = o
         .stress
         .iter()
@@ -876,7 +839,7 @@ fn reasons(b: &Candidate, o: &Options, total: f64) -> Vec<String> {
         b.policy.min_capacity,
         b.policy.max_capacity,
         100.0 * b.result.throttled_fraction(),
-        100.0 * o.throttle_budget,
+        100.0 * o.throttle_budget_fraction,
         b.result.scale_outs,
         b.result.scale_ins
     ));

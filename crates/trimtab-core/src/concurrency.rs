@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::calendar::{day_of, hour_of, is_weekend};
+use crate::business_hours;
 use crate::pricing::{Architecture, PriceTable, SECONDS_PER_MONTH, gb_seconds};
 use crate::stats::{quantile_sorted, round2};
 
@@ -53,7 +53,7 @@ pub struct ScheduledCapacity {
 pub struct ProvisionedAdvice {
     pub min_capacity: u32,
     pub max_capacity: u32,
-    pub target_utilization: f64,
+    pub target_utilization_fraction: f64,
     pub on_demand_monthly_usd: f64,
     pub provisioned_monthly_usd: f64,
     /// Business-hours schedule when the load is clearly periodic.
@@ -223,7 +223,7 @@ fn provisioned_advice(
     Some(ProvisionedAdvice {
         min_capacity: min_capacity.max(1),
         max_capacity: max_capacity.max(min_capacity.max(1)),
-        target_utilization: u,
+        target_utilization_fraction: u,
         on_demand_monthly_usd: round2(on_demand_usd),
         provisioned_monthly_usd: round2(provisioned_usd),
         schedule,
@@ -231,47 +231,16 @@ fn provisioned_advice(
     })
 }
 
-/// A weekday business-hours schedule when weekday daytime load is at least three times the rest:
+/// A weekday business-hours schedule when the load has that shape (`business_hours::detect`):
 /// the minimum goes up an hour before the busy hours start and back down after they end.
 fn business_hours(hours: &[(i64, f64)], u: f64, max_capacity: u32) -> Vec<ScheduledCapacity> {
-    if hours.len() < 7 * 24 {
-        return Vec::new();
-    }
-    let mut by_hour: [(f64, f64); 24] = [(0.0, 0.0); 24];
-    let mut weekend: (f64, f64) = (0.0, 0.0);
-    for (t, c) in hours {
-        if is_weekend(day_of(*t)) {
-            weekend = (weekend.0 + c, weekend.1 + 1.0);
-        } else {
-            let h = hour_of(*t) as usize;
-            by_hour[h] = (by_hour[h].0 + c, by_hour[h].1 + 1.0);
-        }
-    }
-    let mean: Vec<f64> = by_hour
-        .iter()
-        .map(|(s, n)| if *n > 0.0 { s / n } else { 0.0 })
-        .collect();
-    let top = mean.iter().copied().fold(0.0, f64::max);
-    let busy: Vec<usize> = (0..24)
-        .filter(|&h| mean[h] >= 0.5 * top && top > 0.0)
-        .collect();
-    let (Some(&first), Some(&last)) = (busy.first(), busy.last()) else {
+    let Some(b) = business_hours::detect(hours) else {
         return Vec::new();
     };
-    let quiet: Vec<f64> = (0..24)
-        .filter(|h| !busy.contains(h))
-        .map(|h| mean[h])
-        .collect();
-    let quiet_mean =
-        (quiet.iter().sum::<f64>() + weekend.0 / weekend.1.max(1.0)) / (quiet.len() as f64 + 1.0);
-    let busy_mean = busy.iter().map(|&h| mean[h]).sum::<f64>() / busy.len() as f64;
-    if busy.len() > 16 || busy_mean < 3.0 * quiet_mean.max(1e-9) {
-        return Vec::new();
-    }
-    let busy_min = (busy_mean / u).ceil().max(1.0) as u32;
-    let quiet_min = (quiet_mean / u).ceil().max(1.0) as u32;
-    let start = (first + 23) % 24;
-    let end = (last + 1) % 24;
+    let busy_min = (b.busy_mean / u).ceil().max(1.0) as u32;
+    let quiet_min = (b.quiet_mean / u).ceil().max(1.0) as u32;
+    let start = (b.first_hour + 23) % 24;
+    let end = (b.last_hour + 1) % 24;
     vec![
         ScheduledCapacity {
             name: "business-hours-start".into(),

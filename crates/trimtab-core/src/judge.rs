@@ -330,6 +330,7 @@ fn bottleneck(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::environment::Environment;
     use crate::slo::{Severity, default_objectives};
 
     fn steady(n: usize, requests: f64, errors: f64) -> Vec<Counts> {
@@ -338,7 +339,7 @@ mod tests {
 
     #[test]
     fn throttles_are_failed_requests_and_a_bottleneck() {
-        let o = default_objectives("prod");
+        let o = default_objectives(Environment::Prod);
         let m = SubjectMetrics {
             requests: 100_000.0,
             errors: 0.0,
@@ -361,7 +362,7 @@ mod tests {
 
     #[test]
     fn cold_starts_count_only_when_they_pass_the_objective() {
-        let o = default_objectives("prod"); // 200 ms
+        let o = default_objectives(Environment::Prod); // 200 ms
         let mut m = SubjectMetrics {
             requests: 10_000.0,
             latency_mean_ms: Some(50.0),
@@ -382,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_slow_backend_behind_an_api_is_named() {
-        let o = default_objectives("prod");
+        let o = default_objectives(Environment::Prod);
         let m = SubjectMetrics {
             requests: 2_000.0,
             latency_p95_ms: Some(450.0),
@@ -420,7 +421,7 @@ mod tests {
 
     #[test]
     fn a_burning_subject_pages() {
-        let o = default_objectives("prod");
+        let o = default_objectives(Environment::Prod);
         let mut recent = steady(864, 1_000.0, 0.0);
         for c in recent.iter_mut().rev().take(12) {
             c.errors = 100.0; // 10% failing for the last hour: burn rate 100

@@ -6,10 +6,12 @@
 
 pub mod actuation;
 pub mod apply;
+pub mod business_hours;
 pub mod calendar;
 pub mod capacity;
 pub mod concurrency;
 pub mod cost;
+pub mod environment;
 pub mod judge;
 pub mod model;
 pub mod monitor;

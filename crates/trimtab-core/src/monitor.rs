@@ -650,6 +650,7 @@ pub fn dashboard_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::environment::Environment;
     use crate::slo::default_objectives;
 
     #[test]
@@ -667,7 +668,7 @@ mod tests {
 
     #[test]
     fn each_burn_rule_is_two_window_children_and_a_composite_with_the_actions() {
-        let o = default_objectives("prod");
+        let o = default_objectives(Environment::Prod);
         let a = desired_alarms(
             "trimtab-slo-prod-",
             &[Subject::function("checkout")],
@@ -730,7 +731,7 @@ mod tests {
     }
 
     fn pages_and_tickets(series: &[Minute]) -> (Option<usize>, Option<usize>) {
-        let o = default_objectives("prod");
+        let o = default_objectives(Environment::Prod);
         let a = desired_alarms("trimtab-slo-prod-", &[Subject::function("f")], &o, &[]);
         let page = first_alarm(
             &a,
@@ -760,7 +761,7 @@ mod tests {
         let a = desired_alarms(
             "p-",
             &[Subject::function("f")],
-            &default_objectives("prod"),
+            &default_objectives(Environment::Prod),
             &[],
         );
         let fast = a
@@ -792,7 +793,7 @@ mod tests {
     /// a composite names at most 100 children.
     #[test]
     fn every_alarm_is_one_cloudwatch_accepts() {
-        for env in ["dev", "staging", "prod"] {
+        for env in Environment::ALL {
             let subjects = [Subject::function("a"), Subject::function("b")];
             let all = desired_alarms("p-", &subjects, &default_objectives(env), &[]);
             assert_eq!(all.len(), 2 * 11);
@@ -830,7 +831,7 @@ mod tests {
 
     #[test]
     fn the_plan_writes_only_what_changed_and_drops_what_left_in_scope() {
-        let o = default_objectives("prod");
+        let o = default_objectives(Environment::Prod);
         let d = desired_alarms("p-", &[Subject::function("a")], &o, &[]);
         let existing: Vec<ExistingAlarm> = d
             .iter()
@@ -880,7 +881,7 @@ mod tests {
 
     #[test]
     fn the_dashboard_is_stable_and_lists_every_resource() {
-        let o = default_objectives("prod");
+        let o = default_objectives(Environment::Prod);
         let s = [
             Subject::function("a"),
             Subject::api(ApiKind::Http, "id1", "shop", "prod"),
@@ -896,7 +897,7 @@ mod tests {
 
     #[test]
     fn a_large_estate_gets_its_busiest_subjects_within_cloudwatchs_500_widgets() {
-        let o = default_objectives("prod");
+        let o = default_objectives(Environment::Prod);
         let s: Vec<Subject> = (0..1_000)
             .map(|i| Subject::function(&format!("f{i:04}")))
             .collect();
@@ -922,7 +923,7 @@ mod tests {
     #[test]
     fn alarms_cost_three_dollars_a_subject_and_go_where_they_pay() {
         let p = AlarmPrices::us_east_1();
-        let o = default_objectives("prod");
+        let o = default_objectives(Environment::Prod);
         let one = desired_alarms("p-", &[Subject::function("a")], &o, &[]);
         let per_subject: f64 = one.iter().map(|a| a.monthly_usd(&p)).sum();
         // p95 $0.10, error rate $0.20, six windows $1.20, three composites $1.50.

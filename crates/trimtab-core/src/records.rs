@@ -117,7 +117,10 @@ pub struct ProvisionedChange {
     pub alias: String,
     pub min_capacity: u32,
     pub max_capacity: u32,
-    pub target_utilization: f64,
+    /// Target-tracking target, a fraction (0.7), as Lambda's policy takes it. Records written
+    /// before the unit was in the name say `target_utilization`.
+    #[serde(alias = "target_utilization")]
+    pub target_utilization_fraction: f64,
     pub scheduled_actions: usize,
 }
 
@@ -235,6 +238,15 @@ impl ChangeRecord {
 mod archive_tests {
     use super::*;
 
+    #[test]
+    fn a_record_written_before_the_target_had_its_unit_in_the_name_still_reads() {
+        let old = r#"{"alias":"live","min_capacity":2,"max_capacity":9,"target_utilization":0.7,"scheduled_actions":0}"#;
+        let change: ProvisionedChange = serde_json::from_str(old).expect("old record");
+        assert_eq!(change.target_utilization_fraction, 0.7);
+        let now = serde_json::to_string(&change).expect("json");
+        assert!(now.contains("\"target_utilization_fraction\":0.7"), "{now}");
+    }
+
     fn r(id: &str, function: &str, state: RecordState, at: i64, pc: bool) -> DecisionRecord {
         let s = FunctionSettings {
             memory_mb: 128,
@@ -261,7 +273,7 @@ mod archive_tests {
                 alias: "live".into(),
                 min_capacity: 1,
                 max_capacity: 2,
-                target_utilization: 0.7,
+                target_utilization_fraction: 0.7,
                 scheduled_actions: 0,
             }),
             revision_before: None,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actuation::Settlement;
 use crate::capacity::Dimension;
+use crate::environment::Environment;
 use crate::tags::{MAX_CAPACITY_TAG, MIN_CAPACITY_TAG, TARGET_TAG};
 
 /// Policy settings for one scalable target.
@@ -20,19 +21,19 @@ pub struct ScalingSettings {
 
 /// Defaults by environment, when there is no traffic to choose from: production keeps more
 /// capacity in hand, development less.
-pub fn environment_defaults(environment: &str) -> ScalingSettings {
+pub fn environment_defaults(environment: Environment) -> ScalingSettings {
     match environment {
-        "prod" | "production" => ScalingSettings {
+        Environment::Prod => ScalingSettings {
             target_pct: 70.0,
             min_capacity: 5.0,
             max_capacity: 4000.0,
         },
-        "staging" | "stage" => ScalingSettings {
+        Environment::Staging => ScalingSettings {
             target_pct: 75.0,
             min_capacity: 2.0,
             max_capacity: 1000.0,
         },
-        _ => ScalingSettings {
+        Environment::Dev => ScalingSettings {
             target_pct: 85.0,
             min_capacity: 1.0,
             max_capacity: 200.0,
@@ -493,7 +494,7 @@ mod tests {
         ]
         .into();
         let o = Overrides::from_tags(&tags).expect("valid");
-        let s = o.apply(environment_defaults("dev"));
+        let s = o.apply(environment_defaults(Environment::Dev));
         assert_eq!(
             (s.target_pct, s.min_capacity, s.max_capacity),
             (60.0, 10.0, 200.0)
@@ -504,6 +505,6 @@ mod tests {
                 .expect_err("out of range")
                 .contains("trimtab:target")
         );
-        assert_eq!(environment_defaults("prod").min_capacity, 5.0);
+        assert_eq!(environment_defaults(Environment::Prod).min_capacity, 5.0);
     }
 }

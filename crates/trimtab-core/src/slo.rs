@@ -17,6 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::environment::Environment;
 use crate::stats::round2;
 
 /// Objectives of one environment.
@@ -32,19 +33,19 @@ pub struct Objectives {
 }
 
 /// The seeds' defaults per environment.
-pub fn default_objectives(environment: &str) -> Objectives {
+pub fn default_objectives(environment: Environment) -> Objectives {
     match environment {
-        "prod" | "production" => Objectives {
+        Environment::Prod => Objectives {
             latency_p95_ms: 200.0,
             error_rate_pct: 1.0,
             availability_pct: 99.9,
         },
-        "staging" | "stage" => Objectives {
+        Environment::Staging => Objectives {
             latency_p95_ms: 300.0,
             error_rate_pct: 2.0,
             availability_pct: 99.5,
         },
-        _ => Objectives {
+        Environment::Dev => Objectives {
             latency_p95_ms: 500.0,
             error_rate_pct: 5.0,
             availability_pct: 95.0,
@@ -339,7 +340,10 @@ mod tests {
         );
         assert_eq!(health_score(&[&b, &spent]), 0.0);
         assert_eq!(health_score(&[&b]), 60.0);
-        assert_eq!(default_objectives("staging").availability_pct, 99.5);
+        assert_eq!(
+            default_objectives(Environment::Staging).availability_pct,
+            99.5
+        );
     }
 
     #[test]

@@ -187,7 +187,7 @@ fn a_sharp_morning_ramp_gets_a_scheduled_minimum() {
         setup: Setup::OnDemand,
     };
     let options = Options {
-        throttle_budget: 0.0001,
+        throttle_budget_fraction: 0.0001,
         ..Options::default()
     };
     let a = recommend_table(&[trace], &CapacityPrices::us_east_1(), &options).remove(0);

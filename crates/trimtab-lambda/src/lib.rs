@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 pub use trimtab_act::{Deadline, Invocation};
+pub use trimtab_core::environment::Environment;
 
 /// Whether a run may change anything.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +35,14 @@ impl Mode {
         }
     }
 
+    /// The mode as events and reports spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Recommend => "recommend",
+            Self::Apply => "apply",
+        }
+    }
+
     /// The mode this function is configured with.
     pub fn configured() -> Self {
         Self::from_configuration(setting("TRIMTAB_MODE").as_deref())
@@ -47,9 +56,12 @@ pub fn setting(name: &str) -> Option<String> {
 }
 
 /// The environment whose defaults apply when a resource does not say (`TRIMTAB_ENVIRONMENT`,
-/// `prod` when unset).
-pub fn configured_environment() -> String {
-    setting("TRIMTAB_ENVIRONMENT").unwrap_or_else(|| "prod".to_owned())
+/// `prod` when unset; the template allows only dev, staging and prod, and anything else is
+/// read as prod, the most careful defaults).
+pub fn configured_environment() -> Environment {
+    setting("TRIMTAB_ENVIRONMENT")
+        .and_then(|v| Environment::parse(&v))
+        .unwrap_or(Environment::Prod)
 }
 
 /// How a job was started.
@@ -100,18 +112,34 @@ pub fn results_kept() -> bool {
     setting("TRIMTAB_RESULTS").as_deref() != Some("off")
 }
 
-/// The deployment environments Trimtab knows defaults for.
-pub const ENVIRONMENTS: [&str; 3] = ["dev", "staging", "prod"];
+/// Leaves a job's headline in the decision table (`result#<job>`) for the other jobs and the
+/// API, unless there is no table or results are off. A failure costs only the headline: it is
+/// returned as a note for the report.
+pub async fn leave_headline(
+    clients: &trimtab_aws::Clients,
+    table: Option<&String>,
+    job: &str,
+    headline: &Value,
+) -> Option<String> {
+    let table = table.filter(|_| results_kept())?;
+    trimtab_aws::costs::store_result(clients, table, job, headline)
+        .await
+        .err()
+        .map(|e| format!("result not stored for other jobs: {e}"))
+}
 
-/// Checks an environment name (`field` names where it came from).
-pub fn environment(field: &str, value: String) -> Result<String, EventError> {
-    if ENVIRONMENTS.contains(&value.as_str()) {
-        Ok(value)
-    } else {
-        Err(EventError::new(
-            field,
-            format!("must be dev, staging or prod, got {value:?}"),
-        ))
+/// A request's environment (`field` names where it came from), or `configured` when it names
+/// none.
+pub fn environment(
+    field: &str,
+    value: Option<&str>,
+    configured: Environment,
+) -> Result<Environment, EventError> {
+    match value {
+        None => Ok(configured),
+        Some(v) => Environment::parse(v).ok_or_else(|| {
+            EventError::new(field, format!("must be dev, staging or prod, got {v:?}"))
+        }),
     }
 }
 
