@@ -165,6 +165,18 @@ pub struct Run {
     pub budget_tag: Option<String>,
 }
 
+/// The cost job's headline in the decision table, for the API (docs/reports.md).
+#[derive(Debug, Clone, Serialize)]
+struct CostHeadline {
+    generated_at: String,
+    total_usd: f64,
+    month_to_date_usd: f64,
+    forecast_month_end_usd: f64,
+    anomalies: usize,
+    budgets_crossed: Vec<String>,
+    alerts_sent: usize,
+}
+
 pub async fn handle(
     clients: &Clients,
     config: &JobConfig,
@@ -417,15 +429,20 @@ pub async fn run_job(
             ("AnomalyCount", found.len() as f64, "Count"),
         ],
     );
-    let headline = serde_json::json!({
-        "generated_at": format_date(today),
-        "total_usd": sum(&total_series),
-        "month_to_date_usd": f.month_to_date_usd,
-        "forecast_month_end_usd": f.month_end_usd,
-        "anomalies": found.len(),
-        "budgets_crossed": budgets.iter().filter(|b| !b.crossed_pct.is_empty()).map(|b| b.budget.clone()).collect::<Vec<_>>(),
-        "alerts_sent": alerts_sent.len(),
-    });
+    let headline = serde_json::to_value(CostHeadline {
+        generated_at: format_date(today),
+        total_usd: sum(&total_series),
+        month_to_date_usd: f.month_to_date_usd,
+        forecast_month_end_usd: f.month_end_usd,
+        anomalies: found.len(),
+        budgets_crossed: budgets
+            .iter()
+            .filter(|b| !b.crossed_pct.is_empty())
+            .map(|b| b.budget.clone())
+            .collect(),
+        alerts_sent: alerts_sent.len(),
+    })
+    .unwrap_or_default();
     let table = config.table_name.as_ref();
     notes.extend(trimtab_lambda::leave_headline(clients, table, "cost", &headline).await);
     let calls = calls::so_far();
