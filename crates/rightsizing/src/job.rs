@@ -11,6 +11,7 @@ use trimtab_aws::metrics::{self, Window};
 use trimtab_aws::schema::SavingsHeadline;
 use trimtab_aws::{Clients, changes, logs};
 use trimtab_core::concurrency::{ConcurrencyInput, advise};
+use trimtab_core::fit::{OperatingPoint, points_before_changes};
 use trimtab_core::records::Health;
 use trimtab_core::rightsizing::{
     FunctionMetrics, FunctionObservation, MemoryEvidence, Recommendation, log_scan_choice,
@@ -40,7 +41,12 @@ pub async fn run(
     let now_s = epoch_s(now);
     let mut report = match plan.mode {
         Mode::Recommend => {
-            let a = analyse(clients, config, plan, now, false, &HashMap::new()).await?;
+            let (since, points) = (HashMap::new(), BTreeMap::new());
+            let past = Past {
+                since: &since,
+                points: &points,
+            };
+            let a = analyse(clients, config, plan, now, false, &past).await?;
             report(clients, plan, run_id, a)
         }
         Mode::Apply => apply_run(clients, config, invocation, plan, now, run_id).await?,
@@ -132,7 +138,12 @@ async fn act_under_lease(
             since.insert(v.function_name.clone(), ctx.clock.now_s());
         }
     }
-    let mut a = analyse(ctx.c, config, plan, now, true, &since).await?;
+    let points = points_before_changes(&open.records);
+    let past = Past {
+        since: &since,
+        points: &points,
+    };
+    let mut a = analyse(ctx.c, config, plan, now, true, &past).await?;
     a.notes.splice(0..0, notes);
     act::apply(ctx, plan, &mut a, &open, &verifications).await?;
     let mut r = report(ctx.c, plan, ctx.run_id.to_owned(), a);
@@ -171,6 +182,14 @@ fn report(clients: &Clients, plan: &Plan, run_id: String, a: Analysis) -> Report
     }
 }
 
+/// What earlier runs left that an analysis uses (apply mode reads it from the open records):
+/// when each function last changed (it is judged on the metrics since), and the sizes it ran at
+/// before Trimtab's changes (the model is fitted on them too).
+pub(crate) struct Past<'a> {
+    since: &'a HashMap<String, i64>,
+    points: &'a BTreeMap<String, Vec<OperatingPoint>>,
+}
+
 /// Inventory, metrics, log scans, the optimiser, and concurrency advice. `with_tags` reads every
 /// function's tags (apply mode needs the lock, alias and latency-objective tags).
 pub(crate) async fn analyse(
@@ -179,13 +198,20 @@ pub(crate) async fn analyse(
     plan: &Plan,
     now: SystemTime,
     with_tags: bool,
-    since: &HashMap<String, i64>,
+    past: &Past<'_>,
 ) -> Result<Analysis, JobError> {
     let window = Window::last_days(now, plan.lookback_days);
     let mut a = Analysis::empty(window);
     let functions = inventory(clients, config, plan, with_tags, &mut a).await?;
     a.notes.extend(config.price_note.iter().cloned());
-    let mut observations = observe(clients, plan, &functions, since, &mut a).await?;
+    let mut observations = observe(clients, plan, &functions, past.since, &mut a).await?;
+    for o in &mut observations {
+        o.history = past
+            .points
+            .get(&o.function_name)
+            .cloned()
+            .unwrap_or_default();
+    }
     fill_memory_from_logs(clients, plan, window, &mut observations, &mut a.notes).await;
     let mut recommendations = recommend_fleet(&observations, &plan.settings, &config.prices);
     a.metric_queries += attach_concurrency(
@@ -333,6 +359,7 @@ fn observation(f: &FunctionConfig, metrics: FunctionMetrics, w: Window) -> Funct
         ephemeral_storage_mb: f.ephemeral_storage_mb,
         window_s: w.seconds() as f64,
         metrics,
+        history: Vec::new(),
     }
 }
 

@@ -358,6 +358,8 @@ mod tests {
             memory_floor_mb: Some(120),
             cpu_evidence: None,
             compute_fraction: None,
+            prediction_error_pct: None,
+            operating_points: Vec::new(),
             applied: None,
             concurrency: None,
         }

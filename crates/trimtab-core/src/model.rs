@@ -53,6 +53,8 @@ pub enum CpuEvidence {
     Measured,
     /// No CPU measurement: the asymmetric conservative assumption in the module docs.
     Assumed,
+    /// Fitted on two or more memory sizes the function has run at (`crate::fit`).
+    Fitted,
 }
 
 /// A fitted duration-vs-memory model of one function.

@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::concurrency::ConcurrencyAdvice;
+use crate::fit::{Fitted, OperatingPoint, PointSource, fit_points};
 use crate::model::{CpuEvidence, DurationModel, MAX_MEMORY_MB, MIN_MEMORY_MB};
 use crate::pricing::{
     Architecture, PriceTable, SECONDS_PER_MONTH, expected_billed_duration_ms, gb_seconds,
@@ -100,6 +101,10 @@ pub struct FunctionObservation {
     /// Length of the window the metrics cover, in seconds.
     pub window_s: f64,
     pub metrics: FunctionMetrics,
+    /// Mean durations measured at other memory sizes (before changes Trimtab made): with them
+    /// the model is fitted on every size the function has run at (`crate::fit`).
+    #[serde(default)]
+    pub history: Vec<OperatingPoint>,
 }
 
 /// Outcome class of one function, as in the report contract.
@@ -142,6 +147,13 @@ pub struct Recommendation {
     pub memory_floor_mb: Option<u32>,
     pub cpu_evidence: Option<CpuEvidence>,
     pub compute_fraction: Option<f64>,
+    /// The relative error bound of `predicted_duration_ms`, percent, where the model was fitted
+    /// on several memory sizes (the latency guard holds for the upper bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction_error_pct: Option<f64>,
+    /// The operating points the model was fitted on (empty: one size).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operating_points: Vec<OperatingPoint>,
     /// What apply mode set this run (at most one bounded step towards the recommendation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied: Option<crate::records::FunctionSettings>,
@@ -316,6 +328,8 @@ fn unjudged(f: &FunctionObservation, reason: String) -> Recommendation {
         memory_floor_mb: None,
         cpu_evidence: None,
         compute_fraction: None,
+        prediction_error_pct: None,
+        operating_points: Vec::new(),
         applied: None,
         concurrency: None,
     }
@@ -344,21 +358,12 @@ pub fn recommend(
     };
 
     let mut reasons = Vec::new();
-    let model = DurationModel::fit(f.memory_mb, avg_ms, m.cpu_total_time_avg_ms);
-    match model.evidence {
-        CpuEvidence::Measured => reasons.push(format!(
-            "measured CPU time {:.1} ms of {:.1} ms mean duration: {:.0}% computing, {:.0}% waiting",
-            m.cpu_total_time_avg_ms.unwrap_or_default(),
-            avg_ms,
-            100.0 * model.compute_fraction(),
-            100.0 * (1.0 - model.compute_fraction())
-        )),
-        CpuEvidence::Assumed => reasons.push(
-            "no Lambda Insights cpu_total_time: assumed compute-bound when shrinking and no speedup \
-             when growing (enable Lambda Insights for sharper advice)"
-                .to_owned(),
-        ),
-    }
+    let (model, fitted) = model_for(f, avg_ms, &mut reasons);
+    // The guard holds for the prediction's upper bound where the fit states one.
+    let slowdown_bound = |mem: u32| match &fitted {
+        Some(ft) => ft.duration_with_bound(mem).1 / avg_ms.max(1e-9),
+        None => model.slowdown(mem),
+    };
 
     let floor_mb = memory_floor(f, settings, &mut reasons);
 
@@ -374,7 +379,7 @@ pub fn recommend(
 
     let candidates: Vec<Candidate> = (MIN_MEMORY_MB..=MAX_MEMORY_MB)
         .filter(|&mem| mem >= floor_mb)
-        .filter(|&mem| mem >= f.memory_mb || model.slowdown(mem) <= guard)
+        .filter(|&mem| mem >= f.memory_mb || slowdown_bound(mem) <= guard)
         .filter(|&mem| {
             mem >= f.memory_mb || max_ms * model.slowdown(mem) <= f64::from(MAX_TIMEOUT_S) * 1000.0
         })
@@ -437,9 +442,67 @@ pub fn recommend(
         memory_floor_mb: m.used_memory_max_mb.map(|_| floor_mb),
         cpu_evidence: Some(model.evidence),
         compute_fraction: Some(round4(model.compute_fraction())),
+        prediction_error_pct: fitted
+            .as_ref()
+            .map(|ft| round2(100.0 * ft.error_at(chosen))),
+        operating_points: fitted.map(|ft| ft.points).unwrap_or_default(),
         applied: None,
         concurrency: None,
     }
+}
+
+/// The duration model: Lambda Insights' CPU time where measured; else a fit on every memory size
+/// the function has run at, where it has run at two or more; else the conservative assumption.
+fn model_for(
+    f: &FunctionObservation,
+    avg_ms: f64,
+    reasons: &mut Vec<String>,
+) -> (DurationModel, Option<Fitted>) {
+    let m = &f.metrics;
+    let current = OperatingPoint {
+        memory_mb: f.memory_mb,
+        duration_ms: avg_ms,
+        invocations: m.invocations,
+        source: PointSource::Current,
+    };
+    let mut points = f.history.clone();
+    points.push(current);
+    let fitted = m
+        .cpu_total_time_avg_ms
+        .is_none()
+        .then(|| fit_points(&points, current))
+        .flatten();
+    if let Some(ft) = fitted {
+        let shown: Vec<String> = ft
+            .points
+            .iter()
+            .map(|p| format!("{} MB: {:.0} ms", p.memory_mb, p.duration_ms))
+            .collect();
+        reasons.push(format!(
+            "fitted on {} memory sizes it has run at ({}): {:.0}% computing, {} thread(s); predictions within {:.0}% where measured",
+            ft.points.len(),
+            shown.join(", "),
+            100.0 * ft.model.compute_fraction(),
+            ft.model.parallelism,
+            100.0 * ft.base_error
+        ));
+        return (ft.model, Some(ft));
+    }
+    let model = DurationModel::fit(f.memory_mb, avg_ms, m.cpu_total_time_avg_ms);
+    reasons.push(match model.evidence {
+        CpuEvidence::Measured => format!(
+            "measured CPU time {:.1} ms of {:.1} ms mean duration: {:.0}% computing, {:.0}% waiting",
+            m.cpu_total_time_avg_ms.unwrap_or_default(),
+            avg_ms,
+            100.0 * model.compute_fraction(),
+            100.0 * (1.0 - model.compute_fraction())
+        ),
+        _ => "no Lambda Insights cpu_total_time and one memory size measured: assumed \
+              compute-bound when shrinking and no speedup when growing (needs evidence: Lambda \
+              Insights, or a measured step in apply mode)"
+            .to_owned(),
+    });
+    (model, None)
 }
 
 /// Memory floor: observed peak plus headroom; without evidence, never below today's.
@@ -549,7 +612,7 @@ fn choose(candidates: &[Candidate], strategy: Strategy, current_mb: u32) -> Opti
 fn confidence(f: &FunctionObservation, model: &DurationModel, chosen_mb: u32) -> f64 {
     let volume = (f.metrics.invocations.max(1.0).log10() / 4.0).min(1.0);
     let cpu = match model.evidence {
-        CpuEvidence::Measured => 1.0,
+        CpuEvidence::Measured | CpuEvidence::Fitted => 1.0,
         CpuEvidence::Assumed => 0.7,
     };
     let memory = match f.metrics.memory_evidence {

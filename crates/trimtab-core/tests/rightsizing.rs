@@ -1,7 +1,8 @@
 //! Right-sizing optimiser: hand-worked cases and invariants.
 
 use proptest::prelude::*;
-use trimtab_core::model::{DurationModel, vcpus};
+use trimtab_core::fit::{OperatingPoint, PointSource};
+use trimtab_core::model::{CpuEvidence, DurationModel, vcpus};
 use trimtab_core::pricing::{Architecture, PriceTable};
 use trimtab_core::rightsizing::{
     FunctionMetrics, FunctionObservation, MemoryEvidence, Settings, Status, Strategy,
@@ -37,6 +38,7 @@ fn observe(w: &Workload) -> FunctionObservation {
             memory_evidence: w.peak_mb.map(|_| MemoryEvidence::Insights),
             ..FunctionMetrics::default()
         },
+        history: Vec::new(),
     }
 }
 
@@ -395,4 +397,77 @@ fn log_reads_go_to_the_costliest_functions_without_a_measured_peak_and_stay_boun
     assert_eq!(all, [1, 4, 0]);
     assert_eq!(none_left, 0);
     assert_eq!(log_scan_choice(&fleet, 100.0, 0), (vec![], 3));
+}
+
+/// A function without Lambda Insights at 2,048 MB whose true curve is `truth`; its peak memory
+/// is known (REPORT lines), and it has run at `history` sizes before.
+fn without_insights(truth: &dyn Fn(u32) -> f64, history: &[u32]) -> FunctionObservation {
+    let mut obs = observe(&Workload {
+        memory_mb: 2048,
+        timeout_s: 30,
+        invocations: 500_000.0,
+        avg_ms: truth(2048),
+        max_ms: 3.0 * truth(2048),
+        cpu_ms: None,
+        peak_mb: Some(180.0),
+    });
+    obs.metrics.memory_evidence = Some(MemoryEvidence::Logs);
+    obs.history = history
+        .iter()
+        .map(|&m| OperatingPoint {
+            memory_mb: m,
+            duration_ms: truth(m),
+            invocations: 200_000.0,
+            source: PointSource::BeforeChange,
+        })
+        .collect();
+    obs
+}
+
+#[test]
+fn without_cpu_evidence_two_measured_sizes_let_memory_come_down() {
+    // Mostly waiting: 400 ms of I/O and 40 core-ms of work.
+    let truth = |m: u32| 400.0 + 40.0 / vcpus(m).min(1.0);
+    let settings = Settings::default();
+    let prices = PriceTable::us_east_1();
+    // One size measured: no smaller size is promised.
+    let alone = recommend(&without_insights(&truth, &[]), &settings, &prices, 0.0);
+    assert!(alone.recommended_memory_mb >= 1_800, "{alone:#?}");
+    assert!(
+        alone.reasons.iter().any(|r| r.contains("needs evidence")),
+        "{alone:#?}"
+    );
+    assert!(alone.operating_points.is_empty());
+    // It has run at 1,024 MB before: the fit sees the waiting and takes memory down.
+    let r = recommend(&without_insights(&truth, &[1024]), &settings, &prices, 0.0);
+    assert_eq!(r.cpu_evidence, Some(CpuEvidence::Fitted));
+    assert_eq!(r.operating_points.len(), 2);
+    // The truth allows 842 MB within 10% (400 + 40 / vcpus <= 484 ms); the fit, guarding its
+    // upper bound, stops a little above.
+    assert!((842..=1_100).contains(&r.recommended_memory_mb), "{r:#?}");
+    // Within the guard at the prediction's upper bound, and truly so.
+    let bound = r.prediction_error_pct.unwrap_or(100.0) / 100.0;
+    let predicted = r.predicted_duration_ms.unwrap_or(f64::MAX);
+    assert!(
+        predicted * (1.0 + bound) <= 1.10 * truth(2048) + 1e-6,
+        "{r:#?}"
+    );
+    assert!(truth(r.recommended_memory_mb) <= 1.10 * truth(2048));
+}
+
+#[test]
+fn two_sizes_of_a_cpu_bound_function_keep_it_where_the_guard_holds() {
+    // Single-threaded and computing: below one vCPU, less memory is proportionally slower.
+    let truth = |m: u32| 10.0 + 900.0 / vcpus(m).min(1.0);
+    let r = recommend(
+        &without_insights(&truth, &[1024]),
+        &Settings::default(),
+        &PriceTable::us_east_1(),
+        0.0,
+    );
+    assert_eq!(r.cpu_evidence, Some(CpuEvidence::Fitted));
+    // 2,048 MB is past one thread's vCPU: down to about 1,769 MB costs nothing in speed, and
+    // nothing smaller keeps within 10%.
+    assert!((1_650..=2_048).contains(&r.recommended_memory_mb), "{r:#?}");
+    assert!(truth(r.recommended_memory_mb) <= 1.10 * truth(2048));
 }

@@ -1,0 +1,356 @@
+//! The duration model fitted on every operating point a function has actually run at, with an
+//! error bound on what it predicts.
+//!
+//! The physics is [`crate::model`]'s: `duration(m) = wait + cpu / min(vcpus(m), parallelism)`.
+//! One point with Lambda Insights' CPU time pins `wait` and `cpu` at once; without it one point
+//! cannot tell waiting from computing, and the model assumes the worst in each direction. Two or
+//! more points at different memory sizes measure the split instead: for each candidate
+//! parallelism (1, 1.5, 2, 3, 4 or 6 threads) `wait` and `cpu` are a weighted least-squares fit of
+//! the mean durations against `1 / min(vcpus(m), parallelism)`, both kept non-negative; the
+//! parallelism with the smallest relative residual wins, the lowest on a tie (fewer threads
+//! promise less speed from more memory). Points all under one vCPU cannot show parallelism: it is
+//! taken as one thread.
+//!
+//! **Error bound.** A prediction's relative error is bounded by the fit's relative residual (RMS),
+//! never less than the noise of a mean of the points' invocations (a coefficient of variation of
+//! one assumed for a single run's duration, so 1/sqrt(n)), and at least 2% (CloudWatch's means of
+//! a changing workload), growing with the distance from the measured points in the model's
+//! variable (`1 / CPU rate`) relative to the span they cover: interpolation is trusted, far
+//! extrapolation is not. The latency guard is applied to the upper bound.
+//!
+//! **What it does not capture**: memory pressure (garbage collection, swapping of caches) that
+//! slows a function near its peak memory use, which the memory floor (peak use plus headroom)
+//! keeps recommendations away from; cold starts' share of the mean; a workload that changed
+//! between the points (a point older than the lookback window is not used).
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{CpuEvidence, DurationModel, vcpus};
+use crate::records::{DecisionRecord, RecordState};
+
+/// Parallelisms tried.
+const PARALLELISMS: [f64; 6] = [1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
+/// Smallest relative error bound of a prediction.
+const ERROR_FLOOR: f64 = 0.02;
+/// Relative residuals this close count as a tie.
+const TIE: f64 = 0.005;
+
+/// Where an operating point was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointSource {
+    /// The current configuration, over the lookback window (since the last change).
+    Current,
+    /// Before a change Trimtab made, from the change's decision record.
+    BeforeChange,
+}
+
+/// A mean duration measured at one memory size.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct OperatingPoint {
+    pub memory_mb: u32,
+    pub duration_ms: f64,
+    pub invocations: f64,
+    pub source: PointSource,
+}
+
+/// A model fitted on two or more points, with its error bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fitted {
+    pub model: DurationModel,
+    /// The points used, one per memory size (the best-measured where several share one).
+    pub points: Vec<OperatingPoint>,
+    /// The fit's relative residual (RMS over the points).
+    pub residual: f64,
+    /// The base relative error of a prediction (before extrapolation).
+    pub base_error: f64,
+    /// The model variable's range over the points (`1 / CPU rate`).
+    x_range: (f64, f64),
+}
+
+impl Fitted {
+    /// The relative error bound of the prediction at `memory_mb`.
+    pub fn error_at(&self, memory_mb: u32) -> f64 {
+        let x = 1.0 / vcpus(memory_mb).min(self.model.parallelism);
+        let (lo, hi) = self.x_range;
+        let span = (hi - lo).max(1e-9);
+        let outside = if x < lo {
+            lo - x
+        } else if x > hi {
+            x - hi
+        } else {
+            0.0
+        };
+        self.base_error * (1.0 + outside / span)
+    }
+
+    /// The prediction at `memory_mb` with its upper bound, ms.
+    pub fn duration_with_bound(&self, memory_mb: u32) -> (f64, f64) {
+        let d = self.model.duration_ms(memory_mb);
+        (d, d * (1.0 + self.error_at(memory_mb)))
+    }
+}
+
+/// The sizes functions ran at before Trimtab changed them: for each memory change still in force
+/// (applied or verified, not a rollback), the health recorded before it at its `before` size.
+pub fn points_before_changes(
+    records: &[DecisionRecord],
+) -> std::collections::BTreeMap<String, Vec<OperatingPoint>> {
+    let mut out: std::collections::BTreeMap<String, Vec<OperatingPoint>> = Default::default();
+    for r in records.iter().filter(|r| {
+        r.provisioned.is_none()
+            && r.rollback_of.is_none()
+            && r.before.memory_mb != r.after.memory_mb
+            && matches!(r.state, RecordState::Applied | RecordState::Verified)
+    }) {
+        if let Some(duration_ms) = r.evidence.duration_avg_ms {
+            out.entry(r.function_name.clone())
+                .or_default()
+                .push(OperatingPoint {
+                    memory_mb: r.before.memory_mb,
+                    duration_ms,
+                    invocations: r.evidence.invocations,
+                    source: PointSource::BeforeChange,
+                });
+        }
+    }
+    out
+}
+
+/// One point per memory size: where several share a size, the one with the most invocations.
+fn distinct(points: &[OperatingPoint]) -> Vec<OperatingPoint> {
+    let mut by_size: Vec<OperatingPoint> = Vec::new();
+    for p in points
+        .iter()
+        .filter(|p| p.duration_ms.is_finite() && p.duration_ms > 0.0 && p.invocations > 0.0)
+    {
+        match by_size.iter_mut().find(|q| q.memory_mb == p.memory_mb) {
+            Some(q) if q.invocations < p.invocations => *q = *p,
+            Some(_) => {}
+            None => by_size.push(*p),
+        }
+    }
+    by_size.sort_by_key(|p| p.memory_mb);
+    by_size
+}
+
+/// Fits the model on `points` (the current one first); `None` with fewer than two memory sizes.
+/// `observed` is the point predictions are relative to (the current configuration).
+pub fn fit_points(points: &[OperatingPoint], observed: OperatingPoint) -> Option<Fitted> {
+    let pts = distinct(points);
+    if pts.len() < 2 {
+        return None;
+    }
+    let all_under_one_vcpu = pts.iter().all(|p| vcpus(p.memory_mb) <= 1.0);
+    let mut best: Option<(f64, f64, f64, f64)> = None; // (residual, p, wait, cpu)
+    for &p in PARALLELISMS
+        .iter()
+        .take(if all_under_one_vcpu { 1 } else { 6 })
+    {
+        let (wait, cpu) = least_squares(&pts, p);
+        let residual = relative_rms(&pts, p, wait, cpu);
+        if best.is_none_or(|(r, ..)| residual < r - TIE) {
+            best = Some((residual, p, wait, cpu));
+        }
+    }
+    let (residual, parallelism, wait, cpu) = best?;
+    let noise = pts
+        .iter()
+        .map(|p| 1.0 / p.invocations.max(1.0).sqrt())
+        .fold(0.0, f64::max);
+    let xs: Vec<f64> = pts
+        .iter()
+        .map(|p| 1.0 / vcpus(p.memory_mb).min(parallelism))
+        .collect();
+    let x_range = (
+        xs.iter().copied().fold(f64::INFINITY, f64::min),
+        xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    let model = DurationModel {
+        observed_memory_mb: observed.memory_mb,
+        observed_duration_ms: observed.duration_ms,
+        wait_ms: wait,
+        cpu_ms: cpu,
+        parallelism,
+        evidence: CpuEvidence::Fitted,
+    };
+    Some(Fitted {
+        model,
+        points: pts,
+        residual,
+        base_error: residual.max(noise).max(ERROR_FLOOR),
+        x_range,
+    })
+}
+
+/// Weighted least squares of `duration = wait + cpu * x`, `x = 1 / min(vcpus, p)`, weights
+/// `1 / duration^2` (relative error), both coefficients kept non-negative.
+fn least_squares(pts: &[OperatingPoint], p: f64) -> (f64, f64) {
+    let (mut sw, mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for pt in pts {
+        let x = 1.0 / vcpus(pt.memory_mb).min(p);
+        let w = 1.0 / (pt.duration_ms * pt.duration_ms);
+        sw += w;
+        sx += w * x;
+        sy += w * pt.duration_ms;
+        sxx += w * x * x;
+        sxy += w * x * pt.duration_ms;
+    }
+    let det = sw * sxx - sx * sx;
+    let (wait, cpu) = if det.abs() > 1e-18 {
+        ((sy * sxx - sx * sxy) / det, (sw * sxy - sx * sy) / det)
+    } else {
+        (sy / sw, 0.0)
+    };
+    if wait < 0.0 {
+        (0.0, (sxy / sxx).max(0.0))
+    } else if cpu < 0.0 {
+        (sy / sw, 0.0)
+    } else {
+        (wait, cpu)
+    }
+}
+
+fn relative_rms(pts: &[OperatingPoint], p: f64, wait: f64, cpu: f64) -> f64 {
+    let sum: f64 = pts
+        .iter()
+        .map(|pt| {
+            let predicted = wait + cpu / vcpus(pt.memory_mb).min(p);
+            ((predicted - pt.duration_ms) / pt.duration_ms).powi(2)
+        })
+        .sum();
+    (sum / pts.len() as f64).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(memory_mb: u32, duration_ms: f64) -> OperatingPoint {
+        OperatingPoint {
+            memory_mb,
+            duration_ms,
+            invocations: 100_000.0,
+            source: PointSource::BeforeChange,
+        }
+    }
+
+    /// A true curve: `wait + cpu / min(vcpus, threads)`.
+    fn curve(wait: f64, cpu: f64, threads: f64) -> impl Fn(u32) -> f64 {
+        move |m| wait + cpu / vcpus(m).min(threads)
+    }
+
+    #[test]
+    fn two_points_recover_the_split_between_waiting_and_computing() {
+        let truth = curve(80.0, 120.0, 1.0);
+        let now = point(1024, truth(1024));
+        let f = fit_points(&[now, point(2048, truth(2048))], now).expect("fit");
+        assert!((f.model.wait_ms - 80.0).abs() < 1.0, "{:?}", f.model);
+        assert!((f.model.cpu_ms - 120.0).abs() < 1.0, "{:?}", f.model);
+        assert_eq!(f.model.parallelism, 1.0);
+        for m in [256, 512, 768, 3008] {
+            let (d, _) = f.duration_with_bound(m);
+            assert!(
+                (d - truth(m)).abs() / truth(m) < 0.01,
+                "{m}: {d} vs {}",
+                truth(m)
+            );
+        }
+        // Interpolating is trusted more than extrapolating.
+        assert!(f.error_at(1536) < f.error_at(256));
+        assert!(f.error_at(1536) >= ERROR_FLOOR);
+    }
+
+    #[test]
+    fn points_above_one_vcpu_show_parallelism() {
+        let truth = curve(20.0, 3000.0, 4.0);
+        let pts = [
+            point(3008, truth(3008)),
+            point(5120, truth(5120)),
+            point(8192, truth(8192)),
+        ];
+        let f = fit_points(&pts, pts[0]).expect("fit");
+        assert_eq!(f.model.parallelism, 4.0, "{:?}", f.model);
+        assert!(f.residual < 0.01);
+    }
+
+    #[test]
+    fn points_under_one_vcpu_assume_one_thread_and_io_is_found_flat() {
+        let truth = curve(300.0, 6.0, 1.0);
+        let pts = [point(512, truth(512)), point(1024, truth(1024))];
+        let f = fit_points(&pts, pts[1]).expect("fit");
+        assert_eq!(f.model.parallelism, 1.0);
+        assert!(f.model.compute_fraction() < 0.05);
+        assert!((f.model.duration_ms(128) - truth(128)).abs() / truth(128) < 0.01);
+    }
+
+    #[test]
+    fn changes_in_force_give_the_size_before_them() {
+        use crate::records::{FunctionSettings, Health};
+        let record = |state: RecordState, before: u32, rollback: bool| DecisionRecord {
+            record_id: "1-r".into(),
+            function_name: "f".into(),
+            run_id: "r".into(),
+            created_at_epoch_s: 0,
+            before: FunctionSettings {
+                memory_mb: before,
+                timeout_s: 3,
+            },
+            after: FunctionSettings {
+                memory_mb: 512,
+                timeout_s: 3,
+            },
+            evidence: Health {
+                invocations: 5_000.0,
+                duration_avg_ms: Some(120.0),
+                ..Health::default()
+            },
+            predicted_duration_ms: None,
+            monthly_savings_usd: 0.0,
+            confidence: 1.0,
+            reason: String::new(),
+            state,
+            state_reason: None,
+            applied_at_epoch_s: Some(0),
+            updated_at_epoch_s: 0,
+            rollback_of: rollback.then(|| "0-r".to_owned()),
+            provisioned: None,
+            revision_before: None,
+            revision_after: None,
+            requested_by: None,
+            archived: false,
+        };
+        let records = [
+            record(RecordState::Verified, 1024, false),
+            record(RecordState::Applied, 768, false),
+            record(RecordState::RolledBack, 2048, false),
+            record(RecordState::Verified, 2048, true),
+            record(RecordState::Pending, 3008, false),
+        ];
+        let points = points_before_changes(&records);
+        let sizes: Vec<u32> = points["f"].iter().map(|p| p.memory_mb).collect();
+        assert_eq!(sizes, [1024, 768]);
+        assert_eq!(points["f"][0].duration_ms, 120.0);
+        assert_eq!(points["f"][0].source, PointSource::BeforeChange);
+    }
+
+    #[test]
+    fn noisy_points_widen_the_bound_and_one_size_is_no_fit() {
+        let truth = curve(50.0, 200.0, 1.0);
+        let noisy = [
+            point(512, truth(512) * 1.06),
+            point(1024, truth(1024) * 0.95),
+            point(1536, truth(1536) * 1.04),
+        ];
+        let f = fit_points(&noisy, noisy[1]).expect("fit");
+        assert!(f.base_error > 0.03, "{}", f.base_error);
+        let few = OperatingPoint {
+            invocations: 25.0,
+            ..point(2048, truth(2048))
+        };
+        let g = fit_points(&[point(1024, truth(1024)), few], few).expect("fit");
+        assert!(g.base_error >= 0.2, "25 invocations: a mean within 1/5");
+        let same = [point(1024, 100.0), point(1024, 120.0)];
+        assert!(fit_points(&same, same[0]).is_none());
+    }
+}
