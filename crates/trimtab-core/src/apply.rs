@@ -147,10 +147,15 @@ pub fn decide(rec: &Recommendation, state: &FunctionState, guards: &Guards) -> V
         && rec
             .memory_floor_mb
             .is_some_and(|f| f > rec.current_memory_mb);
-    if !safety_raise && rec.monthly_savings_usd < guards.min_monthly_savings_usd {
+    // A measured step is worth its best case: at worst it costs the same and tells how the
+    // function scales.
+    let saving = rec
+        .best_case_monthly_savings_usd
+        .unwrap_or(rec.monthly_savings_usd);
+    if !safety_raise && saving < guards.min_monthly_savings_usd {
         return Verdict::Skip(format!(
-            "projected saving ${:.2}/month is under the ${:.2} floor",
-            rec.monthly_savings_usd, guards.min_monthly_savings_usd
+            "projected saving ${saving:.2}/month is under the ${:.2} floor",
+            guards.min_monthly_savings_usd
         ));
     }
     if rec.confidence < guards.min_confidence {
@@ -358,6 +363,7 @@ mod tests {
             memory_floor_mb: Some(120),
             cpu_evidence: None,
             compute_fraction: None,
+            best_case_monthly_savings_usd: None,
             prediction_error_pct: None,
             operating_points: Vec::new(),
             applied: None,

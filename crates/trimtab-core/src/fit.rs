@@ -134,7 +134,8 @@ fn distinct(points: &[OperatingPoint]) -> Vec<OperatingPoint> {
     by_size
 }
 
-/// Fits the model on `points` (the current one first); `None` with fewer than two memory sizes.
+/// Fits the model on `points` (the current one first); `None` with fewer than two memory sizes,
+/// or sizes that all give one thread the same CPU rate.
 /// `observed` is the point predictions are relative to (the current configuration).
 pub fn fit_points(points: &[OperatingPoint], observed: OperatingPoint) -> Option<Fitted> {
     let pts = distinct(points);
@@ -166,6 +167,11 @@ pub fn fit_points(points: &[OperatingPoint], observed: OperatingPoint) -> Option
         xs.iter().copied().fold(f64::INFINITY, f64::min),
         xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
     );
+    // Sizes that give one thread the same CPU rate (all at or above one vCPU) cannot tell
+    // computing from waiting.
+    if x_range.1 - x_range.0 < 1e-6 {
+        return None;
+    }
     let model = DurationModel {
         observed_memory_mb: observed.memory_mb,
         observed_duration_ms: observed.duration_ms,

@@ -147,6 +147,11 @@ pub struct Recommendation {
     pub memory_floor_mb: Option<u32>,
     pub cpu_evidence: Option<CpuEvidence>,
     pub compute_fraction: Option<f64>,
+    /// A measured step (one size, no CPU time): the saving if the function mostly waits, USD a
+    /// month (`monthly_savings_usd` is the worst case, all computing: about none). Apply mode
+    /// weighs the step by this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_case_monthly_savings_usd: Option<f64>,
     /// The relative error bound of `predicted_duration_ms`, percent, where the model was fitted
     /// on several memory sizes (the latency guard holds for the upper bound).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -328,6 +333,7 @@ fn unjudged(f: &FunctionObservation, reason: String) -> Recommendation {
         memory_floor_mb: None,
         cpu_evidence: None,
         compute_fraction: None,
+        best_case_monthly_savings_usd: None,
         prediction_error_pct: None,
         operating_points: Vec::new(),
         applied: None,
@@ -369,7 +375,15 @@ pub fn recommend(
 
     let measured_p99 = m.duration_p99_ms;
     let current_p99_ms = measured_p99.unwrap_or(max_ms);
-    let guard = 1.0 + settings.latency_guard_pct / 100.0;
+    // The guard holds against the function as it ran before Trimtab's steps down (the fastest
+    // size it has run at above today's), so steps never add up past it.
+    let reference_ms = f
+        .history
+        .iter()
+        .filter(|p| p.memory_mb > f.memory_mb)
+        .map(|p| p.duration_ms)
+        .fold(avg_ms, f64::min);
+    let guard = (1.0 + settings.latency_guard_pct / 100.0) * reference_ms / avg_ms.max(1e-9);
     let pricer = Pricer {
         f,
         prices,
@@ -390,9 +404,24 @@ pub fn recommend(
         })
         .collect();
 
-    let chosen = choose(&candidates, settings.strategy, f.memory_mb).unwrap_or(f.memory_mb);
+    let mut chosen = choose(&candidates, settings.strategy, f.memory_mb).unwrap_or(f.memory_mb);
+    // One size and no CPU time: the model cannot tell waiting from computing, so nothing smaller
+    // looks cheaper. Where memory sits well above use, a measured step tells: the smallest size
+    // the guard allows even if the run is all computing (then it costs the same), a saving if it
+    // mostly waits. The next run fits on both sizes.
+    let step = (model.evidence == CpuEvidence::Assumed && chosen == f.memory_mb)
+        .then(|| measured_step(&candidates, f, avg_ms, &pricer))
+        .flatten();
+    if let Some((mem, best_case_usd)) = step {
+        chosen = mem;
+        reasons.push(format!(
+            "a measured step to {mem} MB: at worst (all computing) {:.1}% slower, within the {:.0}% guard, and no dearer; if it mostly waits it saves ${best_case_usd:.2}/month; the next run fits the model on both sizes",
+            100.0 * (model.slowdown(mem) - 1.0),
+            settings.latency_guard_pct
+        ));
+    }
     let slowdown = model.slowdown(chosen);
-    if chosen < f.memory_mb {
+    if chosen < f.memory_mb && step.is_none() {
         reasons.push(format!(
             "{} MB predicted {:.1}% slower (guard {:.0}%)",
             chosen,
@@ -442,6 +471,7 @@ pub fn recommend(
         memory_floor_mb: m.used_memory_max_mb.map(|_| floor_mb),
         cpu_evidence: Some(model.evidence),
         compute_fraction: Some(round4(model.compute_fraction())),
+        best_case_monthly_savings_usd: step.map(|(_, usd)| round4(usd)),
         prediction_error_pct: fitted
             .as_ref()
             .map(|ft| round2(100.0 * ft.error_at(chosen))),
@@ -449,6 +479,27 @@ pub fn recommend(
         applied: None,
         concurrency: None,
     }
+}
+
+/// The smallest candidate (all within the guard at the worst case), and what it saves if the
+/// run does not slow down at all; `None` when no smaller size passes or it saves nothing.
+fn measured_step(
+    candidates: &[Candidate],
+    f: &FunctionObservation,
+    avg_ms: f64,
+    pricer: &Pricer<'_>,
+) -> Option<(u32, f64)> {
+    let mem = candidates
+        .iter()
+        .map(|c| c.memory_mb)
+        .filter(|&m| m < f.memory_mb)
+        .min()?;
+    let waiting = Pricer {
+        model: DurationModel::fit(f.memory_mb, avg_ms, Some(0.0)),
+        ..*pricer
+    };
+    let best_case = waiting.monthly_usd(f.memory_mb) - waiting.monthly_usd(mem);
+    (best_case > 0.0).then_some((mem, best_case))
 }
 
 /// The duration model: Lambda Insights' CPU time where measured; else a fit on every memory size

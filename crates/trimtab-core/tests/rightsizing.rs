@@ -471,3 +471,65 @@ fn two_sizes_of_a_cpu_bound_function_keep_it_where_the_guard_holds() {
     assert!((1_650..=2_048).contains(&r.recommended_memory_mb), "{r:#?}");
     assert!(truth(r.recommended_memory_mb) <= 1.10 * truth(2048));
 }
+
+/// Apply mode's loop without CPU evidence, on a true curve: each run recommends, a step of at
+/// most 2x is taken when it saves (best case for a measured step) at least $1, and the size left
+/// becomes a measured point. Returns the sizes walked through.
+fn walk(truth: &dyn Fn(u32) -> f64, start: u32, runs: usize) -> Vec<u32> {
+    let settings = Settings::default();
+    let prices = PriceTable::us_east_1();
+    let mut sizes = vec![start];
+    let mut history: Vec<OperatingPoint> = Vec::new();
+    for _ in 0..runs {
+        let now = *sizes.last().unwrap_or(&start);
+        let mut obs = without_insights(truth, &[]);
+        obs.memory_mb = now;
+        obs.metrics.duration_avg_ms = Some(truth(now));
+        obs.metrics.duration_max_ms = Some(3.0 * truth(now));
+        obs.history = history.clone();
+        let r = recommend(&obs, &settings, &prices, 0.0);
+        let saving = r
+            .best_case_monthly_savings_usd
+            .unwrap_or(r.monthly_savings_usd);
+        if r.status != Status::Recommended || r.recommended_memory_mb == now || saving < 1.0 {
+            break;
+        }
+        let next = r
+            .recommended_memory_mb
+            .clamp(now / 2, now.saturating_mul(2));
+        history.push(OperatingPoint {
+            memory_mb: now,
+            duration_ms: truth(now),
+            invocations: 500_000.0,
+            source: PointSource::BeforeChange,
+        });
+        sizes.push(next);
+    }
+    sizes
+}
+
+#[test]
+fn the_loop_without_insights_walks_down_safely_each_step_within_the_guard() {
+    // Mostly waiting, over-provisioned at 2,048 MB (peak use 180 MB).
+    let io = |m: u32| 400.0 + 40.0 / vcpus(m).min(1.0);
+    let sizes = walk(&io, 2048, 6);
+    assert!(sizes.len() >= 3, "{sizes:?}");
+    for pair in sizes.windows(2) {
+        assert!(pair[1] < pair[0], "only down: {sizes:?}");
+        // Steps never add up past the 10% guard of where the walk began.
+        assert!(io(pair[1]) <= 1.10 * io(2048) + 1e-9, "{sizes:?}");
+    }
+    // Safe steps are slow ones: after five it costs at most a quarter more than the cheapest
+    // size within the guard (842 MB), from twice that at the start. (GB-seconds: memory times
+    // duration.)
+    let gb_s = |m: u32| f64::from(m) * io(m);
+    let last = *sizes.last().unwrap_or(&2048);
+    assert!(gb_s(last) <= 1.25 * gb_s(842), "{sizes:?}");
+    assert!(gb_s(2048) >= 2.0 * gb_s(842));
+    // Computing single-threaded: the measured step costs nothing in speed above one vCPU, and
+    // below it the fit sees the slowdown and stops.
+    let cpu = |m: u32| 10.0 + 900.0 / vcpus(m).min(1.0);
+    let walked = walk(&cpu, 2048, 6);
+    let last = *walked.last().unwrap_or(&2048);
+    assert!(cpu(last) <= 1.10 * cpu(2048), "{walked:?}");
+}
