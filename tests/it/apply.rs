@@ -522,6 +522,7 @@ async fn a_denied_rollback_and_a_pending_record_of_a_deleted_function_do_not_sto
         revision_after: None,
         requested_by: None,
         archived: false,
+        walk_start: None,
     };
     DecisionTable::new(TABLE)
         .create(&Clients::new(&a.sdk), &orphan)

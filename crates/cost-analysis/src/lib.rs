@@ -670,7 +670,11 @@ async fn alert(
             // Not sent: the claim is given back so the next run sends it; the others go on.
             Err(e) => {
                 notes.push(format!("alert {key} not sent, the next run retries: {e}"));
-                costs::unclaim_alert(clients, table, &key).await?;
+                if let Err(u) = costs::unclaim_alert(clients, table, &key).await {
+                    notes.push(format!(
+                        "alert {key} could not be marked unsent, so it is lost: {u}"
+                    ));
+                }
             }
         }
     }

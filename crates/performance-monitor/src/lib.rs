@@ -261,7 +261,7 @@ pub async fn handle_at(
 /// 40 KB a subject) are folded and dropped before the next is fetched, so memory does not grow
 /// with the estate; 500 functions of nine window queries fill GetMetricData calls exactly.
 const SUBJECTS_PER_BATCH: usize = 500;
-/// Tables measured per batch (ten window queries each).
+/// Tables measured per batch (eight window queries each).
 const TABLES_PER_BATCH: usize = 500;
 
 /// The two windows a run reads: the SLO window (one datapoint a query) and the last three days

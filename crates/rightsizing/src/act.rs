@@ -16,7 +16,9 @@ use trimtab_aws::changes;
 use trimtab_aws::metrics::{self, Window};
 use trimtab_core::actuation::{LiveFunction, Settlement, settle_function_change};
 use trimtab_core::apply::{Change, FunctionState, Verdict, Verification, decide, verify};
-use trimtab_core::records::{DecisionRecord, Health, RecordState, to_archive};
+use trimtab_core::records::{
+    DecisionRecord, Health, RecordState, WalkStart, to_archive, walk_start,
+};
 use trimtab_core::rightsizing::Status;
 use trimtab_core::tags::{ALIAS_TAG, is_locked};
 
@@ -363,7 +365,9 @@ pub(crate) async fn apply(
                 let outcome = match hold {
                     Some(why) => Ok(Outcome::Skipped(why)),
                     None => {
-                        change_one(ctx, plan, &row.function, &row.recommendation, row.health).await
+                        let start = walk_start(&open.records, name);
+                        let evidence = (row.health, start);
+                        change_one(ctx, plan, &row.function, &row.recommendation, evidence).await
                     }
                 };
                 (i, outcome)
@@ -442,7 +446,7 @@ async fn change_one(
     plan: &Plan,
     f: &trimtab_aws::inventory::FunctionConfig,
     rec: &trimtab_core::rightsizing::Recommendation,
-    evidence: Health,
+    (evidence, walk_start): (Health, Option<WalkStart>),
 ) -> Result<Outcome, JobError> {
     // The guards that need no live read first: most advice is below the floors, and reading a
     // function costs a call.
@@ -502,6 +506,7 @@ async fn change_one(
         revision_after: None,
         requested_by: ctx.requested_by.map(ToOwned::to_owned),
         archived: false,
+        walk_start,
     };
     ctx.table.create(ctx.c, &record).await?;
     failpoint("rightsizing.after_record");

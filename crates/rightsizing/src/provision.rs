@@ -185,6 +185,7 @@ fn new_record(
         revision_after: None,
         requested_by: ctx.requested_by.map(ToOwned::to_owned),
         archived: false,
+        walk_start: None,
     }
 }
 

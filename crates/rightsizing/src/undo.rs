@@ -63,6 +63,7 @@ fn rollback_record(
         revision_after: None,
         requested_by: ctx.requested_by.map(ToOwned::to_owned),
         archived: false,
+        walk_start: None,
     }
 }
 

@@ -24,7 +24,8 @@ pub const MAX_DATAPOINTS_PER_CALL: i64 = 100_800;
 /// Queries packed into one call: 500, or fewer when their datapoints would not fit one answer
 /// (a page more costs a request and returns no more data than a smaller call would).
 pub fn queries_per_call(window: Window, period_s: i32) -> usize {
-    let points = (window.seconds() / i64::from(period_s.max(1))).max(1);
+    let period = i64::from(period_s.max(1));
+    let points = ((window.seconds() + period - 1) / period).max(1);
     usize::try_from(MAX_DATAPOINTS_PER_CALL / points)
         .unwrap_or(1)
         .clamp(1, MAX_QUERIES_PER_CALL)

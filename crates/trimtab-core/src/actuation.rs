@@ -323,6 +323,7 @@ mod tests {
             revision_after: None,
             requested_by: None,
             archived: false,
+            walk_start: None,
         }
     }
 

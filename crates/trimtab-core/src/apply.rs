@@ -181,7 +181,10 @@ pub fn decide(rec: &Recommendation, state: &FunctionState, guards: &Guards) -> V
     let mut reason = if safety_raise {
         "memory raised to keep headroom above peak use".to_owned()
     } else {
-        format!("saves ${:.2}/month", rec.monthly_savings_usd)
+        match rec.best_case_monthly_savings_usd {
+            Some(best) => format!("a measured step: saves up to ${best:.2}/month"),
+            None => format!("saves ${:.2}/month", rec.monthly_savings_usd),
+        }
     };
     if bounded {
         reason.push_str(&format!(

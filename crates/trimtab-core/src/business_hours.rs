@@ -48,7 +48,10 @@ pub fn detect(samples: &[(i64, f64)]) -> Option<BusyHours> {
             *c = (c.0 + v, c.1 + 1.0);
         }
     }
-    if days.len() < 7 {
+    // A whole week of samples: every weekday seen, and a span of seven days (less one sample).
+    let span = samples.iter().map(|s| s.0).max().unwrap_or(0)
+        - samples.iter().map(|s| s.0).min().unwrap_or(0);
+    if days.len() < 7 || span < 7 * 86_400 - 3_600 {
         return None;
     }
     let mut per_day: BTreeMap<i64, [f64; 24]> = BTreeMap::new();

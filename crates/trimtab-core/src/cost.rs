@@ -460,11 +460,13 @@ pub fn changes(series: &[f64], first_day: i64, today: i64) -> (Option<f64>, Opti
     let wow = pct(sum(today - 7, today), sum(today - 14, today - 7));
     let (this_start, prev_start) = (month_start(today), previous_month_start(today));
     let elapsed = today - this_start;
-    // The same days of last month, never past its end (31 March compares with all of February).
+    // The daily mean of this month so far against that of the same days of last month, never
+    // past its end (on 31 March, all of February's 28 days).
+    let prev_days = elapsed.min(this_start - prev_start);
     let mom = if prev_start >= first_day && elapsed > 0 {
         pct(
-            sum(this_start, today),
-            sum(prev_start, (prev_start + elapsed).min(this_start)),
+            sum(this_start, today) / elapsed as f64,
+            sum(prev_start, prev_start + prev_days) / prev_days as f64,
         )
     } else {
         None
@@ -492,8 +494,8 @@ mod tests {
             })
             .collect();
         let (_, mom) = changes(&series, first, today);
-        // 30 days at $2 against 28 at $1.
-        assert_eq!(mom, Some(round2(100.0 * (60.0 - 28.0) / 28.0)));
+        // $2 a day against $1 a day (30 days of March so far, all 28 of February).
+        assert_eq!(mom, Some(100.0));
     }
 
     fn weekly(days: usize, base: f64) -> Vec<f64> {

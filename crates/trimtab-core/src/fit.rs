@@ -21,7 +21,7 @@
 //! **What it does not capture**: memory pressure (garbage collection, swapping of caches) that
 //! slows a function near its peak memory use, which the memory floor (peak use plus headroom)
 //! keeps recommendations away from; cold starts' share of the mean; a workload that changed
-//! between the points (a point older than the lookback window is not used).
+//! between the points (the points are those of the changes still in force, up to 90 days old).
 
 use serde::{Deserialize, Serialize};
 
@@ -92,7 +92,8 @@ impl Fitted {
 }
 
 /// The sizes functions ran at before Trimtab changed them: for each memory change still in force
-/// (applied or verified, not a rollback), the health recorded before it at its `before` size.
+/// (applied or verified, not a rollback), the health recorded before it at its `before` size,
+/// and where its walk of steps began.
 pub fn points_before_changes(
     records: &[DecisionRecord],
 ) -> std::collections::BTreeMap<String, Vec<OperatingPoint>> {
@@ -103,15 +104,23 @@ pub fn points_before_changes(
             && r.before.memory_mb != r.after.memory_mb
             && matches!(r.state, RecordState::Applied | RecordState::Verified)
     }) {
+        let points = out.entry(r.function_name.clone()).or_default();
         if let Some(duration_ms) = r.evidence.duration_avg_ms {
-            out.entry(r.function_name.clone())
-                .or_default()
-                .push(OperatingPoint {
-                    memory_mb: r.before.memory_mb,
-                    duration_ms,
-                    invocations: r.evidence.invocations,
-                    source: PointSource::BeforeChange,
-                });
+            points.push(OperatingPoint {
+                memory_mb: r.before.memory_mb,
+                duration_ms,
+                invocations: r.evidence.invocations,
+                source: PointSource::BeforeChange,
+            });
+        }
+        // Where the walk began: its record may be archived by now.
+        if let Some(w) = r.walk_start {
+            points.push(OperatingPoint {
+                memory_mb: w.memory_mb,
+                duration_ms: w.duration_ms,
+                invocations: w.invocations,
+                source: PointSource::BeforeChange,
+            });
         }
     }
     out
@@ -168,7 +177,9 @@ pub fn fit_points(points: &[OperatingPoint], observed: OperatingPoint) -> Option
         xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
     );
     // Sizes that give one thread the same CPU rate (all at or above one vCPU) cannot tell
-    // computing from waiting.
+    // computing from waiting. (A higher parallelism would fit them too, but only by inventing
+    // threads the points do not show: a flat fit there extrapolates a single-threaded function
+    // as if memory did not matter.)
     if x_range.1 - x_range.0 < 1e-6 {
         return None;
     }
@@ -325,6 +336,7 @@ mod tests {
             revision_after: None,
             requested_by: None,
             archived: false,
+            walk_start: None,
         };
         let records = [
             record(RecordState::Verified, 1024, false),

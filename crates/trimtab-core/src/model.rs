@@ -114,7 +114,7 @@ impl DurationModel {
     /// Fraction of the observed run spent computing.
     pub fn compute_fraction(&self) -> f64 {
         if self.observed_duration_ms > 0.0 {
-            1.0 - self.wait_ms / self.observed_duration_ms
+            (1.0 - self.wait_ms / self.observed_duration_ms).clamp(0.0, 1.0)
         } else {
             0.0
         }

@@ -109,6 +109,42 @@ pub struct DecisionRecord {
     /// No later run needs to read it any more (see [`to_archive`]); it stays in the audit trail.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub archived: bool,
+    /// Where the walk of steps this change belongs to began: the size and health before its
+    /// first step, carried from step to step (earlier records are archived), so the latency
+    /// guard holds against it and the model is fitted on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walk_start: Option<WalkStart>,
+}
+
+/// The size a function ran at before Trimtab's first step, and how it ran there.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WalkStart {
+    pub memory_mb: u32,
+    pub duration_ms: f64,
+    pub invocations: f64,
+}
+
+/// The start of the walk a new memory change of `function` continues: the walk start of its
+/// latest memory change in force (applied or verified, not a rollback), or that change's own
+/// size and health before it; `None` when the function has no change in force.
+pub fn walk_start(records: &[DecisionRecord], function: &str) -> Option<WalkStart> {
+    let latest = records
+        .iter()
+        .filter(|r| {
+            r.function_name == function
+                && r.provisioned.is_none()
+                && r.rollback_of.is_none()
+                && r.before.memory_mb != r.after.memory_mb
+                && matches!(r.state, RecordState::Applied | RecordState::Verified)
+        })
+        .max_by_key(|r| r.created_at_epoch_s)?;
+    latest.walk_start.or_else(|| {
+        latest.evidence.duration_avg_ms.map(|d| WalkStart {
+            memory_mb: latest.before.memory_mb,
+            duration_ms: d,
+            invocations: latest.evidence.invocations,
+        })
+    })
 }
 
 /// Provisioned concurrency handed to Application Auto Scaling on `function:alias`.
@@ -239,6 +275,30 @@ mod archive_tests {
     use super::*;
 
     #[test]
+    fn a_walk_starts_where_the_first_step_left_and_is_carried_forward() {
+        use RecordState::*;
+        let step = |state: RecordState, at: i64, before: u32, after: u32| {
+            let mut x = r(&format!("{at}-r"), "f", state, at, false);
+            x.before.memory_mb = before;
+            x.after.memory_mb = after;
+            x.evidence.duration_avg_ms = Some(f64::from(before) / 10.0);
+            x.evidence.invocations = 1_000.0;
+            x
+        };
+        // Nothing in force yet: no walk.
+        assert_eq!(walk_start(&[step(RolledBack, 1, 2048, 1024)], "f"), None);
+        // One step in force: the walk began before it.
+        let first = step(Verified, 1, 2048, 1024);
+        let start = walk_start(std::slice::from_ref(&first), "f").expect("a walk");
+        assert_eq!((start.memory_mb, start.duration_ms), (2048, 204.8));
+        // The second step carries it; once the first is archived the start is still known.
+        let mut second = step(Applied, 2, 1024, 768);
+        second.walk_start = Some(start);
+        assert_eq!(walk_start(&[second], "f"), Some(start));
+        assert_eq!(walk_start(&[first], "g"), None);
+    }
+
+    #[test]
     fn a_record_written_before_the_target_had_its_unit_in_the_name_still_reads() {
         let old = r#"{"alias":"live","min_capacity":2,"max_capacity":9,"target_utilization":0.7,"scheduled_actions":0}"#;
         let change: ProvisionedChange = serde_json::from_str(old).expect("old record");
@@ -280,6 +340,7 @@ mod archive_tests {
             revision_after: None,
             requested_by: None,
             archived: false,
+            walk_start: None,
         }
     }
 

@@ -409,13 +409,15 @@ pub fn recommend(
     // looks cheaper. Where memory sits well above use, a measured step tells: the smallest size
     // the guard allows even if the run is all computing (then it costs the same), a saving if it
     // mostly waits. The next run fits on both sizes.
-    let step = (model.evidence == CpuEvidence::Assumed && chosen == f.memory_mb)
+    let step = (model.evidence == CpuEvidence::Assumed
+        && chosen == f.memory_mb
+        && settings.strategy != Strategy::Speed)
         .then(|| measured_step(&candidates, f, avg_ms, &pricer))
         .flatten();
     if let Some((mem, best_case_usd)) = step {
         chosen = mem;
         reasons.push(format!(
-            "a measured step to {mem} MB: at worst (all computing) {:.1}% slower, within the {:.0}% guard, and no dearer; if it mostly waits it saves ${best_case_usd:.2}/month; the next run fits the model on both sizes",
+            "a measured step to {mem} MB: at worst (all computing) {:.1}% slower, within the {:.0}% guard, and about as dear (within 1%); if it mostly waits it saves ${best_case_usd:.2}/month; the next run fits the model on both sizes",
             100.0 * (model.slowdown(mem) - 1.0),
             settings.latency_guard_pct
         ));
@@ -481,18 +483,20 @@ pub fn recommend(
     }
 }
 
-/// The smallest candidate (all within the guard at the worst case), and what it saves if the
-/// run does not slow down at all; `None` when no smaller size passes or it saves nothing.
+/// The smallest candidate (all within the guard at the worst case) that costs at most 1% more at
+/// the worst case, and what it saves if the run does not slow down at all; `None` when no
+/// smaller size passes or it saves nothing.
 fn measured_step(
     candidates: &[Candidate],
     f: &FunctionObservation,
     avg_ms: f64,
     pricer: &Pricer<'_>,
 ) -> Option<(u32, f64)> {
+    let worst_case_limit = 1.01 * pricer.monthly_usd(f.memory_mb);
     let mem = candidates
         .iter()
+        .filter(|c| c.memory_mb < f.memory_mb && c.usd <= worst_case_limit)
         .map(|c| c.memory_mb)
-        .filter(|&m| m < f.memory_mb)
         .min()?;
     let waiting = Pricer {
         model: DurationModel::fit(f.memory_mb, avg_ms, Some(0.0)),
@@ -523,7 +527,11 @@ fn model_for(
         .is_none()
         .then(|| fit_points(&points, current))
         .flatten();
-    if let Some(ft) = fitted {
+    if let Some(mut ft) = fitted {
+        // Anchored at today's measured mean: the fit's residual there would otherwise shift
+        // today's price and every slowdown.
+        let off = avg_ms - ft.model.duration_ms(f.memory_mb);
+        ft.model.wait_ms = (ft.model.wait_ms + off).max(0.0);
         let shown: Vec<String> = ft
             .points
             .iter()
@@ -657,7 +665,8 @@ fn choose(candidates: &[Candidate], strategy: Strategy, current_mb: u32) -> Opti
 
 /// Confidence in 0..1, the product of four factors:
 /// - volume: `log10(invocations) / 4`, capped at 1 (10,000 invocations or more is full volume);
-/// - CPU evidence: 1 when measured, 0.7 when assumed;
+/// - CPU evidence: 1 when measured or fitted on several sizes (whose error bound the latency guard
+///   already takes), 0.7 when assumed;
 /// - memory evidence: 1 from Lambda Insights, 0.9 from logs, 0.7 when unknown;
 /// - extrapolation: `exp(-0.25 * |ln(recommended / current)|)`, so an 8x change scores 0.59.
 fn confidence(f: &FunctionObservation, model: &DurationModel, chosen_mb: u32) -> f64 {
