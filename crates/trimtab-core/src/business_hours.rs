@@ -16,9 +16,12 @@ use crate::calendar::{day_of, hour_of, is_weekend};
 /// The busy hours of the mean weekday, and the levels either side (in the samples' unit).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BusyHours {
-    /// First and last busy hour of the day, UTC (inclusive).
+    /// First and last busy hour of the day, UTC (inclusive). The window may wrap past midnight
+    /// UTC (a US west-coast or Asia-Pacific business day): then `last_hour < first_hour`.
     pub first_hour: u32,
     pub last_hour: u32,
+    /// The window wraps past midnight UTC, so it ends on the next day (Tuesday to Saturday).
+    pub wraps: bool,
     /// Mean level over the busy hours, and the lowest busy hour's mean.
     pub busy_mean: f64,
     pub busy_floor: f64,
@@ -69,7 +72,7 @@ pub fn detect(samples: &[(i64, f64)]) -> Option<BusyHours> {
         return None;
     }
     let busy: Vec<usize> = (0..24).filter(|&h| mean[h] >= 0.5 * peak).collect();
-    let (&first, &last) = (busy.first()?, busy.last()?);
+    let (first, last) = busy_window(&busy)?;
     let quiet: Vec<f64> = (0..24)
         .filter(|h| !busy.contains(h))
         .map(|h| mean[h])
@@ -90,10 +93,34 @@ pub fn detect(samples: &[(i64, f64)]) -> Option<BusyHours> {
     Some(BusyHours {
         first_hour: first as u32,
         last_hour: last as u32,
+        wraps: last < first,
         busy_mean,
         busy_floor: busy.iter().map(|&h| mean[h]).fold(f64::INFINITY, f64::min),
         quiet_mean,
     })
+}
+
+/// The busy window on the 24-hour clock: everything but the longest run of quiet hours (so a
+/// business day across midnight UTC is one window, not the whole day).
+fn busy_window(busy: &[usize]) -> Option<(usize, usize)> {
+    if busy.is_empty() {
+        return None;
+    }
+    let is_busy = |h: usize| busy.contains(&(h % 24));
+    // The longest quiet run, circularly: it ends just before the window's first hour.
+    let (mut best_len, mut first) = (0, busy[0]);
+    for start in 0..24 {
+        if is_busy(start) || !is_busy(start + 23) {
+            continue; // not the start of a quiet run
+        }
+        let len = (0..24).take_while(|k| !is_busy(start + k)).count();
+        if len > best_len {
+            best_len = len;
+            first = (start + len) % 24;
+        }
+    }
+    let last = (first + 23 - best_len) % 24;
+    Some((first, last))
 }
 
 fn correlation(a: &[f64], b: &[f64]) -> f64 {
@@ -140,9 +167,28 @@ mod tests {
     #[test]
     fn office_hours_are_found_with_their_levels() {
         let b = detect(&series(14, 40.0, 2.0, false)).expect("a shape");
-        assert_eq!((b.first_hour, b.last_hour), (9, 17));
+        assert_eq!((b.first_hour, b.last_hour, b.wraps), (9, 17, false));
         assert_eq!((b.busy_mean, b.busy_floor), (40.0, 40.0));
         assert!((b.quiet_mean - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_business_day_across_midnight_utc_is_one_window() {
+        // 16:00 to 00:59 UTC busy (09:00 to 17:59 on the US west coast).
+        let monday = 4;
+        let samples: Vec<(i64, f64)> = (0..14 * 24)
+            .map(|k| {
+                let t = (monday * 24 + k) * 3600;
+                let local = day_of(t - 7 * 3600);
+                let h = hour_of(t);
+                let busy = !is_weekend(local) && (h >= 16 || h == 0);
+                (t, if busy { 40.0 } else { 2.0 })
+            })
+            .collect();
+        let b = detect(&samples).expect("a shape");
+        assert_eq!((b.first_hour, b.last_hour, b.wraps), (16, 0, true));
+        assert_eq!(busy_window(&[9, 10, 11]), Some((9, 11)));
+        assert_eq!(busy_window(&[0, 1, 22, 23]), Some((22, 1)));
     }
 
     #[test]

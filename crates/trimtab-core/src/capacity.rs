@@ -571,6 +571,9 @@ pub fn daily_schedule(
         .min(max_capacity);
     let up = (b.first_hour * 60 + 1440 - 30) % 1440;
     let down = ((b.last_hour + 1) * 60) % 1440;
+    // A business day across midnight UTC ends on the next day, Saturday included: the lowering
+    // then runs every day (lowering to the base minimum is harmless where it already is).
+    let down_weekdays_only = !(b.wraps || down < up);
     vec![
         ScheduledRange {
             minute_of_day: up,
@@ -580,7 +583,7 @@ pub fn daily_schedule(
         },
         ScheduledRange {
             minute_of_day: down,
-            weekdays_only: true,
+            weekdays_only: down_weekdays_only,
             min_capacity: base_min,
             max_capacity,
         },

@@ -241,6 +241,12 @@ fn business_hours(hours: &[(i64, f64)], u: f64, max_capacity: u32) -> Vec<Schedu
     let quiet_min = (b.quiet_mean / u).ceil().max(1.0) as u32;
     let start = (b.first_hour + 23) % 24;
     let end = (b.last_hour + 1) % 24;
+    // A business day across midnight UTC ends on the next day.
+    let end_days = if b.wraps || end < start {
+        "TUE-SAT"
+    } else {
+        "MON-FRI"
+    };
     vec![
         ScheduledCapacity {
             name: "business-hours-start".into(),
@@ -250,7 +256,7 @@ fn business_hours(hours: &[(i64, f64)], u: f64, max_capacity: u32) -> Vec<Schedu
         },
         ScheduledCapacity {
             name: "business-hours-end".into(),
-            schedule: format!("cron(0 {end} ? * MON-FRI *)"),
+            schedule: format!("cron(0 {end} ? * {end_days} *)"),
             min_capacity: quiet_min.min(max_capacity),
             max_capacity,
         },
