@@ -523,6 +523,8 @@ async fn a_denied_rollback_and_a_pending_record_of_a_deleted_function_do_not_sto
         requested_by: None,
         archived: false,
         walk_start: None,
+        prediction_error_pct: None,
+        canary: None,
     };
     DecisionTable::new(TABLE)
         .create(&Clients::new(&a.sdk), &orphan)

@@ -507,7 +507,19 @@ async fn change_one(
         requested_by: ctx.requested_by.map(ToOwned::to_owned),
         archived: false,
         walk_start,
+        prediction_error_pct: None,
+        canary: None,
     };
+    // What the model predicted at the size this step reaches, for the next run to compare.
+    if let Some(p) = rec
+        .step_prediction
+        .filter(|p| p.memory_mb == change.after.memory_mb)
+    {
+        record.predicted_duration_ms = Some(p.predicted_ms);
+        record.prediction_error_pct = Some(p.error_pct);
+    } else if change.after.memory_mb != rec.recommended_memory_mb {
+        record.predicted_duration_ms = None;
+    }
     ctx.table.create(ctx.c, &record).await?;
     failpoint("rightsizing.after_record");
     let (settlement, revision) =

@@ -360,6 +360,8 @@ fn observation(f: &FunctionConfig, metrics: FunctionMetrics, w: Window) -> Funct
         window_s: w.seconds() as f64,
         metrics,
         history: Vec::new(),
+        last_step: None,
+        canary_possible: false,
     }
 }
 

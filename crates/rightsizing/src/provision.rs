@@ -186,6 +186,8 @@ fn new_record(
         requested_by: ctx.requested_by.map(ToOwned::to_owned),
         archived: false,
         walk_start: None,
+        prediction_error_pct: None,
+        canary: None,
     }
 }
 

@@ -324,6 +324,8 @@ mod tests {
             requested_by: None,
             archived: false,
             walk_start: None,
+            prediction_error_pct: None,
+            canary: None,
         }
     }
 

@@ -369,6 +369,9 @@ mod tests {
             best_case_monthly_savings_usd: None,
             prediction_error_pct: None,
             operating_points: Vec::new(),
+            step_prediction: None,
+            needs_evidence: None,
+            canary: None,
             applied: None,
             concurrency: None,
         }

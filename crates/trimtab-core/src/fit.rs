@@ -13,8 +13,9 @@
 //!
 //! **Error bound.** A prediction's relative error is bounded by the fit's relative residual (RMS),
 //! never less than the noise of a mean of the points' invocations (a coefficient of variation of
-//! one assumed for a single run's duration, so 1/sqrt(n)), and at least 2% (CloudWatch's means of
-//! a changing workload), growing with the distance from the measured points in the model's
+//! one assumed for a single run's duration, so 1/sqrt(n)), and at least 0.5% (the drift of a
+//! window's mean from one window to the next; a workload that drifts more shows when a step
+//! runs slower than its bound, which stops the walk), growing with the distance from the measured points in the model's
 //! variable (`1 / CPU rate`) relative to the span they cover: interpolation is trusted, far
 //! extrapolation is not. The latency guard is applied to the upper bound.
 //!
@@ -31,7 +32,7 @@ use crate::records::{DecisionRecord, RecordState};
 /// Parallelisms tried.
 const PARALLELISMS: [f64; 6] = [1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
 /// Smallest relative error bound of a prediction.
-const ERROR_FLOOR: f64 = 0.02;
+const ERROR_FLOOR: f64 = 0.005;
 /// Relative residuals this close count as a tie.
 const TIE: f64 = 0.005;
 
@@ -43,6 +44,11 @@ pub enum PointSource {
     Current,
     /// Before a change Trimtab made, from the change's decision record.
     BeforeChange,
+    /// A version behind an alias, measured by a canary (`ExecutedVersion`).
+    Canary,
+    /// Before a change made outside Trimtab in the lookback window (metrics split at the
+    /// change).
+    BeforeOutsideChange,
 }
 
 /// A mean duration measured at one memory size.
@@ -53,6 +59,42 @@ pub struct OperatingPoint {
     pub invocations: f64,
     pub source: PointSource,
 }
+
+/// What the last step predicted at the size it moved to: the next run compares it with what was
+/// measured there.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepPrediction {
+    pub memory_mb: u32,
+    pub predicted_ms: f64,
+    /// The prediction's relative error bound, percent.
+    pub error_pct: f64,
+}
+
+impl StepPrediction {
+    /// How much slower than its upper bound the step ran, as a fraction (`None` when within it or
+    /// at another size): such a step shows the model missed something (a memory-pressure knee,
+    /// garbage collection) and the walk stops there.
+    pub fn surprise(&self, memory_mb: u32, measured_ms: f64) -> Option<f64> {
+        let upper = self.predicted_ms * (1.0 + self.error_pct / 100.0);
+        (memory_mb == self.memory_mb && upper > 0.0 && measured_ms > upper)
+            .then(|| measured_ms / upper - 1.0)
+    }
+}
+
+/// The relative error bound of a one-point model fitted with Lambda Insights' CPU time: the
+/// floor, plus a quarter of the predicted change (the physics is right in shape; what it misses,
+/// memory pressure and a workload that shifts, grows with how far the size moves).
+pub fn one_point_error(model: &DurationModel, memory_mb: u32) -> f64 {
+    let now = model.observed_duration_ms;
+    let at = model.duration_ms(memory_mb);
+    if now <= 0.0 || at <= 0.0 {
+        return ERROR_FLOOR;
+    }
+    ERROR_FLOOR + CHANGE_ERROR * (at - now).abs() / at
+}
+
+/// Share of a one-point model's predicted change that its error bound allows.
+const CHANGE_ERROR: f64 = 0.25;
 
 /// A model fitted on two or more points, with its error bound.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +108,9 @@ pub struct Fitted {
     pub base_error: f64,
     /// The model variable's range over the points (`1 / CPU rate`).
     x_range: (f64, f64),
+    /// An independent one-point model (Lambda Insights' CPU time): the bound is at least the
+    /// relative disagreement of the two predictions.
+    pub cross_check: Option<DurationModel>,
 }
 
 impl Fitted {
@@ -81,7 +126,14 @@ impl Fitted {
         } else {
             0.0
         };
-        self.base_error * (1.0 + outside / span)
+        let own = self.base_error * (1.0 + outside / span);
+        match self.cross_check {
+            Some(other) => {
+                let (a, b) = (self.model.duration_ms(memory_mb), other.duration_ms(memory_mb));
+                own.max((a - b).abs() / a.max(1e-9))
+            }
+            None => own,
+        }
     }
 
     /// The prediction at `memory_mb` with its upper bound, ms.
@@ -98,8 +150,27 @@ pub fn points_before_changes(
     records: &[DecisionRecord],
 ) -> std::collections::BTreeMap<String, Vec<OperatingPoint>> {
     let mut out: std::collections::BTreeMap<String, Vec<OperatingPoint>> = Default::default();
+    for r in records.iter() {
+        let Some(c) = &r.canary else { continue };
+        let points = out.entry(r.function_name.clone()).or_default();
+        let measured = [
+            (c.canary, c.memory_mb),
+            (c.primary, r.before.memory_mb),
+        ];
+        for (stats, memory_mb) in measured {
+            if let Some((s, d)) = stats.and_then(|s| s.duration_avg_ms.map(|d| (s, d))) {
+                points.push(OperatingPoint {
+                    memory_mb,
+                    duration_ms: d,
+                    invocations: s.invocations,
+                    source: PointSource::Canary,
+                });
+            }
+        }
+    }
     for r in records.iter().filter(|r| {
-        r.provisioned.is_none()
+        r.canary.is_none()
+            && r.provisioned.is_none()
             && r.rollback_of.is_none()
             && r.before.memory_mb != r.after.memory_mb
             && matches!(r.state, RecordState::Applied | RecordState::Verified)
@@ -124,6 +195,20 @@ pub fn points_before_changes(
         }
     }
     out
+}
+
+/// Whether two or more sizes, all at or above one vCPU, ran equally fast (within the error
+/// floor): then the function computes on one thread, or waits, and no size down to one vCPU
+/// slows it. Such points cannot be fitted (one thread gets the same CPU rate at each) but they
+/// rule out the parallelism the conservative model otherwise assumes.
+pub fn flat_above_one_vcpu(points: &[OperatingPoint]) -> bool {
+    let pts = distinct(points);
+    let (lo, hi) = pts.iter().fold((f64::INFINITY, 0.0_f64), |(lo, hi), p| {
+        (lo.min(p.duration_ms), hi.max(p.duration_ms))
+    });
+    pts.len() >= 2
+        && pts.iter().all(|p| vcpus(p.memory_mb) >= 1.0)
+        && hi <= lo * (1.0 + ERROR_FLOOR)
 }
 
 /// One point per memory size: where several share a size, the one with the most invocations.
@@ -197,6 +282,7 @@ pub fn fit_points(points: &[OperatingPoint], observed: OperatingPoint) -> Option
         residual,
         base_error: residual.max(noise).max(ERROR_FLOOR),
         x_range,
+        cross_check: None,
     })
 }
 
@@ -337,6 +423,8 @@ mod tests {
             requested_by: None,
             archived: false,
             walk_start: None,
+            prediction_error_pct: None,
+            canary: None,
         };
         let records = [
             record(RecordState::Verified, 1024, false),

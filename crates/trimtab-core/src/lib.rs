@@ -12,6 +12,7 @@ pub mod capacity;
 pub mod concurrency;
 pub mod cost;
 pub mod environment;
+pub mod evidence;
 pub mod fit;
 pub mod judge;
 pub mod model;

@@ -114,6 +114,35 @@ pub struct DecisionRecord {
     /// guard holds against it and the model is fitted on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub walk_start: Option<WalkStart>,
+    /// The relative error bound of `predicted_duration_ms`, percent: a step that runs slower
+    /// than the bound stops the walk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction_error_pct: Option<f64>,
+    /// A canary on an alias (the function's own settings unchanged until it is promoted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryChange>,
+}
+
+/// A version at another memory size taking a share of an alias's traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanaryChange {
+    pub alias: String,
+    /// The version the alias pointed at, and still does unless promoted.
+    pub primary_version: String,
+    /// The version published at `memory_mb`, once made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub memory_mb: u32,
+    /// Share of the alias's traffic routed to the canary.
+    pub weight: f64,
+    /// What the versions measured at the last reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<crate::evidence::VersionStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<crate::evidence::VersionStats>,
+    /// What the canary's invocations cost beyond the primary's price for them, USD.
+    #[serde(default)]
+    pub cost_usd: f64,
 }
 
 /// The size a function ran at before Trimtab's first step, and how it ran there.
@@ -341,6 +370,8 @@ mod archive_tests {
             requested_by: None,
             archived: false,
             walk_start: None,
+            prediction_error_pct: None,
+            canary: None,
         }
     }
 

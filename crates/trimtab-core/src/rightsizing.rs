@@ -11,7 +11,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::concurrency::ConcurrencyAdvice;
-use crate::fit::{Fitted, OperatingPoint, PointSource, fit_points};
+use crate::evidence::{NeedsEvidence, needs_evidence};
+use crate::fit::{
+    Fitted, OperatingPoint, PointSource, StepPrediction, fit_points, flat_above_one_vcpu,
+    one_point_error,
+};
 use crate::model::{CpuEvidence, DurationModel, MAX_MEMORY_MB, MIN_MEMORY_MB};
 use crate::pricing::{
     Architecture, PriceTable, SECONDS_PER_MONTH, expected_billed_duration_ms, gb_seconds,
@@ -105,6 +109,12 @@ pub struct FunctionObservation {
     /// the model is fitted on every size the function has run at (`crate::fit`).
     #[serde(default)]
     pub history: Vec<OperatingPoint>,
+    /// What the step that brought it to today's size predicted there, if Trimtab made one.
+    #[serde(default)]
+    pub last_step: Option<StepPrediction>,
+    /// The function routes traffic through an alias Trimtab may canary (tag `trimtab:canary`).
+    #[serde(default)]
+    pub canary_possible: bool,
 }
 
 /// Outcome class of one function, as in the report contract.
@@ -159,6 +169,16 @@ pub struct Recommendation {
     /// The operating points the model was fitted on (empty: one size).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operating_points: Vec<OperatingPoint>,
+    /// The prediction at the size one step of at most 2x reaches (apply mode's default bound),
+    /// with its error bound: the record of the step keeps it, and the next run compares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_prediction: Option<StepPrediction>,
+    /// Without CPU evidence and one measured size: what would settle the size, priced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_evidence: Option<NeedsEvidence>,
+    /// The canary this run started, judged or promoted (filled in by apply mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<crate::evidence::CanaryReport>,
     /// What apply mode set this run (at most one bounded step towards the recommendation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied: Option<crate::records::FunctionSettings>,
@@ -275,6 +295,7 @@ fn month_factor(window_s: f64) -> f64 {
 }
 
 /// Prices one function at one memory size, per month.
+#[derive(Clone, Copy)]
 struct Pricer<'a> {
     f: &'a FunctionObservation,
     prices: &'a PriceTable,
@@ -336,6 +357,9 @@ fn unjudged(f: &FunctionObservation, reason: String) -> Recommendation {
         best_case_monthly_savings_usd: None,
         prediction_error_pct: None,
         operating_points: Vec::new(),
+        step_prediction: None,
+        needs_evidence: None,
+        canary: None,
         applied: None,
         concurrency: None,
     }
@@ -366,10 +390,13 @@ pub fn recommend(
     let mut reasons = Vec::new();
     let (model, fitted) = model_for(f, avg_ms, &mut reasons);
     // The guard holds for the prediction's upper bound where the fit states one.
-    let slowdown_bound = |mem: u32| match &fitted {
-        Some(ft) => ft.duration_with_bound(mem).1 / avg_ms.max(1e-9),
-        None => model.slowdown(mem),
+    let error_at = |mem: u32| match (&fitted, model.evidence) {
+        (Some(ft), _) => Some(ft.error_at(mem)),
+        (None, CpuEvidence::Measured) => Some(one_point_error(&model, mem)),
+        (None, _) => None,
     };
+    let slowdown_bound =
+        |mem: u32| model.slowdown(mem) * (1.0 + error_at(mem).unwrap_or_default());
 
     let floor_mb = memory_floor(f, settings, &mut reasons);
 
@@ -384,6 +411,7 @@ pub fn recommend(
         .map(|p| p.duration_ms)
         .fold(avg_ms, f64::min);
     let guard = (1.0 + settings.latency_guard_pct / 100.0) * reference_ms / avg_ms.max(1e-9);
+    let lowest = lowest_allowed(f, avg_ms, guard * avg_ms, &mut reasons);
     let pricer = Pricer {
         f,
         prices,
@@ -392,7 +420,7 @@ pub fn recommend(
     };
 
     let candidates: Vec<Candidate> = (MIN_MEMORY_MB..=MAX_MEMORY_MB)
-        .filter(|&mem| mem >= floor_mb)
+        .filter(|&mem| mem >= floor_mb && mem >= lowest)
         .filter(|&mem| mem >= f.memory_mb || slowdown_bound(mem) <= guard)
         .filter(|&mem| {
             mem >= f.memory_mb || max_ms * model.slowdown(mem) <= f64::from(MAX_TIMEOUT_S) * 1000.0
@@ -409,11 +437,29 @@ pub fn recommend(
     // looks cheaper. Where memory sits well above use, a measured step tells: the smallest size
     // the guard allows even if the run is all computing (then it costs the same), a saving if it
     // mostly waits. The next run fits on both sizes.
+    // (Also where the cheapest pick is only a tie at the worst case: the step goes further.)
     let step = (model.evidence == CpuEvidence::Assumed
-        && chosen == f.memory_mb
+        && chosen <= f.memory_mb
         && settings.strategy != Strategy::Speed)
         .then(|| measured_step(&candidates, f, avg_ms, &pricer))
-        .flatten();
+        .flatten()
+        .filter(|&(mem, _)| mem < chosen || chosen == f.memory_mb);
+    let evidence_wanted = (model.evidence == CpuEvidence::Assumed).then(|| {
+        let waiting = Pricer {
+            model: DurationModel::fit(f.memory_mb, avg_ms, Some(0.0)),
+            ..pricer
+        };
+        let probe = floor_mb.max(f.memory_mb.div_ceil(2)).min(f.memory_mb);
+        let best_case = waiting.monthly_usd(f.memory_mb) - waiting.monthly_usd(probe);
+        let worst_case_usd = pricer.monthly_usd(probe) - pricer.monthly_usd(f.memory_mb);
+        needs_evidence(
+            f,
+            probe,
+            best_case,
+            worst_case_usd,
+            step.map(|(mem, _)| mem),
+        )
+    });
     if let Some((mem, best_case_usd)) = step {
         chosen = mem;
         reasons.push(format!(
@@ -421,6 +467,14 @@ pub fn recommend(
             100.0 * (model.slowdown(mem) - 1.0),
             settings.latency_guard_pct
         ));
+    }
+    // A change that saves less than MIN_CHANGE of today's cost is not worth its risk (the
+    // model's 1 MB grid would otherwise creep down by a few MB a run).
+    if chosen < f.memory_mb
+        && step.is_none()
+        && pricer.monthly_usd(chosen) > (1.0 - MIN_CHANGE) * pricer.monthly_usd(f.memory_mb)
+    {
+        chosen = f.memory_mb;
     }
     let slowdown = model.slowdown(chosen);
     if chosen < f.memory_mb && step.is_none() {
@@ -474,10 +528,21 @@ pub fn recommend(
         cpu_evidence: Some(model.evidence),
         compute_fraction: Some(round4(model.compute_fraction())),
         best_case_monthly_savings_usd: step.map(|(_, usd)| round4(usd)),
-        prediction_error_pct: fitted
+        prediction_error_pct: error_at(chosen).map(|e| round2(100.0 * e)),
+        operating_points: fitted
             .as_ref()
-            .map(|ft| round2(100.0 * ft.error_at(chosen))),
-        operating_points: fitted.map(|ft| ft.points).unwrap_or_default(),
+            .map(|ft| ft.points.clone())
+            .unwrap_or_default(),
+        step_prediction: (chosen != f.memory_mb).then(|| {
+            let mem = chosen.clamp(f.memory_mb.div_ceil(2), f.memory_mb.saturating_mul(2));
+            StepPrediction {
+                memory_mb: mem,
+                predicted_ms: round2(model.duration_ms(mem)),
+                error_pct: round2(100.0 * error_at(mem).unwrap_or_default()),
+            }
+        }),
+        needs_evidence: evidence_wanted,
+        canary: None,
         applied: None,
         concurrency: None,
     }
@@ -506,8 +571,58 @@ fn measured_step(
     (best_case > 0.0).then_some((mem, best_case))
 }
 
-/// The duration model: Lambda Insights' CPU time where measured; else a fit on every memory size
-/// the function has run at, where it has run at two or more; else the conservative assumption.
+/// The smallest size the measurements allow, whatever the model says: more memory never makes a
+/// function slower, so no size at or below one measured slower than the guard (`guard_ms`) is a
+/// candidate; and a step that ran slower than its prediction's upper bound stops the walk at
+/// today's size (and goes back up if today's size breaks the guard).
+fn lowest_allowed(
+    f: &FunctionObservation,
+    avg_ms: f64,
+    guard_ms: f64,
+    reasons: &mut Vec<String>,
+) -> u32 {
+    let mut lowest = MIN_MEMORY_MB;
+    if let Some(too_slow) = f
+        .history
+        .iter()
+        .filter(|p| p.duration_ms > guard_ms)
+        .map(|p| p.memory_mb)
+        .max()
+    {
+        lowest = too_slow + 1;
+        reasons.push(format!(
+            "measured slower than the guard at {too_slow} MB: nothing at or below it"
+        ));
+    }
+    if let Some(over) = f
+        .last_step
+        .and_then(|s| s.surprise(f.memory_mb, avg_ms))
+    {
+        let back_up = avg_ms > guard_ms;
+        reasons.push(format!(
+            "the last step ran {:.1}% slower than its prediction's upper bound: the walk stops {}",
+            100.0 * over,
+            if back_up {
+                "and goes back above this size (it breaks the guard)"
+            } else {
+                "here"
+            }
+        ));
+        // Back to the nearest larger size measured within the guard: known to hold.
+        let retreat = f
+            .history
+            .iter()
+            .filter(|p| p.memory_mb > f.memory_mb && p.duration_ms <= guard_ms)
+            .map(|p| p.memory_mb)
+            .min()
+            .unwrap_or(f.memory_mb + 1);
+        lowest = lowest.max(if back_up { retreat } else { f.memory_mb });
+    }
+    lowest
+}
+
+/// The duration model: a fit on every memory size the function has run at, where it has run at
+/// two or more; else Lambda Insights' CPU time where measured; else the conservative assumption.
 fn model_for(
     f: &FunctionObservation,
     avg_ms: f64,
@@ -522,16 +637,19 @@ fn model_for(
     };
     let mut points = f.history.clone();
     points.push(current);
-    let fitted = m
-        .cpu_total_time_avg_ms
-        .is_none()
-        .then(|| fit_points(&points, current))
-        .flatten();
+    // Measured sizes beat one size's CPU time: they show what the physics misses (memory
+    // pressure, a runtime that does not scale) at the sizes in question.
+    let fitted = fit_points(&points, current);
     if let Some(mut ft) = fitted {
         // Anchored at today's measured mean: the fit's residual there would otherwise shift
         // today's price and every slowdown.
         let off = avg_ms - ft.model.duration_ms(f.memory_mb);
         ft.model.wait_ms = (ft.model.wait_ms + off).max(0.0);
+        // Where Lambda Insights measured the CPU time too, the two estimates check each other:
+        // the bound is at least their disagreement (points off by noise show here).
+        if let Some(cpu) = m.cpu_total_time_avg_ms {
+            ft.cross_check = Some(DurationModel::fit(f.memory_mb, avg_ms, Some(cpu)));
+        }
         let shown: Vec<String> = ft
             .points
             .iter()
@@ -547,7 +665,16 @@ fn model_for(
         ));
         return (ft.model, Some(ft));
     }
-    let model = DurationModel::fit(f.memory_mb, avg_ms, m.cpu_total_time_avg_ms);
+    let mut model = DurationModel::fit(f.memory_mb, avg_ms, m.cpu_total_time_avg_ms);
+    if model.evidence == CpuEvidence::Assumed && flat_above_one_vcpu(&points) {
+        // Measured equally fast at sizes above one vCPU: one thread at most, so the worst case
+        // below is all computing on one thread.
+        model.parallelism = 1.0;
+        model.cpu_ms = avg_ms;
+        reasons.push(
+            "as fast at every size above one vCPU it has run at: one thread at most".to_owned(),
+        );
+    }
     reasons.push(match model.evidence {
         CpuEvidence::Measured => format!(
             "measured CPU time {:.1} ms of {:.1} ms mean duration: {:.0}% computing, {:.0}% waiting",
@@ -626,6 +753,8 @@ fn timeout_advice(
 /// Relative cost difference under which two candidates count as equally cheap; then the one
 /// nearest today's memory wins, since every change carries risk the model cannot price.
 const COST_TIE: f64 = 0.01;
+/// Smallest relative saving a smaller size must bring to be recommended.
+const MIN_CHANGE: f64 = 0.02;
 /// Relative duration difference under which two candidates count as equally fast.
 const SPEED_TIE: f64 = 0.01;
 
