@@ -3,7 +3,7 @@
 //! marked applied only once Lambda reports the update `Successful`; lost answers, conflicts,
 //! denied rollbacks, deleted functions and out-of-band changes each settled honestly; the lease.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use serde_json::{Value, json};
@@ -774,4 +774,65 @@ async fn a_healthy_change_is_verified_and_the_next_step_follows() {
         .map(|r| r.state)
         .collect();
     assert_eq!(states, [RecordState::Applied, RecordState::Verified]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_size_changed_outside_trimtab_in_the_window_gives_a_two_point_fit() {
+    // No Lambda Insights; someone halved its memory by hand a while ago. The run splits the
+    // metrics at the change (LastModified) and learns the size before from the REPORT lines.
+    let io = Workload {
+        insights: false,
+        ..fleet::io_bound_over_provisioned("legacy-api")
+    };
+    let a = account(std::slice::from_ref(&io)).await;
+    let lambda = aws_sdk_lambda::Client::new(&a.sdk);
+    let changed = lambda
+        .update_function_configuration()
+        .function_name(&io.name)
+        .memory_size(768)
+        .send()
+        .await
+        .expect("update");
+    let at = changed
+        .last_modified()
+        .and_then(trimtab_core::calendar::parse_instant)
+        .expect("LastModified");
+    for hour in 0..4 {
+        put_traffic(&a.seeder.cloudwatch, &io, 768, at + 600 + hour * 3600, 20_000.0, 0.0)
+            .await
+            .expect("traffic");
+    }
+    let recommend = rightsizing::Request {
+        mode: Some(Mode::Recommend),
+        ..rightsizing::Request::default()
+    }
+    .plan(Mode::Recommend)
+    .expect("plan");
+    let later = UNIX_EPOCH + Duration::from_secs((at + 5 * 3600) as u64);
+    let report = run_plan(&a, &recommend, later).await.expect("run");
+    let r = row(&report, &io.name);
+    assert_eq!(r["cpu_evidence"], "fitted", "{r:#}");
+    let points: Vec<(u64, String)> = r["operating_points"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["memory_mb"].as_u64().unwrap_or_default(),
+                p["source"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        points,
+        [
+            (768, "current".to_owned()),
+            (1536, "before_outside_change".to_owned())
+        ],
+        "{r:#}"
+    );
+    // Judged on the traffic since the change only.
+    assert_eq!(r["invocations"].as_f64(), Some(80_000.0), "{r:#}");
+    // Nothing was changed: a recommend run.
+    assert_eq!(memory_and_timeout(&a, &io.name).await.0, 768);
 }

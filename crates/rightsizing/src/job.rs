@@ -204,13 +204,18 @@ pub(crate) async fn analyse(
     let mut a = Analysis::empty(window);
     let functions = inventory(clients, config, plan, with_tags, &mut a).await?;
     a.notes.extend(config.price_note.iter().cloned());
-    let mut observations = observe(clients, plan, &functions, past.since, &mut a).await?;
+    let outside = outside_changes(clients, &functions, window, past.since, &mut a.notes).await;
+    let mut since = past.since.clone();
+    since.extend(outside.iter().map(|(name, (t, _))| (name.clone(), *t)));
+    let mut observations = observe(clients, plan, &functions, &since, &mut a).await?;
+    let mut before = points_before(clients, plan, &outside, window, &mut a).await;
     for o in &mut observations {
         o.history = past
             .points
             .get(&o.function_name)
             .cloned()
             .unwrap_or_default();
+        o.history.extend(before.remove(&o.function_name));
     }
     fill_memory_from_logs(clients, plan, window, &mut observations, &mut a.notes).await;
     let mut recommendations = recommend_fleet(&observations, &plan.settings, &config.prices);
@@ -292,6 +297,109 @@ async fn inventory(
         "inventory read"
     );
     Ok(functions)
+}
+
+/// At most this many functions a run reads REPORT lines for to learn the size they ran at before
+/// a change made outside Trimtab.
+const OUTSIDE_CHANGE_BUDGET: usize = 25;
+
+/// Functions whose memory changed in the window outside Trimtab: `LastModified` (code or
+/// configuration) falls in the window, after any change of Trimtab's, and the REPORT lines of the
+/// hour before it name another memory size. Returns each one's change time and the size before.
+/// A code-only change (the same size before) is left alone: the whole window still describes
+/// today's size.
+async fn outside_changes(
+    clients: &Clients,
+    functions: &[FunctionConfig],
+    window: Window,
+    since: &HashMap<String, i64>,
+    notes: &mut Vec<String>,
+) -> BTreeMap<String, (i64, u32)> {
+    let changed: Vec<(&FunctionConfig, i64)> = functions
+        .iter()
+        .filter_map(|f| f.last_modified_epoch_s.map(|t| (f, t)))
+        .filter(|(f, t)| {
+            *t > window.start_epoch_s + 3600
+                && *t < window.end_epoch_s - 600
+                && since.get(&f.name).is_none_or(|s| t > s)
+        })
+        .collect();
+    if changed.len() > OUTSIDE_CHANGE_BUDGET {
+        notes.push(format!(
+            "{} functions changed in the window; the sizes before were read for {OUTSIDE_CHANGE_BUDGET}",
+            changed.len()
+        ));
+    }
+    let owned: Vec<(String, u32, i64)> = changed
+        .into_iter()
+        .take(OUTSIDE_CHANGE_BUDGET)
+        .map(|(f, t)| (f.name.clone(), f.memory_mb, t))
+        .collect();
+    let read: Vec<_> = stream::iter(owned)
+        .map(|(name, now_mb, t)| async move {
+            let before = logs::memory_before(clients, &name, t * 1000).await;
+            (name, now_mb, t, before)
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let mut out = BTreeMap::new();
+    for (name, now_mb, t, before) in read {
+        match before {
+            Ok(Some(m)) if m != now_mb => {
+                out.insert(name, (t, m));
+            }
+            Ok(_) => {}
+            Err(e) => notes.push(format!("{name}: size before its change unknown: {e}")),
+        }
+    }
+    out
+}
+
+/// The mean duration before each outside change, at the size before it: one batched fetch per
+/// change time, from the window's start to the change.
+async fn points_before(
+    clients: &Clients,
+    plan: &Plan,
+    changes: &BTreeMap<String, (i64, u32)>,
+    window: Window,
+    a: &mut Analysis,
+) -> BTreeMap<String, OperatingPoint> {
+    let mut at: BTreeMap<i64, Vec<(&str, u32)>> = BTreeMap::new();
+    for (name, (t, m)) in changes {
+        at.entry(t / 60 * 60).or_default().push((name, *m));
+    }
+    let mut out = BTreeMap::new();
+    for (end, members) in at {
+        let names: Vec<&str> = members.iter().map(|(n, _)| *n).collect();
+        let w = Window {
+            start_epoch_s: window.start_epoch_s,
+            end_epoch_s: end,
+        };
+        match metrics::fetch(clients, metrics::health_queries(&names, false), w).await {
+            Ok((series, fetched)) => {
+                a.metric_queries += fetched.queries;
+                for (i, (name, memory_mb)) in members.iter().enumerate() {
+                    let h = metrics::health(&series, i);
+                    if let Some(d) = h
+                        .duration_avg_ms
+                        .filter(|_| h.invocations >= plan.settings.min_invocations)
+                    {
+                        out.insert((*name).to_owned(), OperatingPoint {
+                            memory_mb: *memory_mb,
+                            duration_ms: d,
+                            invocations: h.invocations,
+                            source: trimtab_core::fit::PointSource::BeforeOutsideChange,
+                        });
+                    }
+                }
+            }
+            Err(e) => a
+                .notes
+                .push(format!("metrics before the changes at {end} unavailable: {e}")),
+        }
+    }
+    out
 }
 
 /// Every function's metrics over the window, batched. A function changed by an earlier run is

@@ -38,6 +38,8 @@ pub struct FunctionConfig {
     pub timeout_s: u32,
     pub ephemeral_storage_mb: u32,
     pub tags: BTreeMap<String, String>,
+    /// When `$LATEST`'s code or configuration last changed (`LastModified`), epoch seconds.
+    pub last_modified_epoch_s: Option<i64>,
 }
 
 fn from_listing(f: &aws_sdk_lambda::types::FunctionConfiguration) -> Option<FunctionConfig> {
@@ -60,6 +62,9 @@ fn from_listing(f: &aws_sdk_lambda::types::FunctionConfiguration) -> Option<Func
             .and_then(|e| u32::try_from(e.size()).ok())
             .unwrap_or(512),
         tags: BTreeMap::new(),
+        last_modified_epoch_s: f
+            .last_modified()
+            .and_then(trimtab_core::calendar::parse_instant),
     })
 }
 

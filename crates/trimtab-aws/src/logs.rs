@@ -114,6 +114,45 @@ pub async fn report_evidence(
     Ok(ev)
 }
 
+/// The memory size the function ran at just before `at_epoch_ms`: the `Memory Size` of the last
+/// REPORT line in one page of `FilterLogEvents` over the day before (events come oldest first, so
+/// a busy function's page ends early in that day: a second change within the day would be
+/// missed). `None` when no line was written that day.
+pub async fn memory_before(
+    clients: &Clients,
+    function_name: &str,
+    at_epoch_ms: i64,
+) -> Result<Option<u32>, AwsError> {
+    let group = format!("/aws/lambda/{function_name}");
+    let page = clients
+        .logs
+        .filter_log_events()
+        .log_group_name(&group)
+        .filter_pattern("\"REPORT RequestId\"")
+        .start_time(at_epoch_ms - 86_400_000)
+        .end_time(at_epoch_ms - 1)
+        .send()
+        .await;
+    let page = match page {
+        Ok(p) => p,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(AwsError::new("logs:FilterLogEvents", group, e)),
+    };
+    Ok(page
+        .events()
+        .iter()
+        .filter(|e| e.timestamp().is_some_and(|t| t < at_epoch_ms))
+        .filter_map(|e| e.message())
+        .filter_map(parse_report_line)
+        .last()
+        .map(|l| l.memory_size_mb as u32))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

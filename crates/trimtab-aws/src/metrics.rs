@@ -425,8 +425,8 @@ mod tests {
             memory_mb: 128,
             timeout_s: 3,
             ephemeral_storage_mb: 512,
-
             tags: Default::default(),
+            last_modified_epoch_s: None,
         };
         let q = lambda_queries(&[f.clone(), f], true);
         assert_eq!(q.len(), 30);

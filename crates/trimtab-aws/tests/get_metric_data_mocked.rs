@@ -59,6 +59,7 @@ fn function(name: &str) -> FunctionConfig {
         timeout_s: 30,
         ephemeral_storage_mb: 512,
         tags: Default::default(),
+        last_modified_epoch_s: None,
     }
 }
 

@@ -37,6 +37,41 @@ pub fn parse_date(s: &str) -> Option<i64> {
     (civil_from_days(day) == (y, m, d)).then_some(day)
 }
 
+/// An ISO 8601 instant to epoch seconds: `2019-09-26T20:28:40.438+0000` as Lambda writes
+/// `LastModified`, or with `Z`, `+hh:mm`, or any number of fraction digits (moto writes nine).
+/// `None` for anything else.
+pub fn parse_instant(s: &str) -> Option<i64> {
+    let day = parse_date(s)?;
+    let rest = s.get(10..)?.strip_prefix('T')?;
+    let hms = |t: &str| -> Option<i64> {
+        let mut it = t.splitn(3, ':');
+        let h: i64 = it.next()?.parse().ok()?;
+        let m: i64 = it.next()?.parse().ok()?;
+        let sec: i64 = it.next()?.get(..2)?.parse().ok()?;
+        (h < 24 && m < 60 && sec < 61).then_some(h * 3600 + m * 60 + sec)
+    };
+    let time = hms(rest.get(..8)?)?;
+    let zone = rest[8..].trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let offset = match zone {
+        "" | "Z" => 0,
+        z => {
+            let sign = match z.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let digits: String = z[1..].chars().filter(|c| *c != ':').collect();
+            if digits.len() != 4 {
+                return None;
+            }
+            let h: i64 = digits[..2].parse().ok()?;
+            let m: i64 = digits[2..].parse().ok()?;
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    Some(day * 86_400 + time - offset)
+}
+
 /// A day number as `YYYY-MM-DD`.
 pub fn format_date(day: i64) -> String {
     let (y, m, d) = civil_from_days(day);
@@ -98,6 +133,16 @@ pub fn days_in_month(day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instants_as_lambda_and_moto_write_them() {
+        let aws = parse_instant("2019-09-26T20:28:40.438+0000").expect("aws");
+        assert_eq!(aws, days_from_civil(2019, 9, 26) * 86_400 + 20 * 3600 + 28 * 60 + 40);
+        assert_eq!(parse_instant("2019-09-26T20:28:40.438000000Z"), Some(aws));
+        assert_eq!(parse_instant("2019-09-26T22:28:40+02:00"), Some(aws));
+        assert_eq!(parse_instant("2019-09-26"), None);
+        assert_eq!(parse_instant("2019-09-26T25:00:00Z"), None);
+    }
 
     #[test]
     fn dates_round_trip_and_impossible_ones_are_refused() {
