@@ -798,9 +798,16 @@ async fn a_size_changed_outside_trimtab_in_the_window_gives_a_two_point_fit() {
         .and_then(trimtab_core::calendar::parse_instant)
         .expect("LastModified");
     for hour in 0..4 {
-        put_traffic(&a.seeder.cloudwatch, &io, 768, at + 600 + hour * 3600, 20_000.0, 0.0)
-            .await
-            .expect("traffic");
+        put_traffic(
+            &a.seeder.cloudwatch,
+            &io,
+            768,
+            at + 600 + hour * 3600,
+            20_000.0,
+            0.0,
+        )
+        .await
+        .expect("traffic");
     }
     let recommend = rightsizing::Request {
         mode: Some(Mode::Recommend),
@@ -835,4 +842,186 @@ async fn a_size_changed_outside_trimtab_in_the_window_gives_a_two_point_fit() {
     assert_eq!(r["invocations"].as_f64(), Some(80_000.0), "{r:#}");
     // Nothing was changed: a recommend run.
     assert_eq!(memory_and_timeout(&a, &io.name).await.0, 768);
+}
+
+/// Puts one instant of per-version traffic behind `function:alias`, as Lambda records alias
+/// invocations (`FunctionName`, `Resource`, `ExecutedVersion`).
+async fn put_version_traffic(
+    a: &Account,
+    function: &str,
+    alias: &str,
+    version: &str,
+    at_epoch_s: i64,
+    (invocations, errors, duration_ms): (f64, f64, f64),
+) {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
+    let dims = [
+        ("FunctionName", function.to_owned()),
+        ("Resource", format!("{function}:{alias}")),
+        ("ExecutedVersion", version.to_owned()),
+    ];
+    let datum = |name: &str, unit: StandardUnit, n: f64, sum: f64| {
+        let mut d = MetricDatum::builder()
+            .metric_name(name)
+            .timestamp(DateTime::from_secs(at_epoch_s))
+            .unit(unit)
+            .statistic_values(
+                StatisticSet::builder()
+                    .sample_count(n)
+                    .sum(sum)
+                    .minimum(sum / n)
+                    .maximum(sum / n)
+                    .build(),
+            );
+        for (k, v) in &dims {
+            d = d.dimensions(Dimension::builder().name(*k).value(v).build());
+        }
+        d.build()
+    };
+    a.seeder
+        .cloudwatch
+        .put_metric_data()
+        .namespace("AWS/Lambda")
+        .metric_data(datum("Invocations", StandardUnit::Count, 1.0, invocations))
+        .metric_data(datum("Errors", StandardUnit::Count, 1.0, errors))
+        .metric_data(datum(
+            "Duration",
+            StandardUnit::Milliseconds,
+            invocations,
+            invocations * duration_ms,
+        ))
+        .send()
+        .await
+        .expect("version traffic");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_takes_live_traffic_then_is_promoted_and_a_quiet_run_writes_nothing() {
+    let io = Workload {
+        tags: vec![
+            ("trimtab:canary".into(), "true".into()),
+            ("trimtab:alias".into(), "live".into()),
+        ],
+        ..fleet::io_bound_over_provisioned("checkout-api")
+    };
+    let a = account(std::slice::from_ref(&io)).await;
+    let lambda = aws_sdk_lambda::Client::new(&a.sdk);
+    let v1 = lambda
+        .publish_version()
+        .function_name(&io.name)
+        .send()
+        .await
+        .expect("publish");
+    let primary = v1.version().unwrap_or_default().to_owned();
+    lambda
+        .create_alias()
+        .function_name(&io.name)
+        .name("live")
+        .function_version(&primary)
+        .send()
+        .await
+        .expect("alias");
+    a.moto.fidelity.clear_seen();
+
+    // Run 1: the canary is made (a version at the candidate size, 5% of the alias's traffic);
+    // $LATEST keeps its size, and the function itself is not stepped.
+    let first = run_at(&a, a.now).await;
+    crate::assert_role_allows(&a.moto, "RightSizingFunction");
+    let c = &row(&first, &io.name)["canary"];
+    assert_eq!(c["state"], "started", "{first:#}");
+    let size = c["memory_mb"].as_u64().unwrap_or_default() as u32;
+    assert!((768..1536).contains(&size), "{c:#}");
+    let version = c["version"].as_str().unwrap_or_default().to_owned();
+    let alias = lambda
+        .get_alias()
+        .function_name(&io.name)
+        .name("live")
+        .send()
+        .await
+        .expect("alias");
+    assert_eq!(alias.function_version(), Some(primary.as_str()));
+    let weights = alias
+        .routing_config()
+        .and_then(|r| r.additional_version_weights())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(weights.get(&version), Some(&0.05), "{weights:?}");
+    let canary_cfg = lambda
+        .get_function_configuration()
+        .function_name(&io.name)
+        .qualifier(&version)
+        .send()
+        .await
+        .expect("version");
+    assert_eq!(canary_cfg.memory_size(), Some(size as i32));
+    assert_eq!(memory_and_timeout(&a, &io.name).await.0, 1536);
+
+    // Live traffic through the alias: the canary's share runs about as fast.
+    let at = history(&a, &io.name).await[0]
+        .applied_at_epoch_s
+        .expect("applied");
+    let (d_primary, d_canary) = (io.duration_ms(1536), io.duration_ms(size));
+    put_version_traffic(
+        &a,
+        &io.name,
+        "live",
+        &primary,
+        at + 600,
+        (19_000.0, 2.0, d_primary),
+    )
+    .await;
+    put_version_traffic(
+        &a,
+        &io.name,
+        "live",
+        &version,
+        at + 600,
+        (1_000.0, 0.0, d_canary),
+    )
+    .await;
+
+    // Run 2: judged on the per-version metrics and promoted; the record says so.
+    let second = run_at(&a, a.now + Duration::from_secs(2 * 3600)).await;
+    let c = &row(&second, &io.name)["canary"];
+    assert_eq!(c["state"], "promoted", "{second:#}");
+    assert_eq!(c["invocations"].as_f64(), Some(1_000.0), "{c:#}");
+    assert!(c["cost_usd"].as_f64().is_some_and(|u| u < 0.0), "{c:#}");
+    let alias = lambda
+        .get_alias()
+        .function_name(&io.name)
+        .name("live")
+        .send()
+        .await
+        .expect("alias");
+    assert_eq!(alias.function_version(), Some(version.as_str()));
+    assert!(
+        alias
+            .routing_config()
+            .and_then(|r| r.additional_version_weights())
+            .is_none_or(|w| w.is_empty())
+    );
+    assert_eq!(memory_and_timeout(&a, &io.name).await.0, size as i32);
+    let records = history(&a, &io.name).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].state, RecordState::Verified);
+    let kept = records[0]
+        .canary
+        .as_ref()
+        .and_then(|c| c.canary)
+        .expect("stats");
+    assert_eq!(kept.invocations, 1_000.0);
+
+    // Run 3, nothing new: no Lambda write, no record written.
+    a.moto.fidelity.clear_seen();
+    run_at(&a, a.now + Duration::from_secs(2 * 3600 + 120)).await;
+    let ops = a.moto.fidelity.operations();
+    for write in [
+        "lambda:PublishVersion",
+        "lambda:UpdateAlias",
+        "lambda:UpdateFunctionConfiguration",
+    ] {
+        assert!(!ops.iter().any(|o| o == write), "{write} in {ops:?}");
+    }
+    assert_eq!(history(&a, &io.name).await, records);
 }

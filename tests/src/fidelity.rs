@@ -576,6 +576,10 @@ fn lambda_operation(method: &hyper::Method, path: &str, query: &str) -> (String,
             },
             Some(*f),
         ),
+        ([_, "functions", f, "aliases"], "POST") => ("CreateAlias", Some(*f)),
+        ([_, "functions", f, "aliases"], "GET") => ("ListAliases", Some(*f)),
+        ([_, "functions", f, "aliases", _], "PUT") => ("UpdateAlias", Some(*f)),
+        ([_, "functions", f, "aliases", _], "DELETE") => ("DeleteAlias", Some(*f)),
         ([_, "functions", f, "aliases", ..], _) => {
             (if get { "GetAlias" } else { "Alias" }, Some(*f))
         }

@@ -20,7 +20,7 @@ use trimtab_core::records::{
     DecisionRecord, Health, RecordState, WalkStart, to_archive, walk_start,
 };
 use trimtab_core::rightsizing::Status;
-use trimtab_core::tags::{ALIAS_TAG, is_locked};
+use trimtab_core::tags::{ALIAS_TAG, canary_wanted, is_locked};
 
 use crate::JobError;
 use crate::analysis::Analysis;
@@ -83,7 +83,16 @@ pub(crate) async fn reconcile(ctx: &Ctx<'_>) -> Result<Open, JobError> {
 async fn settle_pending(ctx: &Ctx<'_>, r: &mut DecisionRecord) -> Result<(), String> {
     let now_s = ctx.clock.now_s();
     let prefix = "reconciled";
-    if let Some(p) = r.provisioned.clone() {
+    if r.canary.is_some() {
+        let settlement = crate::canary::settle_pending(ctx, r).await?;
+        settle_into(
+            r,
+            &settlement,
+            None,
+            now_s,
+            &format!("{prefix}: canary routed"),
+        );
+    } else if let Some(p) = r.provisioned.clone() {
         let settlement = provision::settle_pending(ctx, r, &p).await?;
         settle_into(
             r,
@@ -353,7 +362,10 @@ pub(crate) async fn apply(
     let candidates: Vec<usize> = (0..a.rows.len())
         .filter(|&i| {
             let r = &a.rows[i];
-            r.recommendation.status == Status::Recommended || held.contains_key(&r.function.name)
+            // A function that asked for canaries changes only through one (`crate::canary`).
+            !canary_wanted(&r.function.tags)
+                && (r.recommendation.status == Status::Recommended
+                    || held.contains_key(&r.function.name))
         })
         .collect();
     let outcomes: Vec<(usize, Result<Outcome, JobError>)> = stream::iter(candidates)

@@ -11,8 +11,8 @@ use trimtab_aws::metrics::{self, Window};
 use trimtab_aws::schema::SavingsHeadline;
 use trimtab_aws::{Clients, changes, logs};
 use trimtab_core::concurrency::{ConcurrencyInput, advise};
-use trimtab_core::fit::{OperatingPoint, points_before_changes};
-use trimtab_core::records::Health;
+use trimtab_core::fit::{OperatingPoint, StepPrediction, points_before_changes};
+use trimtab_core::records::{DecisionRecord, Health};
 use trimtab_core::rightsizing::{
     FunctionMetrics, FunctionObservation, MemoryEvidence, Recommendation, log_scan_choice,
     recommend_fleet, totals,
@@ -41,10 +41,11 @@ pub async fn run(
     let now_s = epoch_s(now);
     let mut report = match plan.mode {
         Mode::Recommend => {
-            let (since, points) = (HashMap::new(), BTreeMap::new());
+            let (since, points, steps) = (HashMap::new(), BTreeMap::new(), BTreeMap::new());
             let past = Past {
                 since: &since,
                 points: &points,
+                steps: &steps,
             };
             let a = analyse(clients, config, plan, now, false, &past).await?;
             report(clients, plan, run_id, a)
@@ -139,13 +140,16 @@ async fn act_under_lease(
         }
     }
     let points = points_before_changes(&open.records);
+    let steps = last_steps(&open.records);
     let past = Past {
         since: &since,
         points: &points,
+        steps: &steps,
     };
     let mut a = analyse(ctx.c, config, plan, now, true, &past).await?;
     a.notes.splice(0..0, notes);
     act::apply(ctx, plan, &mut a, &open, &verifications).await?;
+    crate::canary::run(ctx, plan, &config.prices, &mut a, &open).await?;
     let mut r = report(ctx.c, plan, ctx.run_id.to_owned(), a);
     r.verifications = verifications;
     r.reconciled = open.reconciled;
@@ -188,6 +192,36 @@ fn report(clients: &Clients, plan: &Plan, run_id: String, a: Analysis) -> Report
 pub(crate) struct Past<'a> {
     since: &'a HashMap<String, i64>,
     points: &'a BTreeMap<String, Vec<OperatingPoint>>,
+    steps: &'a BTreeMap<String, StepPrediction>,
+}
+
+/// What each function's latest memory step in force predicted at the size it reached.
+fn last_steps(records: &[DecisionRecord]) -> BTreeMap<String, StepPrediction> {
+    let mut out: BTreeMap<String, (i64, StepPrediction)> = BTreeMap::new();
+    for r in records.iter().filter(|r| {
+        r.canary.is_none()
+            && r.provisioned.is_none()
+            && r.rollback_of.is_none()
+            && r.state.in_force()
+    }) {
+        let (Some(predicted_ms), Some(error_pct)) =
+            (r.predicted_duration_ms, r.prediction_error_pct)
+        else {
+            continue;
+        };
+        let step = StepPrediction {
+            memory_mb: r.after.memory_mb,
+            predicted_ms,
+            error_pct,
+        };
+        let e = out
+            .entry(r.function_name.clone())
+            .or_insert((i64::MIN, step));
+        if r.created_at_epoch_s >= e.0 {
+            *e = (r.created_at_epoch_s, step);
+        }
+    }
+    out.into_iter().map(|(k, (_, s))| (k, s)).collect()
 }
 
 /// Inventory, metrics, log scans, the optimiser, and concurrency advice. `with_tags` reads every
@@ -216,6 +250,7 @@ pub(crate) async fn analyse(
             .cloned()
             .unwrap_or_default();
         o.history.extend(before.remove(&o.function_name));
+        o.last_step = past.steps.get(&o.function_name).copied();
     }
     fill_memory_from_logs(clients, plan, window, &mut observations, &mut a.notes).await;
     let mut recommendations = recommend_fleet(&observations, &plan.settings, &config.prices);
@@ -385,18 +420,21 @@ async fn points_before(
                         .duration_avg_ms
                         .filter(|_| h.invocations >= plan.settings.min_invocations)
                     {
-                        out.insert((*name).to_owned(), OperatingPoint {
-                            memory_mb: *memory_mb,
-                            duration_ms: d,
-                            invocations: h.invocations,
-                            source: trimtab_core::fit::PointSource::BeforeOutsideChange,
-                        });
+                        out.insert(
+                            (*name).to_owned(),
+                            OperatingPoint {
+                                memory_mb: *memory_mb,
+                                duration_ms: d,
+                                invocations: h.invocations,
+                                source: trimtab_core::fit::PointSource::BeforeOutsideChange,
+                            },
+                        );
                     }
                 }
             }
-            Err(e) => a
-                .notes
-                .push(format!("metrics before the changes at {end} unavailable: {e}")),
+            Err(e) => a.notes.push(format!(
+                "metrics before the changes at {end} unavailable: {e}"
+            )),
         }
     }
     out
@@ -469,7 +507,8 @@ fn observation(f: &FunctionConfig, metrics: FunctionMetrics, w: Window) -> Funct
         metrics,
         history: Vec::new(),
         last_step: None,
-        canary_possible: false,
+        canary_possible: trimtab_core::tags::canary_wanted(&f.tags)
+            && f.tags.contains_key(trimtab_core::tags::ALIAS_TAG),
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod act;
 mod analysis;
+mod canary;
 mod job;
 mod protocol;
 mod provision;

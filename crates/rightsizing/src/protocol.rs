@@ -44,6 +44,7 @@ impl Open {
                 r.state == RecordState::Applied
                     && r.rollback_of.is_none()
                     && r.provisioned.is_none()
+                    && r.canary.is_none()
             })
             .collect()
     }

@@ -6,6 +6,7 @@
 //! nothing about any endpoint is hard-coded.
 
 pub mod calls;
+pub mod canary;
 pub mod changes;
 pub mod costs;
 pub mod decisions;

@@ -146,10 +146,11 @@ pub async fn memory_before(
     Ok(page
         .events()
         .iter()
+        .rev()
         .filter(|e| e.timestamp().is_some_and(|t| t < at_epoch_ms))
         .filter_map(|e| e.message())
         .filter_map(parse_report_line)
-        .last()
+        .next()
         .map(|l| l.memory_size_mb as u32))
 }
 

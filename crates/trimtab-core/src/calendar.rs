@@ -137,7 +137,10 @@ mod tests {
     #[test]
     fn instants_as_lambda_and_moto_write_them() {
         let aws = parse_instant("2019-09-26T20:28:40.438+0000").expect("aws");
-        assert_eq!(aws, days_from_civil(2019, 9, 26) * 86_400 + 20 * 3600 + 28 * 60 + 40);
+        assert_eq!(
+            aws,
+            days_from_civil(2019, 9, 26) * 86_400 + 20 * 3600 + 28 * 60 + 40
+        );
         assert_eq!(parse_instant("2019-09-26T20:28:40.438000000Z"), Some(aws));
         assert_eq!(parse_instant("2019-09-26T22:28:40+02:00"), Some(aws));
         assert_eq!(parse_instant("2019-09-26"), None);

@@ -165,11 +165,15 @@ pub fn needs_evidence(
             cost_usd: Some(0.0),
             invocations: None,
             worthwhile: true,
-            detail: "apply mode steps there: within the guard and about as dear even if it all computes".to_owned(),
+            detail:
+                "apply mode steps there: within the guard and about as dear even if it all computes"
+                    .to_owned(),
         });
     }
     NeedsEvidence {
-        reason: "one memory size measured and no CPU time: waiting and computing cannot be told apart".to_owned(),
+        reason:
+            "one memory size measured and no CPU time: waiting and computing cannot be told apart"
+                .to_owned(),
         best_case_monthly_savings_usd: round4(best),
         expected_monthly_savings_usd: round4(expected),
         options,
@@ -269,7 +273,8 @@ pub fn canary_cost_usd(
     let (Some(pd), Some(cd)) = (p.duration_avg_ms, c.duration_avg_ms) else {
         return 0.0;
     };
-    let extra_gb_s = c.invocations * (gb_s_per_invocation(c_mb, cd) - gb_s_per_invocation(p_mb, pd));
+    let extra_gb_s =
+        c.invocations * (gb_s_per_invocation(c_mb, cd) - gb_s_per_invocation(p_mb, pd));
     // Priced at the first tier: a canary's few invocations do not move the account's tier.
     round4(extra_gb_s.signum() * prices.duration_usd(arch, 0.0, extra_gb_s.abs()))
 }
@@ -363,6 +368,9 @@ mod tests {
             (&canary, 512),
         );
         // 1,000 calls of 300 ms at half the memory: 150 GB-s saved.
-        assert!(cost < 0.0 && (cost + 150.0 * 0.000_016_666_7).abs() < 1e-4, "{cost}");
+        assert!(
+            cost < 0.0 && (cost + 150.0 * 0.000_016_666_7).abs() < 1e-4,
+            "{cost}"
+        );
     }
 }

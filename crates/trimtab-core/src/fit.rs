@@ -129,7 +129,10 @@ impl Fitted {
         let own = self.base_error * (1.0 + outside / span);
         match self.cross_check {
             Some(other) => {
-                let (a, b) = (self.model.duration_ms(memory_mb), other.duration_ms(memory_mb));
+                let (a, b) = (
+                    self.model.duration_ms(memory_mb),
+                    other.duration_ms(memory_mb),
+                );
                 own.max((a - b).abs() / a.max(1e-9))
             }
             None => own,
@@ -153,10 +156,7 @@ pub fn points_before_changes(
     for r in records.iter() {
         let Some(c) = &r.canary else { continue };
         let points = out.entry(r.function_name.clone()).or_default();
-        let measured = [
-            (c.canary, c.memory_mb),
-            (c.primary, r.before.memory_mb),
-        ];
+        let measured = [(c.canary, c.memory_mb), (c.primary, r.before.memory_mb)];
         for (stats, memory_mb) in measured {
             if let Some((s, d)) = stats.and_then(|s| s.duration_avg_ms.map(|d| (s, d))) {
                 points.push(OperatingPoint {

@@ -162,6 +162,7 @@ pub fn walk_start(records: &[DecisionRecord], function: &str) -> Option<WalkStar
         .filter(|r| {
             r.function_name == function
                 && r.provisioned.is_none()
+                && r.canary.is_none()
                 && r.rollback_of.is_none()
                 && r.before.memory_mb != r.after.memory_mb
                 && matches!(r.state, RecordState::Applied | RecordState::Verified)

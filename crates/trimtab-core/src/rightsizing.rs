@@ -395,8 +395,7 @@ pub fn recommend(
         (None, CpuEvidence::Measured) => Some(one_point_error(&model, mem)),
         (None, _) => None,
     };
-    let slowdown_bound =
-        |mem: u32| model.slowdown(mem) * (1.0 + error_at(mem).unwrap_or_default());
+    let slowdown_bound = |mem: u32| model.slowdown(mem) * (1.0 + error_at(mem).unwrap_or_default());
 
     let floor_mb = memory_floor(f, settings, &mut reasons);
 
@@ -594,10 +593,7 @@ fn lowest_allowed(
             "measured slower than the guard at {too_slow} MB: nothing at or below it"
         ));
     }
-    if let Some(over) = f
-        .last_step
-        .and_then(|s| s.surprise(f.memory_mb, avg_ms))
-    {
+    if let Some(over) = f.last_step.and_then(|s| s.surprise(f.memory_mb, avg_ms)) {
         let back_up = avg_ms > guard_ms;
         reasons.push(format!(
             "the last step ran {:.1}% slower than its prediction's upper bound: the walk stops {}",

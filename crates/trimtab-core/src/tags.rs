@@ -29,6 +29,15 @@ pub fn matches_pattern(pattern: &str, name: &str) -> bool {
 
 /// Tag naming the alias a function is served through; provisioned concurrency goes on it.
 pub const ALIAS_TAG: &str = "trimtab:alias";
+/// `true` opts a function in to canaries on the alias `trimtab:alias` names: its memory is then
+/// changed only through a canary's promotion.
+pub const CANARY_TAG: &str = "trimtab:canary";
+
+/// Whether the function asked for canaries.
+pub fn canary_wanted(tags: &std::collections::BTreeMap<String, String>) -> bool {
+    tags.get(CANARY_TAG)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
 /// Tag carrying a function's latency objective, in ms (provisioned concurrency advice).
 pub const LATENCY_OBJECTIVE_TAG: &str = "trimtab:latency-objective-ms";
 /// Tag by which a table hands Trimtab the scaling policies someone else made.

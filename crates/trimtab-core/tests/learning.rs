@@ -33,8 +33,9 @@ struct Curve {
 
 impl Curve {
     fn gc(&self, m: u32) -> f64 {
-        self.knee_mb
-            .map_or(1.0, |k| 1.0 + 3.0 * (k / f64::from(m) - 1.0).max(0.0).powi(2))
+        self.knee_mb.map_or(1.0, |k| {
+            1.0 + 3.0 * (k / f64::from(m) - 1.0).max(0.0).powi(2)
+        })
     }
     fn cpu_time(&self, m: u32) -> f64 {
         self.cpu * self.gc(m)
@@ -241,11 +242,23 @@ fn walk(c: &Curve, start: u32, insights: bool, known: &[u32]) -> (Vec<u32>, Vec<
 /// by its stated bound, the end within the guard; returns the end's cost regret.
 fn check_walk(c: &Curve, start: u32, insights: bool, known: &[u32], max_steps: usize) -> f64 {
     let (sizes, predictions) = walk(c, start, insights, known);
-    let label = format!("{} from {start} (insights {insights}, known {known:?}): {sizes:?}", c.name);
-    assert!(sizes.len() <= max_steps + 1, "more than {max_steps} steps: {label}");
+    let label = format!(
+        "{} from {start} (insights {insights}, known {known:?}): {sizes:?}",
+        c.name
+    );
+    assert!(
+        sizes.len() <= max_steps + 1,
+        "more than {max_steps} steps: {label}"
+    );
     // The guard is judged on what is measured: with noise between windows, the start's own
     // mean is off too, and no bound on a prediction covers that.
-    let seen = |m: u32| if c.noise > 0.0 { c.measured(m) } else { c.truth(m) };
+    let seen = |m: u32| {
+        if c.noise > 0.0 {
+            c.measured(m)
+        } else {
+            c.truth(m)
+        }
+    };
     let limit = GUARD * seen(start);
     for (m, p) in sizes.iter().skip(1).zip(&predictions) {
         let allowed = limit * (1.0 + p.error_pct / 100.0);
@@ -257,7 +270,10 @@ fn check_walk(c: &Curve, start: u32, insights: bool, known: &[u32], max_steps: u
         );
     }
     let last = *sizes.last().unwrap_or(&start);
-    assert!(seen(last) <= limit * 1.005, "{label}: ends outside the guard");
+    assert!(
+        seen(last) <= limit * 1.005,
+        "{label}: ends outside the guard"
+    );
     let best = c.optimum(start);
     let regret = c.monthly_usd(last) / c.monthly_usd(best) - 1.0;
     eprintln!("{label}: optimum {best}, regret {:.1}%", 100.0 * regret);
@@ -293,4 +309,3 @@ fn without_any_evidence_the_walk_is_slower_but_each_step_is_safe_at_the_worst_ca
         }
     }
 }
-

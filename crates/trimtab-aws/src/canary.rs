@@ -1,0 +1,209 @@
+//! The Lambda calls of a canary: a version published at another memory size, a share of an
+//! alias's traffic routed to it (`RoutingConfig.AdditionalVersionWeights`), per-version metrics
+//! (`ExecutedVersion`), and promotion or removal.
+//!
+//! AWS's rules (docs/aws-behaviour.md): a weighted alias routes to at most two published
+//! versions (never `$LATEST`) with the same execution role and dead-letter configuration; a
+//! version takes `$LATEST`'s code and configuration when published, so a version at another size
+//! is made by changing `$LATEST`, publishing (conditional on its `RevisionId` and `CodeSha256`),
+//! and changing `$LATEST` back.
+
+use std::collections::HashMap;
+
+use aws_sdk_lambda::types::AliasRoutingConfiguration;
+use trimtab_core::evidence::VersionStats;
+
+use crate::metrics::{self, Fold, Query, Window};
+use crate::{AwsError, Clients, ErrorKind};
+
+/// An alias as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AliasState {
+    pub version: String,
+    /// Additional versions and their weights.
+    pub weights: HashMap<String, f64>,
+    pub revision_id: Option<String>,
+}
+
+/// One version's (or `$LATEST`'s) configuration, as far as a canary needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionConfig {
+    pub memory_mb: u32,
+    pub code_sha256: Option<String>,
+    pub role: Option<String>,
+    pub revision_id: Option<String>,
+}
+
+/// The alias, `None` when it does not exist.
+pub async fn read_alias(
+    c: &Clients,
+    function: &str,
+    alias: &str,
+) -> Result<Option<AliasState>, AwsError> {
+    match c
+        .lambda
+        .get_alias()
+        .function_name(function)
+        .name(alias)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(Some(AliasState {
+            version: out.function_version().unwrap_or_default().to_owned(),
+            weights: out
+                .routing_config()
+                .and_then(|r| r.additional_version_weights())
+                .cloned()
+                .unwrap_or_default(),
+            revision_id: out.revision_id().map(ToOwned::to_owned),
+        })),
+        Err(e) => {
+            let e = AwsError::new("lambda:GetAlias", format!("{function}:{alias}"), e);
+            if e.is(ErrorKind::NotFound) {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A version's configuration (`qualifier`), or `$LATEST`'s without one.
+pub async fn read_version(
+    c: &Clients,
+    function: &str,
+    qualifier: Option<&str>,
+) -> Result<VersionConfig, AwsError> {
+    let out = c
+        .lambda
+        .get_function_configuration()
+        .function_name(function)
+        .set_qualifier(qualifier.map(ToOwned::to_owned))
+        .send()
+        .await
+        .map_err(|e| AwsError::new("lambda:GetFunctionConfiguration", function, e))?;
+    Ok(VersionConfig {
+        memory_mb: out
+            .memory_size()
+            .and_then(|m| u32::try_from(m).ok())
+            .unwrap_or(128),
+        code_sha256: out.code_sha256().map(ToOwned::to_owned),
+        role: out.role().map(ToOwned::to_owned),
+        revision_id: out.revision_id().map(ToOwned::to_owned),
+    })
+}
+
+/// Sets `$LATEST`'s memory, conditional on its `RevisionId`.
+pub async fn set_latest_memory(
+    c: &Clients,
+    function: &str,
+    memory_mb: u32,
+    revision_id: Option<&str>,
+) -> Result<(), AwsError> {
+    c.lambda
+        .update_function_configuration()
+        .function_name(function)
+        .memory_size(i32::try_from(memory_mb).unwrap_or(i32::MAX))
+        .set_revision_id(revision_id.map(ToOwned::to_owned))
+        .send()
+        .await
+        .map_err(|e| AwsError::new("lambda:UpdateFunctionConfiguration", function, e))?;
+    Ok(())
+}
+
+/// Publishes `$LATEST` as a version, only if it still has `code_sha256` and `revision_id`.
+pub async fn publish(
+    c: &Clients,
+    function: &str,
+    code_sha256: Option<&str>,
+    revision_id: Option<&str>,
+    description: &str,
+) -> Result<String, AwsError> {
+    let out = c
+        .lambda
+        .publish_version()
+        .function_name(function)
+        .set_code_sha256(code_sha256.map(ToOwned::to_owned))
+        .set_revision_id(revision_id.map(ToOwned::to_owned))
+        .description(description)
+        .send()
+        .await
+        .map_err(|e| AwsError::new("lambda:PublishVersion", function, e))?;
+    Ok(out.version().unwrap_or_default().to_owned())
+}
+
+/// Points the alias at `version` with `extra` routed to another (none: all traffic to
+/// `version`), conditional on the alias's `RevisionId`.
+pub async fn route(
+    c: &Clients,
+    function: &str,
+    alias: &str,
+    version: &str,
+    extra: Option<(&str, f64)>,
+    revision_id: Option<&str>,
+) -> Result<(), AwsError> {
+    let weights: HashMap<String, f64> = extra
+        .map(|(v, w)| HashMap::from([(v.to_owned(), w)]))
+        .unwrap_or_default();
+    c.lambda
+        .update_alias()
+        .function_name(function)
+        .name(alias)
+        .function_version(version)
+        .routing_config(
+            AliasRoutingConfiguration::builder()
+                .set_additional_version_weights(Some(weights))
+                .build(),
+        )
+        .set_revision_id(revision_id.map(ToOwned::to_owned))
+        .send()
+        .await
+        .map_err(|e| AwsError::new("lambda:UpdateAlias", format!("{function}:{alias}"), e))?;
+    Ok(())
+}
+
+/// Invocations, errors and mean duration of each version behind `function:alias` since `start`,
+/// from the metrics Lambda emits with `FunctionName`, `Resource` (`function:alias`) and
+/// `ExecutedVersion`: one batched call.
+pub async fn version_stats(
+    c: &Clients,
+    function: &str,
+    alias: &str,
+    versions: &[&str],
+    window: Window,
+) -> Result<(Vec<VersionStats>, usize), AwsError> {
+    let resource = format!("{function}:{alias}");
+    let mut queries = Vec::new();
+    for (i, v) in versions.iter().enumerate() {
+        let dims = vec![
+            ("FunctionName".to_owned(), function.to_owned()),
+            ("Resource".to_owned(), resource.clone()),
+            ("ExecutedVersion".to_owned(), (*v).to_owned()),
+        ];
+        for (suffix, metric, stat) in [
+            ("inv", "Invocations", "Sum"),
+            ("err", "Errors", "Sum"),
+            ("dur", "Duration", "Average"),
+        ] {
+            queries.push(Query {
+                id: format!("v{i}_{suffix}"),
+                namespace: "AWS/Lambda",
+                metric_name: metric,
+                dimensions: dims.clone(),
+                stat,
+            });
+        }
+    }
+    let (series, fetched) = metrics::fetch_with_period(c, queries, window, 60).await?;
+    let stats = (0..versions.len())
+        .map(|i| {
+            let id = |s: &str| format!("v{i}_{s}");
+            VersionStats {
+                invocations: metrics::fold(&series, &id("inv"), Fold::Sum, None).unwrap_or(0.0),
+                errors: metrics::fold(&series, &id("err"), Fold::Sum, None).unwrap_or(0.0),
+                duration_avg_ms: metrics::fold(&series, &id("dur"), Fold::Mean, Some(&id("inv"))),
+            }
+        })
+        .collect();
+    Ok((stats, fetched.queries))
+}
