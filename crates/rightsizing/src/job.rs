@@ -469,8 +469,15 @@ async fn observe(
             end_epoch_s: window.end_epoch_s,
         };
         let group: Vec<FunctionConfig> = members.iter().map(|&i| functions[i].clone()).collect();
-        let (series, fetched) =
-            metrics::fetch(clients, metrics::lambda_queries(&group, percentiles), w).await?;
+        // A datapoint a day: folded to the window's figures, and their spread is how much a
+        // window's mean wanders (the fit's error floor). Shorter windows: one datapoint.
+        let period = if w.seconds() >= 3 * 86_400 {
+            86_400
+        } else {
+            i32::try_from(w.seconds()).unwrap_or(i32::MAX) / 60 * 60
+        };
+        let queries = metrics::lambda_queries(&group, percentiles);
+        let (series, fetched) = metrics::fetch_with_period(clients, queries, w, period).await?;
         tracing::info!(
             calls = fetched.calls,
             queries = fetched.queries,

@@ -377,10 +377,25 @@ pub fn lambda_metrics(series: &Series, i: usize, memory_mb: u32) -> FunctionMetr
         concurrent_executions_max: get("conc", Fold::Max),
         used_memory_max_mb: used,
         memory_evidence: used.map(|_| MemoryEvidence::Insights),
-        cpu_total_time_avg_ms: get("cpu", Fold::Mean),
+        cpu_total_time_avg_ms: mean_by("cpu", "dn"),
         init_duration_avg_ms: mean_by("init", "initn"),
         cold_starts: get("initn", Fold::Sum),
+        duration_mean_noise: mean_noise(series, &id("davg"), &id("dn")),
     }
+}
+
+/// The relative standard error of the window's mean duration, from its datapoints (one a day):
+/// the spread of the daily means over their count's square root. `None` under three days with
+/// invocations.
+fn mean_noise(series: &Series, davg: &str, dn: &str) -> Option<f64> {
+    let counts: BTreeMap<i64, f64> = series.get(dn)?.iter().copied().collect();
+    let daily: Vec<f64> = series
+        .get(davg)?
+        .iter()
+        .filter(|(t, _)| counts.get(t).is_some_and(|n| *n > 0.0))
+        .map(|(_, v)| *v)
+        .collect();
+    trimtab_core::stats::relative_standard_error(&daily)
 }
 
 #[cfg(test)]

@@ -13,16 +13,25 @@
 //!
 //! **Error bound.** A prediction's relative error is bounded by the fit's relative residual (RMS),
 //! never less than the noise of a mean of the points' invocations (a coefficient of variation of
-//! one assumed for a single run's duration, so 1/sqrt(n)), and at least 0.5% (the drift of a
-//! window's mean from one window to the next; a workload that drifts more shows when a step
-//! runs slower than its bound, which stops the walk), growing with the distance from the measured points in the model's
-//! variable (`1 / CPU rate`) relative to the span they cover: interpolation is trusted, far
-//! extrapolation is not. The latency guard is applied to the upper bound.
+//! one assumed for a single run's duration, so 1/sqrt(n)), than sqrt(2) times the relative
+//! standard error of today's window mean (from its daily means: two windows' means of the same
+//! workload differ by that much), and than 0.5%. It grows with the distance from the measured
+//! points in the model's variable (`1 / CPU rate`) relative to the span they cover
+//! (interpolation is trusted, far extrapolation is not), is at least the disagreement with Lambda
+//! Insights' one-point prediction where there is CPU time, and below the smallest size measured
+//! adds the memory-pressure term ([`pressure_error`]). A one-point model with CPU time has the
+//! 0.5% floor plus the pressure term. The latency guard is applied to the upper bound.
 //!
-//! **What it does not capture**: memory pressure (garbage collection, swapping of caches) that
-//! slows a function near its peak memory use, which the memory floor (peak use plus headroom)
-//! keeps recommendations away from; cold starts' share of the mean; a workload that changed
-//! between the points (the points are those of the changes still in force, up to 90 days old).
+//! **The walk.** A step's record keeps its prediction and bound ([`StepPrediction`]); the next
+//! run compares. A step slower than its upper bound stops the walk; one that also breaks the
+//! guard goes back to the nearest larger size measured within it. A size measured slower than
+//! the guard excludes every size at or below it.
+//!
+//! **What it does not capture**: memory pressure (garbage collection, caches evicted) near the
+//! peak memory use, which only the pressure term, the memory floor (peak use plus headroom) and
+//! the walk's check guard against; cold starts' share of the mean; network bandwidth that grows
+//! with memory; a workload that changed between the points beyond the noise its daily means
+//! show (the points are those of the changes still in force, up to 90 days old).
 
 use serde::{Deserialize, Serialize};
 
@@ -81,20 +90,26 @@ impl StepPrediction {
     }
 }
 
-/// The relative error bound of a one-point model fitted with Lambda Insights' CPU time: the
-/// floor, plus a quarter of the predicted change (the physics is right in shape; what it misses,
-/// memory pressure and a workload that shifts, grows with how far the size moves).
-pub fn one_point_error(model: &DurationModel, memory_mb: u32) -> f64 {
-    let now = model.observed_duration_ms;
-    let at = model.duration_ms(memory_mb);
-    if now <= 0.0 || at <= 0.0 {
-        return ERROR_FLOOR;
-    }
-    ERROR_FLOOR + CHANGE_ERROR * (at - now).abs() / at
+/// The relative error bound of a one-point model fitted with Lambda Insights' CPU time at
+/// `memory_mb`: the floor (CPU share by memory is documented physics), plus the memory-pressure
+/// risk at that size for a function whose peak use is `peak_used_mb`.
+pub fn one_point_error(memory_mb: u32, peak_used_mb: Option<f64>) -> f64 {
+    ERROR_FLOOR + pressure_error(memory_mb, peak_used_mb)
 }
 
-/// Share of a one-point model's predicted change that its error bound allows.
-const CHANGE_ERROR: f64 = 0.25;
+/// Share of memory in use above which a smaller size risks memory-pressure slowdowns (garbage
+/// collection running more often, caches evicted), which the model does not capture.
+const PRESSURE_START: f64 = 0.4;
+/// Relative error per unit of memory-use share above `PRESSURE_START`: at the memory floor (peak
+/// use plus 20%, a share of 0.83) a prediction is uncertain by about 22%.
+const PRESSURE_SLOPE: f64 = 0.5;
+
+/// The error a prediction at `memory_mb` carries for memory pressure the points cannot show.
+pub fn pressure_error(memory_mb: u32, peak_used_mb: Option<f64>) -> f64 {
+    peak_used_mb.map_or(0.0, |peak| {
+        PRESSURE_SLOPE * (peak / f64::from(memory_mb.max(1)) - PRESSURE_START).max(0.0)
+    })
+}
 
 /// A model fitted on two or more points, with its error bound.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +126,8 @@ pub struct Fitted {
     /// An independent one-point model (Lambda Insights' CPU time): the bound is at least the
     /// relative disagreement of the two predictions.
     pub cross_check: Option<DurationModel>,
+    /// The function's peak memory use, where known (for the memory-pressure term).
+    pub peak_used_mb: Option<f64>,
 }
 
 impl Fitted {
@@ -126,7 +143,11 @@ impl Fitted {
         } else {
             0.0
         };
-        let own = self.base_error * (1.0 + outside / span);
+        let mut own = self.base_error * (1.0 + outside / span);
+        // Below the smallest size measured, memory pressure the points cannot show.
+        if self.points.iter().all(|p| p.memory_mb > memory_mb) {
+            own += pressure_error(memory_mb, self.peak_used_mb);
+        }
         match self.cross_check {
             Some(other) => {
                 let (a, b) = (
@@ -283,6 +304,7 @@ pub fn fit_points(points: &[OperatingPoint], observed: OperatingPoint) -> Option
         base_error: residual.max(noise).max(ERROR_FLOOR),
         x_range,
         cross_check: None,
+        peak_used_mb: None,
     })
 }
 

@@ -92,6 +92,10 @@ pub struct FunctionMetrics {
     pub init_duration_avg_ms: Option<f64>,
     /// Number of cold starts (init phases) in the window.
     pub cold_starts: Option<f64>,
+    /// The relative standard error of `duration_avg_ms`, from the window's daily means: how far
+    /// another window's mean of the same workload may fall (the fit's error is at least this).
+    #[serde(default)]
+    pub duration_mean_noise: Option<f64>,
 }
 
 /// One function's configuration and measurements.
@@ -392,7 +396,7 @@ pub fn recommend(
     // The guard holds for the prediction's upper bound where the fit states one.
     let error_at = |mem: u32| match (&fitted, model.evidence) {
         (Some(ft), _) => Some(ft.error_at(mem)),
-        (None, CpuEvidence::Measured) => Some(one_point_error(&model, mem)),
+        (None, CpuEvidence::Measured) => Some(one_point_error(mem, m.used_memory_max_mb)),
         (None, _) => None,
     };
     let slowdown_bound = |mem: u32| model.slowdown(mem) * (1.0 + error_at(mem).unwrap_or_default());
@@ -443,22 +447,25 @@ pub fn recommend(
         .then(|| measured_step(&candidates, f, avg_ms, &pricer))
         .flatten()
         .filter(|&(mem, _)| mem < chosen || chosen == f.memory_mb);
-    let evidence_wanted = (model.evidence == CpuEvidence::Assumed).then(|| {
-        let waiting = Pricer {
-            model: DurationModel::fit(f.memory_mb, avg_ms, Some(0.0)),
-            ..pricer
-        };
-        let probe = floor_mb.max(f.memory_mb.div_ceil(2)).min(f.memory_mb);
-        let best_case = waiting.monthly_usd(f.memory_mb) - waiting.monthly_usd(probe);
-        let worst_case_usd = pricer.monthly_usd(probe) - pricer.monthly_usd(f.memory_mb);
-        needs_evidence(
-            f,
-            probe,
-            best_case,
-            worst_case_usd,
-            step.map(|(mem, _)| mem),
-        )
-    });
+    let evidence_wanted = (model.evidence == CpuEvidence::Assumed)
+        .then(|| {
+            let waiting = Pricer {
+                model: DurationModel::fit(f.memory_mb, avg_ms, Some(0.0)),
+                ..pricer
+            };
+            let probe = floor_mb.max(f.memory_mb.div_ceil(2)).min(f.memory_mb);
+            let best_case = waiting.monthly_usd(f.memory_mb) - waiting.monthly_usd(probe);
+            let worst_case_usd = pricer.monthly_usd(probe) - pricer.monthly_usd(f.memory_mb);
+            needs_evidence(
+                f,
+                probe,
+                best_case,
+                worst_case_usd,
+                step.map(|(mem, _)| mem),
+            )
+        })
+        // Only where a smaller size could save something.
+        .filter(|n| n.best_case_monthly_savings_usd > 0.0);
     if let Some((mem, best_case_usd)) = step {
         chosen = mem;
         reasons.push(format!(
@@ -469,9 +476,12 @@ pub fn recommend(
     }
     // A change that saves less than MIN_CHANGE of today's cost is not worth its risk (the
     // model's 1 MB grid would otherwise creep down by a few MB a run).
+    // Nor one that saves less than the prediction's own uncertainty: with noisy points the
+    // fit's optimum wanders, and the walk would chase it.
+    let needed = MIN_CHANGE.max(error_at(chosen).unwrap_or_default());
     if chosen < f.memory_mb
         && step.is_none()
-        && pricer.monthly_usd(chosen) > (1.0 - MIN_CHANGE) * pricer.monthly_usd(f.memory_mb)
+        && pricer.monthly_usd(chosen) > (1.0 - needed) * pricer.monthly_usd(f.memory_mb)
     {
         chosen = f.memory_mb;
     }
@@ -518,7 +528,7 @@ pub fn recommend(
         current_monthly_cost_usd: round4(current_usd),
         projected_monthly_cost_usd: round4(projected_usd),
         monthly_savings_usd: round4(current_usd - projected_usd),
-        confidence: confidence(f, &model, chosen),
+        confidence: confidence(f, &model, chosen, error_at(chosen)),
         reasons,
         status,
         invocations: m.invocations,
@@ -646,6 +656,11 @@ fn model_for(
         if let Some(cpu) = m.cpu_total_time_avg_ms {
             ft.cross_check = Some(DurationModel::fit(f.memory_mb, avg_ms, Some(cpu)));
         }
+        ft.peak_used_mb = m.used_memory_max_mb;
+        // Points from different windows differ by the workload's own drift as well.
+        if let Some(noise) = m.duration_mean_noise {
+            ft.base_error = ft.base_error.max(std::f64::consts::SQRT_2 * noise);
+        }
         let shown: Vec<String> = ft
             .points
             .iter()
@@ -750,7 +765,7 @@ fn timeout_advice(
 /// nearest today's memory wins, since every change carries risk the model cannot price.
 const COST_TIE: f64 = 0.01;
 /// Smallest relative saving a smaller size must bring to be recommended.
-const MIN_CHANGE: f64 = 0.02;
+const MIN_CHANGE: f64 = 0.03;
 /// Relative duration difference under which two candidates count as equally fast.
 const SPEED_TIE: f64 = 0.01;
 
@@ -788,13 +803,20 @@ fn choose(candidates: &[Candidate], strategy: Strategy, current_mb: u32) -> Opti
     .map(|c| c.memory_mb)
 }
 
-/// Confidence in 0..1, the product of four factors:
+/// Confidence in 0..1, the product of five factors:
 /// - volume: `log10(invocations) / 4`, capped at 1 (10,000 invocations or more is full volume);
-/// - CPU evidence: 1 when measured or fitted on several sizes (whose error bound the latency guard
-///   already takes), 0.7 when assumed;
+/// - CPU evidence: 1 when measured or fitted on several sizes, 0.7 when assumed;
+/// - the prediction's error bound at the recommended size (`error`): `1 / (1 + 5 * error)`, so a
+///   2% bound scores 0.91 and a 10% bound 0.67;
 /// - memory evidence: 1 from Lambda Insights, 0.9 from logs, 0.7 when unknown;
 /// - extrapolation: `exp(-0.25 * |ln(recommended / current)|)`, so an 8x change scores 0.59.
-fn confidence(f: &FunctionObservation, model: &DurationModel, chosen_mb: u32) -> f64 {
+fn confidence(
+    f: &FunctionObservation,
+    model: &DurationModel,
+    chosen_mb: u32,
+    error: Option<f64>,
+) -> f64 {
+    let bound = 1.0 / (1.0 + 5.0 * error.unwrap_or_default());
     let volume = (f.metrics.invocations.max(1.0).log10() / 4.0).min(1.0);
     let cpu = match model.evidence {
         CpuEvidence::Measured | CpuEvidence::Fitted => 1.0,
@@ -807,5 +829,5 @@ fn confidence(f: &FunctionObservation, model: &DurationModel, chosen_mb: u32) ->
     };
     let ratio = f64::from(chosen_mb) / f64::from(f.memory_mb.max(1));
     let extrapolation = (-0.25 * ratio.ln().abs()).exp();
-    round4(volume * cpu * memory * extrapolation)
+    round4(volume * cpu * bound * memory * extrapolation)
 }

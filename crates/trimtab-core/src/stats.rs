@@ -34,9 +34,33 @@ pub fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// The relative standard error of the mean of `xs` (sample standard deviation over the square
+/// root of the count, over the mean); `None` under three values or a mean of zero.
+pub fn relative_standard_error(xs: &[f64]) -> Option<f64> {
+    let n = xs.len() as f64;
+    if xs.len() < 3 {
+        return None;
+    }
+    let mean = xs.iter().sum::<f64>() / n;
+    if mean <= 0.0 {
+        return None;
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    Some(var.sqrt() / n.sqrt() / mean)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_standard_error_of_a_mean_shrinks_with_its_count() {
+        assert_eq!(relative_standard_error(&[1.0, 2.0]), None);
+        assert_eq!(relative_standard_error(&[5.0, 5.0, 5.0]), Some(0.0));
+        // Mean 100, sample sd 10, four values: 10 / 2 / 100.
+        let e = relative_standard_error(&[90.0, 110.0, 90.0, 110.0]).expect("four values");
+        assert!((e - 0.1155 / 2.0).abs() < 1e-3, "{e}");
+    }
 
     #[test]
     fn rounds_half_away_from_zero_to_cents() {
