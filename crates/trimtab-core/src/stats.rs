@@ -57,7 +57,7 @@ mod tests {
     fn the_standard_error_of_a_mean_shrinks_with_its_count() {
         assert_eq!(relative_standard_error(&[1.0, 2.0]), None);
         assert_eq!(relative_standard_error(&[5.0, 5.0, 5.0]), Some(0.0));
-        // Mean 100, sample sd 10, four values: 10 / 2 / 100.
+        // Mean 100, sample standard deviation 11.55, four values: 11.55 / 2 / 100.
         let e = relative_standard_error(&[90.0, 110.0, 90.0, 110.0]).expect("four values");
         assert!((e - 0.1155 / 2.0).abs() < 1e-3, "{e}");
     }
