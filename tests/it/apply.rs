@@ -957,29 +957,28 @@ async fn a_canary_takes_live_traffic_then_is_promoted_and_a_quiet_run_writes_not
     assert_eq!(canary_cfg.memory_size(), Some(size as i32));
     assert_eq!(memory_and_timeout(&a, &io.name).await.0, 1536);
 
-    // Live traffic through the alias: the canary's share runs about as fast.
+    // Live traffic through the alias: the canary's share runs about as fast. An hour in, too
+    // few canary invocations to judge: the run writes nothing.
     let at = history(&a, &io.name).await[0]
         .applied_at_epoch_s
         .expect("applied");
     let (d_primary, d_canary) = (io.duration_ms(1536), io.duration_ms(size));
-    put_version_traffic(
-        &a,
-        &io.name,
-        "live",
-        &primary,
-        at + 600,
-        (19_000.0, 2.0, d_primary),
-    )
-    .await;
-    put_version_traffic(
-        &a,
-        &io.name,
-        "live",
-        &version,
-        at + 600,
-        (1_000.0, 0.0, d_canary),
-    )
-    .await;
+    let traffic = |version: String, at_s: i64, n: f64, d: f64| {
+        let (a, name) = (&a, io.name.clone());
+        async move { put_version_traffic(a, &name, "live", &version, at_s, (n, 0.0, d)).await }
+    };
+    traffic(primary.clone(), at + 300, 1_900.0, d_primary).await;
+    traffic(version.clone(), at + 300, 100.0, d_canary).await;
+    let started = history(&a, &io.name).await;
+    a.moto.fidelity.clear_seen();
+    let waiting = run_at(&a, a.now + Duration::from_secs(3600)).await;
+    let c = &row(&waiting, &io.name)["canary"];
+    assert_eq!(c["state"], "running", "{waiting:#}");
+    assert_eq!(c["invocations"].as_f64(), Some(100.0), "{c:#}");
+    assert_no_lambda_writes(&a);
+    assert_eq!(history(&a, &io.name).await, started);
+    traffic(primary.clone(), at + 600, 17_100.0, d_primary).await;
+    traffic(version.clone(), at + 600, 900.0, d_canary).await;
 
     // Run 2: judged on the per-version metrics and promoted; the record says so.
     let second = run_at(&a, a.now + Duration::from_secs(2 * 3600)).await;
@@ -1015,6 +1014,11 @@ async fn a_canary_takes_live_traffic_then_is_promoted_and_a_quiet_run_writes_not
     // Run 3, nothing new: no Lambda write, no record written.
     a.moto.fidelity.clear_seen();
     run_at(&a, a.now + Duration::from_secs(2 * 3600 + 120)).await;
+    assert_no_lambda_writes(&a);
+    assert_eq!(history(&a, &io.name).await, records);
+}
+
+fn assert_no_lambda_writes(a: &Account) {
     let ops = a.moto.fidelity.operations();
     for write in [
         "lambda:PublishVersion",
@@ -1023,5 +1027,79 @@ async fn a_canary_takes_live_traffic_then_is_promoted_and_a_quiet_run_writes_not
     ] {
         assert!(!ops.iter().any(|o| o == write), "{write} in {ops:?}");
     }
-    assert_eq!(history(&a, &io.name).await, records);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_whose_function_no_longer_asks_is_dropped_and_leaves_the_alias_as_it_was() {
+    let io = Workload {
+        tags: vec![
+            ("trimtab:canary".into(), "true".into()),
+            ("trimtab:alias".into(), "live".into()),
+        ],
+        ..fleet::io_bound_over_provisioned("search-api")
+    };
+    let a = account(std::slice::from_ref(&io)).await;
+    let lambda = aws_sdk_lambda::Client::new(&a.sdk);
+    let v1 = lambda
+        .publish_version()
+        .function_name(&io.name)
+        .send()
+        .await
+        .expect("publish");
+    let primary = v1.version().unwrap_or_default().to_owned();
+    lambda
+        .create_alias()
+        .function_name(&io.name)
+        .name("live")
+        .function_version(&primary)
+        .send()
+        .await
+        .expect("alias");
+    let first = run_at(&a, a.now).await;
+    assert_eq!(
+        row(&first, &io.name)["canary"]["state"],
+        "started",
+        "{first:#}"
+    );
+    // The team takes the tag off: the next run drops the canary whatever it measured.
+    let arn = lambda
+        .get_function_configuration()
+        .function_name(&io.name)
+        .send()
+        .await
+        .expect("config")
+        .function_arn()
+        .unwrap_or_default()
+        .to_owned();
+    lambda
+        .untag_resource()
+        .resource(&arn)
+        .tag_keys("trimtab:canary")
+        .send()
+        .await
+        .expect("untag");
+    let second = run_at(&a, a.now + Duration::from_secs(3600)).await;
+    let c = &row(&second, &io.name)["canary"];
+    assert_eq!(c["state"], "dropped", "{second:#}");
+    let alias = lambda
+        .get_alias()
+        .function_name(&io.name)
+        .name("live")
+        .send()
+        .await
+        .expect("alias");
+    assert_eq!(alias.function_version(), Some(primary.as_str()));
+    assert!(
+        alias
+            .routing_config()
+            .and_then(|r| r.additional_version_weights())
+            .is_none_or(|w| w.is_empty())
+    );
+    assert_eq!(memory_and_timeout(&a, &io.name).await.0, 1536);
+    let records = history(&a, &io.name).await;
+    assert_eq!(records[0].state, RecordState::RolledBack, "{records:#?}");
+    assert_eq!(
+        records[0].canary.as_ref().and_then(|c| c.intent.as_deref()),
+        Some("drop")
+    );
 }

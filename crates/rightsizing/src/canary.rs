@@ -2,12 +2,14 @@
 //! alias `trimtab:alias` names: a version at the candidate size takes a small share of the
 //! alias's live traffic; a later run reads both versions' metrics (`ExecutedVersion`) and
 //! promotes the canary (the alias and `$LATEST` move to its size) or drops it (routing removed).
-//! Recorded before any call; a run with nothing new to judge writes nothing.
+//! Recorded before any call, and the verdict recorded before it is carried out; a run with
+//! nothing new to judge writes nothing. A running canary is judged whatever the function's tags
+//! say now: one whose function no longer asks for it (untagged, locked, not managed) is dropped.
 
 use std::time::Duration;
 
 use trimtab_act::failpoint;
-use trimtab_aws::canary::{self, AliasState};
+use trimtab_aws::canary::{self, AliasState, VersionConfig};
 use trimtab_aws::changes;
 use trimtab_aws::metrics::Window;
 use trimtab_core::actuation::Settlement;
@@ -21,12 +23,17 @@ use trimtab_core::tags::{ALIAS_TAG, canary_wanted, is_locked};
 
 use crate::JobError;
 use crate::analysis::{Analysis, Judged};
-use crate::protocol::{Ctx, Open, UPDATE_WAIT};
+use crate::protocol::{CHANGE_BUDGET, Ctx, Open, UPDATE_WAIT};
 use crate::request::Plan;
 
-/// What starting a canary needs at most: two updates of `$LATEST` with their waits, a publish,
-/// and the alias.
-const START_BUDGET: Duration = Duration::from_secs(180);
+/// What starting a canary needs at most before the lease is renewed again: one update of
+/// `$LATEST` with its wait, and a publish.
+const STEP_BUDGET: Duration = CHANGE_BUDGET;
+/// The longest Trimtab waits for a new version to become `Active`.
+const ACTIVE_WAIT: Duration = Duration::from_secs(60);
+
+const PROMOTE: &str = "promote";
+const DROP: &str = "drop";
 
 /// Judges running canaries and starts new ones where a function asked for them.
 pub(crate) async fn run(
@@ -42,17 +49,26 @@ pub(crate) async fn run(
         .map(|r| a.not_allowed(&r.function.name).cloned())
         .collect();
     for (row, refused) in a.rows.iter_mut().zip(refused) {
-        if !canary_wanted(&row.function.tags) {
-            continue;
-        }
-        let name = row.function.name.clone();
+        let f = &row.function;
         let running = open.records.iter().find(|r| {
-            r.function_name == name && r.canary.is_some() && r.state == RecordState::Applied
+            r.function_name == f.name && r.canary.is_some() && r.state == RecordState::Applied
         });
-        let outcome = match (running, refused) {
-            (Some(r), _) => judge(ctx, plan, prices, row, r.clone()).await?,
-            (None, Some(why)) => Err(why),
-            (None, None) => start(ctx, row, open).await?,
+        let outcome = if let Some(r) = running {
+            let stop = if !canary_wanted(&f.tags) {
+                Some("the function no longer has the trimtab:canary=true tag".to_owned())
+            } else if is_locked(&f.tags) {
+                Some("locked: the function has the trimtab:lock tag".to_owned())
+            } else {
+                refused
+            };
+            judge(ctx, plan, prices, row, r.clone(), stop).await?
+        } else if canary_wanted(&f.tags) {
+            match refused {
+                Some(why) => Err(why),
+                None => start(ctx, plan, row, open).await?,
+            }
+        } else {
+            continue;
         };
         match outcome {
             Ok(report) => row.recommendation.canary = Some(report.rounded()),
@@ -81,8 +97,13 @@ fn target(rec: &Recommendation) -> Option<u32> {
         .filter(|&m| m != current)
 }
 
-/// Why a canary may not start on `row` now, if it may not.
-async fn refusal(ctx: &Ctx<'_>, row: &Judged, open: &Open) -> Result<(String, AliasState), String> {
+/// Why a canary may not start on `row` now, if it may not; else the alias and its state.
+async fn refusal(
+    ctx: &Ctx<'_>,
+    plan: &Plan,
+    row: &Judged,
+    open: &Open,
+) -> Result<(String, AliasState), String> {
     let f = &row.function;
     if is_locked(&f.tags) {
         return Err("locked: the function has the trimtab:lock tag".into());
@@ -92,13 +113,22 @@ async fn refusal(ctx: &Ctx<'_>, row: &Judged, open: &Open) -> Result<(String, Al
         .get(ALIAS_TAG)
         .cloned()
         .ok_or_else(|| format!("no {ALIAS_TAG} tag naming the alias to canary on"))?;
-    if let Some(r) = open.records.iter().find(|r| {
-        r.function_name == f.name && matches!(r.state, RecordState::Pending | RecordState::Applied)
-    }) {
-        return Err(format!("record {} is still open", r.record_id));
-    }
-    if !ctx.deadline.allows(START_BUDGET) {
-        return Err("the invocation's deadline is near: left for the next run".into());
+    let since = ctx.clock.started_s() - i64::from(plan.lookback_days) * 86_400;
+    for r in open.records.iter().filter(|r| r.function_name == f.name) {
+        if matches!(r.state, RecordState::Pending | RecordState::Applied) {
+            return Err(format!("record {} is still open", r.record_id));
+        }
+        let ended_badly = matches!(
+            r.state,
+            RecordState::RolledBack | RecordState::NotApplied | RecordState::Superseded
+        );
+        if r.canary.is_some() && ended_badly && r.updated_at_epoch_s >= since {
+            return Err(format!(
+                "a canary ended {} recently (record {}): not retried within the lookback window",
+                r.state.name(),
+                r.record_id
+            ));
+        }
     }
     ctx.may_start().await?;
     let state = canary::read_alias(ctx.c, &f.name, &alias)
@@ -119,13 +149,14 @@ async fn refusal(ctx: &Ctx<'_>, row: &Judged, open: &Open) -> Result<(String, Al
 /// Starts a canary: record, `$LATEST` to the size, publish, `$LATEST` back, route.
 async fn start(
     ctx: &Ctx<'_>,
+    plan: &Plan,
     row: &Judged,
     open: &Open,
 ) -> Result<Result<CanaryReport, String>, JobError> {
     let Some(memory_mb) = target(&row.recommendation) else {
         return Ok(Err("no size to measure".into()));
     };
-    let (alias, state) = match refusal(ctx, row, open).await {
+    let (alias, state) = match refusal(ctx, plan, row, open).await {
         Ok(x) => x,
         Err(why) => return Ok(Err(why)),
     };
@@ -139,12 +170,13 @@ async fn start(
         Ok(x) => x,
         Err(e) => return Ok(Err(e.to_string())),
     };
-    if primary.memory_mb != latest.memory_mb
+    if !latest.settled
+        || primary.memory_mb != latest.memory_mb
         || primary.code_sha256 != latest.code_sha256
-        || primary.role != latest.role
+        || primary.fingerprint != latest.fingerprint
     {
         return Ok(Err(format!(
-            "$LATEST differs from version {} behind {alias} (code, role or memory): a canary would measure something else",
+            "$LATEST differs from version {} behind {alias} (code, configuration or memory), or is being updated: a canary would ship more than a memory size",
             state.version
         )));
     }
@@ -155,7 +187,7 @@ async fn start(
     let now_s = ctx.clock.now_s();
     record.updated_at_epoch_s = now_s;
     let report_state = match made {
-        Ok(version) => {
+        Made::Routed(version) => {
             if let Some(c) = record.canary.as_mut() {
                 c.version = Some(version);
             }
@@ -164,8 +196,13 @@ async fn start(
             record.state_reason = Some("canary routed".into());
             "started"
         }
-        Err(why) => {
+        Made::Nothing(why) => {
             record.state = RecordState::NotApplied;
+            record.state_reason = Some(why);
+            "not_started"
+        }
+        Made::Unclean(why) => {
+            // Left pending: the next run's reconciliation puts $LATEST back.
             record.state_reason = Some(why);
             "not_started"
         }
@@ -174,57 +211,153 @@ async fn start(
     Ok(Ok(report(&record, report_state, 0.0)))
 }
 
-/// The calls that make a canary; on failure, `$LATEST` and the alias are put back.
+/// How making a canary ended.
+enum Made {
+    /// Published and routed: the version.
+    Routed(String),
+    /// Nothing left in place.
+    Nothing(String),
+    /// `$LATEST` could not be put back to its size.
+    Unclean(String),
+}
+
+/// The calls that make a canary, each checked; on failure what is in place is read again: a
+/// routing whose answer was lost counts as made, and `$LATEST` is put back.
 async fn make(
     ctx: &Ctx<'_>,
     function: &str,
     alias: &str,
     state: &AliasState,
-    latest: &canary::VersionConfig,
+    latest: &VersionConfig,
     memory_mb: u32,
+) -> Made {
+    let mut published = None;
+    let outcome = make_steps(
+        ctx,
+        function,
+        alias,
+        state,
+        latest,
+        memory_mb,
+        &mut published,
+    )
+    .await;
+    let why = match outcome {
+        Ok(version) => return Made::Routed(version),
+        Err(why) => why,
+    };
+    let c = ctx.c;
+    // A routing whose answer was lost is in place all the same.
+    if let Some(v) = &published
+        && let Ok(Some(now)) = canary::read_alias(c, function, alias).await
+        && now.version == state.version
+        && now.weights.contains_key(v)
+    {
+        return Made::Routed(v.clone());
+    }
+    match put_back(ctx, function, memory_mb, latest.memory_mb).await {
+        Ok(()) => Made::Nothing(format!("the canary could not be made: {why}")),
+        Err(e) => Made::Unclean(format!(
+            "the canary could not be made ({why}), and $LATEST could not be put back to {} MB yet: {e}",
+            latest.memory_mb
+        )),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn make_steps(
+    ctx: &Ctx<'_>,
+    function: &str,
+    alias: &str,
+    state: &AliasState,
+    latest: &VersionConfig,
+    memory_mb: u32,
+    published: &mut Option<String>,
 ) -> Result<String, String> {
     let c = ctx.c;
-    let original = latest.memory_mb;
-    let steps = async {
-        canary::set_latest_memory(c, function, memory_mb, latest.revision_id.as_deref()).await?;
-        changes::wait_for_update(c, function, UPDATE_WAIT).await?;
-        let sized = canary::read_version(c, function, None).await?;
-        let version = canary::publish(
-            c,
-            function,
-            sized.code_sha256.as_deref(),
-            sized.revision_id.as_deref(),
-            &format!("trimtab canary at {memory_mb} MB"),
-        )
-        .await?;
-        let after = canary::read_version(c, function, None).await?;
-        canary::set_latest_memory(c, function, original, after.revision_id.as_deref()).await?;
-        changes::wait_for_update(c, function, UPDATE_WAIT).await?;
-        canary::route(
-            c,
-            function,
-            alias,
-            &state.version,
-            Some((&version, CANARY_WEIGHT)),
-            state.revision_id.as_deref(),
-        )
-        .await?;
-        Ok::<_, trimtab_aws::AwsError>(version)
-    };
-    match steps.await {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            // Put $LATEST back if the canary's size is still on it.
-            if let Ok(now) = canary::read_version(c, function, None).await
-                && now.memory_mb == memory_mb
-            {
-                let _ =
-                    canary::set_latest_memory(c, function, original, now.revision_id.as_deref())
-                        .await;
-            }
-            Err(format!("the canary could not be made: {e}"))
-        }
+    let e = |e: trimtab_aws::AwsError| e.to_string();
+    canary::set_latest_memory(c, function, memory_mb, latest.revision_id.as_deref())
+        .await
+        .map_err(e)?;
+    changes::wait_for_update(c, function, UPDATE_WAIT)
+        .await
+        .map_err(e)?;
+    let sized = canary::read_version(c, function, None).await.map_err(e)?;
+    if !sized.settled
+        || sized.memory_mb != memory_mb
+        || sized.code_sha256 != latest.code_sha256
+        || sized.fingerprint != latest.fingerprint
+    {
+        return Err(format!(
+            "$LATEST did not settle at {memory_mb} MB with nothing else changed"
+        ));
     }
+    ctx.lease
+        .keep(STEP_BUDGET)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (version, at_mb, code) = canary::publish(
+        c,
+        function,
+        sized.code_sha256.as_deref(),
+        sized.revision_id.as_deref(),
+        &format!("trimtab canary at {memory_mb} MB"),
+    )
+    .await
+    .map_err(e)?;
+    if version == state.version || at_mb != memory_mb || code != sized.code_sha256 {
+        return Err(format!(
+            "PublishVersion returned version {version} at {at_mb} MB, not a new version at {memory_mb} MB"
+        ));
+    }
+    *published = Some(version.clone());
+    put_back(ctx, function, memory_mb, latest.memory_mb).await?;
+    canary::wait_active(c, function, &version, ACTIVE_WAIT).await?;
+    ctx.lease
+        .keep(STEP_BUDGET)
+        .await
+        .map_err(|e| e.to_string())?;
+    canary::route(
+        c,
+        function,
+        alias,
+        &state.version,
+        Some((&version, CANARY_WEIGHT)),
+        state.revision_id.as_deref(),
+    )
+    .await
+    .map_err(e)?;
+    Ok(version)
+}
+
+/// Puts `$LATEST` back to `original` MB if it is at the canary's `canary_mb` (conditional on its
+/// revision), and waits for it; `Ok` once `$LATEST` is not at the canary's size.
+async fn put_back(
+    ctx: &Ctx<'_>,
+    function: &str,
+    canary_mb: u32,
+    original: u32,
+) -> Result<(), String> {
+    let c = ctx.c;
+    let now = canary::read_version(c, function, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    if now.memory_mb != canary_mb || canary_mb == original {
+        return Ok(());
+    }
+    canary::set_latest_memory(c, function, original, now.revision_id.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    changes::wait_for_update(c, function, UPDATE_WAIT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let after = canary::read_version(c, function, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    if after.memory_mb == canary_mb {
+        return Err(format!("$LATEST is still at {canary_mb} MB"));
+    }
+    Ok(())
 }
 
 fn new_record(
@@ -279,17 +412,51 @@ fn new_record(
             canary: None,
             primary: None,
             cost_usd: 0.0,
+            intent: None,
         }),
     }
 }
 
-/// Reads a running canary's metrics and promotes, drops, or leaves it.
+/// Where a running canary's alias stands.
+enum AliasNow {
+    /// Gone, or changed by someone else.
+    Foreign(Option<AliasState>),
+    /// Routing to the canary as Trimtab left it.
+    Routing(AliasState),
+    /// The recorded verdict was carried out on the alias (its `$LATEST` part may be left).
+    Done(AliasState),
+}
+
+fn classify(c: &CanaryChange, version: &str, state: Option<AliasState>) -> AliasNow {
+    let Some(s) = state else {
+        return AliasNow::Foreign(None);
+    };
+    let routing =
+        s.version == c.primary_version && s.weights.len() == 1 && s.weights.contains_key(version);
+    let done = s.weights.is_empty()
+        && match c.intent.as_deref() {
+            Some(PROMOTE) => s.version == version,
+            Some(DROP) => s.version == c.primary_version,
+            _ => false,
+        };
+    if routing {
+        AliasNow::Routing(s)
+    } else if done {
+        AliasNow::Done(s)
+    } else {
+        AliasNow::Foreign(Some(s))
+    }
+}
+
+/// Reads a running canary's metrics and promotes, drops, or leaves it; `stop` drops it whatever
+/// it measured.
 async fn judge(
     ctx: &Ctx<'_>,
     plan: &Plan,
     prices: &PriceTable,
     row: &Judged,
     mut r: DecisionRecord,
+    stop: Option<String>,
 ) -> Result<Result<CanaryReport, String>, JobError> {
     let Some(mut c) = r.canary.clone() else {
         return Ok(Err("not a canary record".into()));
@@ -302,107 +469,179 @@ async fn judge(
         Ok(s) => s,
         Err(e) => return Ok(Err(format!("alias unreadable: {e}"))),
     };
-    let ours = state.as_ref().is_some_and(|s| {
-        s.version == c.primary_version && s.weights.len() == 1 && s.weights.contains_key(&version)
-    });
-    if !ours {
-        ctx.mark(
-            &mut r,
-            RecordState::Superseded,
-            "the alias was changed outside Trimtab since the canary started".into(),
-        )
-        .await?;
-        return Ok(Ok(report(&r, "superseded", 0.0)));
+    let state = match classify(&c, &version, state) {
+        AliasNow::Foreign(s) => return supersede(ctx, r, &version, s).await,
+        AliasNow::Done(s) => s,
+        // A verdict recorded by a run that stopped before carrying it out.
+        AliasNow::Routing(s) if c.intent.is_some() => s,
+        AliasNow::Routing(s) => {
+            let started = r.applied_at_epoch_s.unwrap_or(r.created_at_epoch_s);
+            let now_s = ctx.clock.now_s();
+            let window = Window {
+                start_epoch_s: started / 60 * 60,
+                end_epoch_s: (now_s / 60 * 60).max(started / 60 * 60 + 60),
+            };
+            let versions = [c.primary_version.as_str(), version.as_str()];
+            let stats = canary::version_stats(ctx.c, &function, &c.alias, &versions, window).await;
+            let (primary, canary_stats) = match stats {
+                Ok((s, _)) => (s[0], s[1]),
+                Err(e) if stop.is_none() => {
+                    return Ok(Err(format!("the canary's metrics are unavailable: {e}")));
+                }
+                Err(_) => Default::default(),
+            };
+            let verdict = match &stop {
+                Some(why) => CanaryVerdict::Drop(why.clone()),
+                None => judge_canary(
+                    (&primary, r.before.memory_mb),
+                    (&canary_stats, c.memory_mb),
+                    (now_s - started) as f64,
+                    plan.settings.latency_guard_pct,
+                ),
+            };
+            c.cost_usd = canary_cost_usd(
+                prices,
+                row.function.architecture,
+                (&primary, r.before.memory_mb),
+                (&canary_stats, c.memory_mb),
+            );
+            c.canary = Some(canary_stats);
+            c.primary = Some(primary);
+            let (intent, why) = match verdict {
+                CanaryVerdict::Wait(why) => {
+                    r.canary = Some(c);
+                    let mut out =
+                        report(&r, "running", r.canary.as_ref().map_or(0.0, |c| c.cost_usd));
+                    out.reason = why;
+                    return Ok(Ok(out));
+                }
+                CanaryVerdict::Promote(why) => (PROMOTE, why),
+                CanaryVerdict::Drop(why) => (DROP, why),
+            };
+            if let Err(not_now) = ctx.may_start().await {
+                r.canary = Some(c);
+                let mut out = report(&r, "running", r.canary.as_ref().map_or(0.0, |c| c.cost_usd));
+                out.reason = format!("to {intent}: {why}; left for the next run ({not_now})");
+                return Ok(Ok(out));
+            }
+            // The verdict is recorded before the alias is touched.
+            c.intent = Some(intent.to_owned());
+            r.canary = Some(c.clone());
+            r.state_reason = Some(format!("{intent}: {why}"));
+            r.updated_at_epoch_s = ctx.clock.now_s();
+            ctx.save(&r, RecordState::Applied).await?;
+            s
+        }
+    };
+    failpoint("rightsizing.canary.after_verdict");
+    carry_out(ctx, r, &version, &state).await
+}
+
+/// Carries out the recorded verdict: the alias (unless done), then on promotion `$LATEST`.
+async fn carry_out(
+    ctx: &Ctx<'_>,
+    mut r: DecisionRecord,
+    version: &str,
+    state: &AliasState,
+) -> Result<Result<CanaryReport, String>, JobError> {
+    let Some(c) = r.canary.clone() else {
+        return Ok(Err("not a canary record".into()));
+    };
+    let promote = c.intent.as_deref() == Some(PROMOTE);
+    let cost = c.cost_usd;
+    let outcome = finish(ctx, &r, &c, version, state, promote).await;
+    let why = r.state_reason.clone().unwrap_or_default();
+    if let Err(e) = outcome {
+        let mut out = report(&r, "running", cost);
+        out.reason = format!("{why}; not finished ({e}): the next run finishes it");
+        return Ok(Ok(out));
     }
-    let state = state.unwrap_or_else(|| unreachable!("checked above"));
-    let started = r.applied_at_epoch_s.unwrap_or(r.created_at_epoch_s);
-    let now_s = ctx.clock.now_s();
-    let window = Window {
-        start_epoch_s: started / 60 * 60,
-        end_epoch_s: (now_s / 60 * 60).max(started / 60 * 60 + 60),
+    let (to, name) = if promote {
+        (RecordState::Verified, "promoted")
+    } else {
+        (RecordState::RolledBack, "dropped")
     };
-    let versions = [c.primary_version.as_str(), version.as_str()];
-    let stats = canary::version_stats(ctx.c, &function, &c.alias, &versions, window).await;
-    let (stats, _) = match stats {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(format!("the canary's metrics are unavailable: {e}"))),
-    };
-    let (primary, canary_stats) = (stats[0], stats[1]);
-    let verdict = judge_canary(
-        (&primary, r.before.memory_mb),
-        (&canary_stats, c.memory_mb),
-        (now_s - started) as f64,
-        plan.settings.latency_guard_pct,
-    );
-    let cost = canary_cost_usd(
-        prices,
-        row.function.architecture,
-        (&primary, r.before.memory_mb),
-        (&canary_stats, c.memory_mb),
-    );
-    c.canary = Some(canary_stats);
-    c.primary = Some(primary);
-    c.cost_usd = cost;
-    let (to, why, state_name) = match verdict {
-        CanaryVerdict::Wait(why) => {
-            r.canary = Some(c);
-            let mut out = report(&r, "running", cost);
-            out.reason = why;
-            return Ok(Ok(out));
-        }
-        CanaryVerdict::Promote(why) => (Some(version.clone()), why, "promoted"),
-        CanaryVerdict::Drop(why) => (None, why, "dropped"),
-    };
-    r.canary = Some(c.clone());
-    let outcome = finish(ctx, &r, &c, &state, to.as_deref()).await;
-    let (state_to, reason) = match (&outcome, state_name) {
-        (Ok(()), "promoted") => (RecordState::Verified, format!("promoted: {why}")),
-        (Ok(()), _) => (RecordState::RolledBack, format!("dropped: {why}")),
-        (Err(e), _) => {
-            let mut out = report(&r, "running", cost);
-            out.reason = format!("{state_name} but not carried out ({e}); the next run retries");
-            return Ok(Ok(out));
-        }
-    };
-    ctx.mark(&mut r, state_to, reason.clone()).await?;
-    let mut out = report(&r, state_name, cost);
+    let reason = why.replacen(if promote { PROMOTE } else { DROP }, name, 1);
+    ctx.mark(&mut r, to, reason.clone()).await?;
+    let mut out = report(&r, name, cost);
     out.reason = reason;
     Ok(Ok(out))
 }
 
-/// Promotes (`to`: the canary's version) or drops the canary: the alias first, conditional on
-/// its revision; on promotion `$LATEST` follows, if it is still at the size the canary left it.
+/// The alias to the verdict's version with no routing (conditional on its revision, unless it
+/// is already there), then on promotion `$LATEST` to the canary's size if it is still at the
+/// old one.
 async fn finish(
     ctx: &Ctx<'_>,
     r: &DecisionRecord,
     c: &CanaryChange,
+    version: &str,
     state: &AliasState,
-    to: Option<&str>,
-) -> Result<(), trimtab_aws::AwsError> {
+    promote: bool,
+) -> Result<(), String> {
     let function = &r.function_name;
-    let target = to.unwrap_or(&c.primary_version);
-    canary::route(
-        ctx.c,
-        function,
-        &c.alias,
-        target,
-        None,
-        state.revision_id.as_deref(),
-    )
-    .await?;
-    if to.is_some() {
-        let latest = canary::read_version(ctx.c, function, None).await?;
+    let target = if promote { version } else { &c.primary_version };
+    if !(state.version == target && state.weights.is_empty()) {
+        canary::route(
+            ctx.c,
+            function,
+            &c.alias,
+            target,
+            None,
+            state.revision_id.as_deref(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    if promote {
+        let latest = canary::read_version(ctx.c, function, None)
+            .await
+            .map_err(|e| e.to_string())?;
         if latest.memory_mb == r.before.memory_mb {
             canary::set_latest_memory(ctx.c, function, c.memory_mb, latest.revision_id.as_deref())
-                .await?;
-            changes::wait_for_update(ctx.c, function, UPDATE_WAIT).await?;
+                .await
+                .map_err(|e| e.to_string())?;
+            changes::wait_for_update(ctx.c, function, UPDATE_WAIT)
+                .await
+                .map_err(|e| e.to_string())?;
         }
     }
     Ok(())
 }
 
-/// Settles a canary record a crash left pending: routed if the alias carries a version at the
-/// canary's size; otherwise nothing was routed, and `$LATEST` is put back if it kept the size.
+/// Someone changed the alias since the canary started: the record is superseded, and the
+/// canary's weight is removed if it is still there (it is Trimtab's).
+async fn supersede(
+    ctx: &Ctx<'_>,
+    mut r: DecisionRecord,
+    version: &str,
+    state: Option<AliasState>,
+) -> Result<Result<CanaryReport, String>, JobError> {
+    let mut why = "the alias was changed outside Trimtab since the canary started".to_owned();
+    if let Some(s) = state.filter(|s| s.weights.contains_key(version))
+        && let Some(c) = &r.canary
+    {
+        match canary::route(
+            ctx.c,
+            &r.function_name,
+            &c.alias,
+            &s.version,
+            None,
+            s.revision_id.as_deref(),
+        )
+        .await
+        {
+            Ok(()) => why.push_str("; the canary's weight is removed"),
+            Err(e) => why.push_str(&format!("; the canary's weight could not be removed: {e}")),
+        }
+    }
+    ctx.mark(&mut r, RecordState::Superseded, why).await?;
+    Ok(Ok(report(&r, "superseded", 0.0)))
+}
+
+/// Settles a canary record a crash left pending. A start: routed if the alias carries a version
+/// at the canary's size; otherwise nothing was routed, and `$LATEST` is put back if it kept the
+/// size. A rollback: done once the alias routes all traffic to the primary again.
 pub(crate) async fn settle_pending(
     ctx: &Ctx<'_>,
     r: &mut DecisionRecord,
@@ -414,6 +653,12 @@ pub(crate) async fn settle_pending(
     let state = canary::read_alias(ctx.c, &function, &c.alias)
         .await
         .map_err(|e| e.to_string())?;
+    if r.rollback_of.is_some() {
+        return Ok(match revert(ctx, r, &c).await {
+            Ok(()) => Settlement::Applied,
+            Err(e) => Settlement::Pending(format!("the rollback of a canary is unfinished: {e}")),
+        });
+    }
     if let Some(s) = state.filter(|s| s.version == c.primary_version) {
         for v in s.weights.keys() {
             let cfg = canary::read_version(ctx.c, &function, Some(v))
@@ -427,22 +672,46 @@ pub(crate) async fn settle_pending(
             }
         }
     }
-    let latest = canary::read_version(ctx.c, &function, None)
+    Ok(
+        match put_back(ctx, &function, c.memory_mb, r.before.memory_mb).await {
+            Ok(()) => {
+                Settlement::NotApplied("the canary was never routed; $LATEST is at its size".into())
+            }
+            Err(e) => Settlement::Pending(format!("$LATEST is not yet back at its size: {e}")),
+        },
+    )
+}
+
+/// Undoes a canary (the operator's rollback, recorded in `undo`): the alias routes all traffic
+/// to the primary version again, and `$LATEST` goes back to its size if a promotion moved it.
+pub(crate) async fn revert(
+    ctx: &Ctx<'_>,
+    undo: &DecisionRecord,
+    c: &CanaryChange,
+) -> Result<(), String> {
+    let function = &undo.function_name;
+    let state = canary::read_alias(ctx.c, function, &c.alias)
         .await
-        .map_err(|e| e.to_string())?;
-    if latest.memory_mb == c.memory_mb && c.memory_mb != r.before.memory_mb {
-        canary::set_latest_memory(
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("alias {} no longer exists", c.alias))?;
+    let ours = c
+        .version
+        .as_deref()
+        .is_some_and(|v| state.version == v || state.weights.contains_key(v));
+    if ours {
+        canary::route(
             ctx.c,
-            &function,
-            r.before.memory_mb,
-            latest.revision_id.as_deref(),
+            function,
+            &c.alias,
+            &c.primary_version,
+            None,
+            state.revision_id.as_deref(),
         )
         .await
         .map_err(|e| e.to_string())?;
     }
-    Ok(Settlement::NotApplied(
-        "the canary was never routed; $LATEST is at its size again".into(),
-    ))
+    // The rollback record's `after` is the size before the canary.
+    put_back(ctx, function, c.memory_mb, undo.after.memory_mb).await
 }
 
 fn report(r: &DecisionRecord, state: &str, cost_usd: f64) -> CanaryReport {
@@ -455,6 +724,7 @@ fn report(r: &DecisionRecord, state: &str, cost_usd: f64) -> CanaryReport {
         canary: None,
         primary: None,
         cost_usd: 0.0,
+        intent: None,
     });
     CanaryReport {
         alias: c.alias,

@@ -84,6 +84,9 @@ pub(crate) async fn restore(
     if let Some(p) = &original.provisioned {
         return unprovision(ctx, original, &p.alias, reason, force).await;
     }
+    if let Some(c) = &original.canary {
+        return uncanary(ctx, original, c, reason, later).await;
+    }
     let function = &original.function_name;
     let live = match changes::read_function(ctx.c, function).await {
         Ok(Some(live)) => live,
@@ -126,6 +129,40 @@ pub(crate) async fn restore(
             Ok(Undo::Superseded(why))
         }
         Settlement::NotApplied(why) => Ok(Undo::Failed(why)),
+    }
+}
+
+/// Undoes a canary, record first: the alias back to the primary version with no routing, and
+/// `$LATEST` back to its size if a promotion moved it.
+async fn uncanary(
+    ctx: &Ctx<'_>,
+    original: &DecisionRecord,
+    c: &trimtab_core::records::CanaryChange,
+    reason: &str,
+    later: &[&DecisionRecord],
+) -> Result<Undo, JobError> {
+    let mut undo = rollback_record(ctx, original, reason, original.after, None);
+    undo.canary = Some(c.clone());
+    ctx.table.create(ctx.c, &undo).await?;
+    let settlement = match crate::canary::revert(ctx, &undo, c).await {
+        Ok(()) => Settlement::Applied,
+        Err(e) => Settlement::Pending(format!("the canary is not yet undone: {e}")),
+    };
+    settle_into(
+        &mut undo,
+        &settlement,
+        None,
+        ctx.clock.now_s(),
+        "the alias routes to the primary version again",
+    );
+    ctx.save(&undo, RecordState::Pending).await?;
+    match settlement {
+        Settlement::Applied => {
+            finish_rollback(ctx, original, &undo, reason, later).await?;
+            Ok(Undo::Restored(Box::new(undo), Vec::new()))
+        }
+        Settlement::Pending(why) => Ok(Undo::Deferred(why)),
+        _ => Ok(Undo::Failed("unexpected settlement".into())),
     }
 }
 

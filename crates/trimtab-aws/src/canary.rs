@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_lambda::client::Waiters;
 use aws_sdk_lambda::types::AliasRoutingConfiguration;
 use trimtab_core::evidence::VersionStats;
 
@@ -28,10 +29,61 @@ pub struct AliasState {
 /// One version's (or `$LATEST`'s) configuration, as far as a canary needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VersionConfig {
+    pub version: String,
     pub memory_mb: u32,
     pub code_sha256: Option<String>,
-    pub role: Option<String>,
+    /// Everything else a published version takes from `$LATEST` (handler, runtime, timeout,
+    /// role, environment, layers, VPC, dead-letter queue, storage, architecture, tracing, keys,
+    /// logging, image, SnapStart), as one comparable text: a canary must differ in memory only.
+    pub fingerprint: String,
+    /// `LastUpdateStatus` is `Successful` (or absent: a version that was never updated).
+    pub settled: bool,
     pub revision_id: Option<String>,
+}
+
+fn version_config(
+    out: &aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput,
+) -> VersionConfig {
+    let env: std::collections::BTreeMap<&String, &String> = out
+        .environment()
+        .and_then(|e| e.variables())
+        .map(|v| v.iter().collect())
+        .unwrap_or_default();
+    let layers: Vec<&str> = out.layers().iter().filter_map(|l| l.arn()).collect();
+    let fingerprint = format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        out.handler(),
+        out.runtime(),
+        out.timeout(),
+        out.role(),
+        env,
+        layers,
+        out.vpc_config()
+            .map(|v| (v.subnet_ids(), v.security_group_ids())),
+        out.dead_letter_config().and_then(|d| d.target_arn()),
+        out.ephemeral_storage().map(|e| e.size()),
+        out.architectures(),
+        out.tracing_config().and_then(|t| t.mode()),
+        out.kms_key_arn(),
+        out.logging_config()
+            .map(|l| (l.log_format(), l.log_group())),
+        out.image_config_response().and_then(|i| i.image_config()),
+        out.snap_start().map(|s| s.apply_on()),
+        out.package_type(),
+    );
+    VersionConfig {
+        version: out.version().unwrap_or_default().to_owned(),
+        memory_mb: out
+            .memory_size()
+            .and_then(|m| u32::try_from(m).ok())
+            .unwrap_or(128),
+        code_sha256: out.code_sha256().map(ToOwned::to_owned),
+        fingerprint,
+        settled: out
+            .last_update_status()
+            .is_none_or(|s| *s == aws_sdk_lambda::types::LastUpdateStatus::Successful),
+        revision_id: out.revision_id().map(ToOwned::to_owned),
+    }
 }
 
 /// The alias, `None` when it does not exist.
@@ -82,15 +134,26 @@ pub async fn read_version(
         .send()
         .await
         .map_err(|e| AwsError::new("lambda:GetFunctionConfiguration", function, e))?;
-    Ok(VersionConfig {
-        memory_mb: out
-            .memory_size()
-            .and_then(|m| u32::try_from(m).ok())
-            .unwrap_or(128),
-        code_sha256: out.code_sha256().map(ToOwned::to_owned),
-        role: out.role().map(ToOwned::to_owned),
-        revision_id: out.revision_id().map(ToOwned::to_owned),
-    })
+    Ok(version_config(&out))
+}
+
+/// Waits (the SDK's `PublishedVersionActive` waiter) until a new version can be invoked: a
+/// version starts `Pending` (functions in a VPC, with EFS or SnapStart take a while), and
+/// traffic routed to it before it is `Active` fails.
+pub async fn wait_active(
+    c: &Clients,
+    function: &str,
+    version: &str,
+    max_wait: std::time::Duration,
+) -> Result<(), String> {
+    c.lambda
+        .wait_until_published_version_active()
+        .function_name(function)
+        .qualifier(version)
+        .wait(max_wait)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("version {version} did not become Active: {e}"))
 }
 
 /// Sets `$LATEST`'s memory, conditional on its `RevisionId`.
@@ -111,14 +174,16 @@ pub async fn set_latest_memory(
     Ok(())
 }
 
-/// Publishes `$LATEST` as a version, only if it still has `code_sha256` and `revision_id`.
+/// Publishes `$LATEST` as a version, only if it still has `code_sha256` and `revision_id`;
+/// returns what was published (Lambda hands back the latest version instead when nothing
+/// changed since it).
 pub async fn publish(
     c: &Clients,
     function: &str,
     code_sha256: Option<&str>,
     revision_id: Option<&str>,
     description: &str,
-) -> Result<String, AwsError> {
+) -> Result<(String, u32, Option<String>), AwsError> {
     let out = c
         .lambda
         .publish_version()
@@ -129,7 +194,13 @@ pub async fn publish(
         .send()
         .await
         .map_err(|e| AwsError::new("lambda:PublishVersion", function, e))?;
-    Ok(out.version().unwrap_or_default().to_owned())
+    Ok((
+        out.version().unwrap_or_default().to_owned(),
+        out.memory_size()
+            .and_then(|m| u32::try_from(m).ok())
+            .unwrap_or(0),
+        out.code_sha256().map(ToOwned::to_owned),
+    ))
 }
 
 /// Points the alias at `version` with `extra` routed to another (none: all traffic to

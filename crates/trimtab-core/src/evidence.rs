@@ -6,7 +6,7 @@
 //! - **Lambda Insights**: CPU time per invocation. It is billed as CloudWatch custom metrics
 //!   (about 8 per function) and one log event of about 1 KB per invocation (see
 //!   docs/aws-behaviour.md); it is worth enabling where the expected saving exceeds that.
-//! - **A canary** (tag `trimtab:canary=true`, traffic through an alias): a version at a smaller
+//! - **A canary** (tag `trimtab:canary=true`, traffic through an alias): a version at another
 //!   size takes a small share of the alias's live traffic until enough invocations are measured,
 //!   then is promoted or dropped. Its cost is the worst-case extra spend of the invocations it
 //!   takes (all computing: the same GB-seconds, so about none) and the metric reads.

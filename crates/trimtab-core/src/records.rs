@@ -143,6 +143,10 @@ pub struct CanaryChange {
     /// What the canary's invocations cost beyond the primary's price for them, USD.
     #[serde(default)]
     pub cost_usd: f64,
+    /// The verdict being carried out (`promote` or `drop`), written before the alias is touched
+    /// so that a run that stops half-way is finished, not mistaken for someone else's change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
 }
 
 /// The size a function ran at before Trimtab's first step, and how it ran there.
@@ -215,6 +219,8 @@ impl DecisionRecord {
     pub fn effective_at_epoch_s(&self) -> i64 {
         match self.state {
             RecordState::RolledBack => self.updated_at_epoch_s,
+            // A canary changes the function when it is promoted, not when it starts.
+            RecordState::Verified if self.canary.is_some() => self.updated_at_epoch_s,
             _ => self.applied_at_epoch_s.unwrap_or(self.updated_at_epoch_s),
         }
     }

@@ -193,6 +193,11 @@ fn with_two_sizes_it_finds_the_optimum_within_five_percent() {
             let r = judge(&o);
             let (m, best) = (r.recommended_memory_mb, c.optimum(start));
             let regret = c.monthly_usd(m) / c.monthly_usd(best) - 1.0;
+            eprintln!(
+                "two sizes, {} at {start} and {other}: {m} MB, optimum {best} MB, regret {:.1}%",
+                c.name,
+                100.0 * regret
+            );
             assert!(
                 regret <= 0.05,
                 "{} at {start} and {other}: {m} MB, optimum {best} MB, regret {:.1}%",
