@@ -243,6 +243,7 @@ pub(crate) async fn analyse(
     since.extend(outside.iter().map(|(name, (t, _))| (name.clone(), *t)));
     let mut observations = observe(clients, plan, &functions, &since, &mut a).await?;
     let mut before = points_before(clients, plan, &outside, window, &mut a).await;
+    let mut versions = weighted_alias_points(clients, plan, &functions, window, &mut a).await;
     for o in &mut observations {
         o.history = past
             .points
@@ -250,6 +251,8 @@ pub(crate) async fn analyse(
             .cloned()
             .unwrap_or_default();
         o.history.extend(before.remove(&o.function_name));
+        o.history
+            .extend(versions.remove(&o.function_name).unwrap_or_default());
         o.last_step = past.steps.get(&o.function_name).copied();
     }
     fill_memory_from_logs(clients, plan, window, &mut observations, &mut a.notes).await;
@@ -438,6 +441,94 @@ async fn points_before(
         }
     }
     out
+}
+
+/// At most this many weighted aliases a run reads per-version metrics of.
+const WEIGHTED_ALIAS_BUDGET: usize = 25;
+
+/// Both versions behind each `trimtab:alias` alias that routes traffic to two versions at
+/// different memory sizes (a canary, Trimtab's or the team's): each version's mean duration
+/// over the window, from the metrics Lambda emits per `ExecutedVersion`. Only where tags were
+/// read (apply mode); a GetAlias per alias-tagged function, and for a weighted one two reads of
+/// the versions and one metrics call.
+async fn weighted_alias_points(
+    clients: &Clients,
+    plan: &Plan,
+    functions: &[FunctionConfig],
+    window: Window,
+    a: &mut Analysis,
+) -> BTreeMap<String, Vec<OperatingPoint>> {
+    let mut out = BTreeMap::new();
+    let aliased = functions
+        .iter()
+        .filter_map(|f| f.tags.get(trimtab_core::tags::ALIAS_TAG).map(|al| (f, al)))
+        .take(WEIGHTED_ALIAS_BUDGET);
+    for (f, alias) in aliased {
+        match alias_points(
+            clients,
+            &f.name,
+            alias,
+            window,
+            plan.settings.min_invocations,
+        )
+        .await
+        {
+            Ok((points, queries)) => {
+                a.metric_queries += queries;
+                if !points.is_empty() {
+                    out.insert(f.name.clone(), points);
+                }
+            }
+            Err(e) => a
+                .notes
+                .push(format!("{}: versions behind {alias} not read: {e}", f.name)),
+        }
+    }
+    out
+}
+
+async fn alias_points(
+    clients: &Clients,
+    function: &str,
+    alias: &str,
+    window: Window,
+    min_invocations: f64,
+) -> Result<(Vec<OperatingPoint>, usize), trimtab_aws::AwsError> {
+    use trimtab_aws::canary;
+    let Some(state) = canary::read_alias(clients, function, alias).await? else {
+        return Ok((Vec::new(), 0));
+    };
+    let Some(other) = state.weights.keys().next() else {
+        return Ok((Vec::new(), 0));
+    };
+    let versions = [state.version.as_str(), other.as_str()];
+    let mut sizes = Vec::new();
+    for v in versions {
+        sizes.push(
+            canary::read_version(clients, function, Some(v))
+                .await?
+                .memory_mb,
+        );
+    }
+    if sizes[0] == sizes[1] {
+        return Ok((Vec::new(), 0));
+    }
+    let (stats, queries) =
+        canary::version_stats(clients, function, alias, &versions, window).await?;
+    let points = stats
+        .iter()
+        .zip(&sizes)
+        .filter(|(s, _)| s.invocations >= min_invocations)
+        .filter_map(|(s, &memory_mb)| {
+            s.duration_avg_ms.map(|d| OperatingPoint {
+                memory_mb,
+                duration_ms: d,
+                invocations: s.invocations,
+                source: trimtab_core::fit::PointSource::Canary,
+            })
+        })
+        .collect();
+    Ok((points, queries))
 }
 
 /// Every function's metrics over the window, batched. A function changed by an earlier run is

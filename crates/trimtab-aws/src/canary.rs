@@ -265,7 +265,11 @@ pub async fn version_stats(
             });
         }
     }
-    let (series, fetched) = metrics::fetch_with_period(c, queries, window, 60).await?;
+    // Minutes for a canary's hours; coarser for a whole window (at most 1,440 datapoints).
+    let period = i32::try_from((window.seconds() / 1440 + 59) / 60 * 60)
+        .unwrap_or(86_400)
+        .max(60);
+    let (series, fetched) = metrics::fetch_with_period(c, queries, window, period).await?;
     let stats = (0..versions.len())
         .map(|i| {
             let id = |s: &str| format!("v{i}_{s}");
