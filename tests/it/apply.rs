@@ -907,21 +907,7 @@ async fn a_canary_takes_live_traffic_then_is_promoted_and_a_quiet_run_writes_not
     };
     let a = account(std::slice::from_ref(&io)).await;
     let lambda = aws_sdk_lambda::Client::new(&a.sdk);
-    let v1 = lambda
-        .publish_version()
-        .function_name(&io.name)
-        .send()
-        .await
-        .expect("publish");
-    let primary = v1.version().unwrap_or_default().to_owned();
-    lambda
-        .create_alias()
-        .function_name(&io.name)
-        .name("live")
-        .function_version(&primary)
-        .send()
-        .await
-        .expect("alias");
+    let primary = live_alias(&lambda, &io.name).await;
     a.moto.fidelity.clear_seen();
 
     // Run 1: the canary is made (a version at the candidate size, 5% of the alias's traffic);
@@ -1018,6 +1004,26 @@ async fn a_canary_takes_live_traffic_then_is_promoted_and_a_quiet_run_writes_not
     assert_eq!(history(&a, &io.name).await, records);
 }
 
+/// Publishes version 1 of `function` and points the alias `live` at it; returns the version.
+async fn live_alias(lambda: &aws_sdk_lambda::Client, function: &str) -> String {
+    let v1 = lambda
+        .publish_version()
+        .function_name(function)
+        .send()
+        .await
+        .expect("publish");
+    let primary = v1.version().unwrap_or_default().to_owned();
+    lambda
+        .create_alias()
+        .function_name(function)
+        .name("live")
+        .function_version(&primary)
+        .send()
+        .await
+        .expect("alias");
+    primary
+}
+
 fn assert_no_lambda_writes(a: &Account) {
     let ops = a.moto.fidelity.operations();
     for write in [
@@ -1040,21 +1046,7 @@ async fn a_canary_whose_function_no_longer_asks_is_dropped_and_leaves_the_alias_
     };
     let a = account(std::slice::from_ref(&io)).await;
     let lambda = aws_sdk_lambda::Client::new(&a.sdk);
-    let v1 = lambda
-        .publish_version()
-        .function_name(&io.name)
-        .send()
-        .await
-        .expect("publish");
-    let primary = v1.version().unwrap_or_default().to_owned();
-    lambda
-        .create_alias()
-        .function_name(&io.name)
-        .name("live")
-        .function_version(&primary)
-        .send()
-        .await
-        .expect("alias");
+    let primary = live_alias(&lambda, &io.name).await;
     let first = run_at(&a, a.now).await;
     assert_eq!(
         row(&first, &io.name)["canary"]["state"],
