@@ -43,17 +43,26 @@ pub(crate) async fn run(
     a: &mut Analysis,
     open: &Open,
 ) -> Result<(), JobError> {
-    let refused: Vec<Option<String>> = a
+    let refused: Vec<(Option<String>, bool)> = a
         .rows
         .iter()
-        .map(|r| a.not_allowed(&r.function.name).cloned())
+        .map(|r| {
+            let name = &r.function.name;
+            (
+                a.not_allowed(name).cloned(),
+                a.unreadable_tags.contains_key(name),
+            )
+        })
         .collect();
-    for (row, refused) in a.rows.iter_mut().zip(refused) {
+    for (row, (refused, tags_unknown)) in a.rows.iter_mut().zip(refused) {
         let f = &row.function;
         let running = open.records.iter().find(|r| {
             r.function_name == f.name && r.canary.is_some() && r.state == RecordState::Applied
         });
-        let outcome = if let Some(r) = running {
+        let outcome = if let (Some(_), true) = (running, tags_unknown) {
+            // Whether the function still asks for its canary is unknown: left as it is.
+            Err("its tags could not be read: the running canary is left as it is".to_owned())
+        } else if let Some(r) = running {
             let stop = if !canary_wanted(&f.tags) {
                 Some("the function no longer has the trimtab:canary=true tag".to_owned())
             } else if is_locked(&f.tags) {

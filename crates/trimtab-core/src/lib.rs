@@ -14,6 +14,7 @@ pub mod cost;
 pub mod environment;
 pub mod evidence;
 pub mod fit;
+pub mod forecast;
 pub mod judge;
 pub mod model;
 pub mod monitor;
