@@ -153,7 +153,7 @@ pub fn needs_evidence(
                     100.0 * CANARY_WEIGHT
                 )
             } else {
-                "needs the trimtab:canary=true tag and traffic through an alias".to_owned()
+                "needs the trimtab:canary=true and trimtab:alias tags and traffic through the alias (recommend mode does not read tags, so it cannot tell)".to_owned()
             },
         },
     ];
