@@ -114,10 +114,11 @@ pub async fn report_evidence(
     Ok(ev)
 }
 
-/// The memory size the function ran at just before `at_epoch_ms`: the `Memory Size` of the last
-/// REPORT line in one page of `FilterLogEvents` over the day before (events come oldest first, so
-/// a busy function's page ends early in that day: a second change within the day would be
-/// missed). `None` when no line was written that day.
+/// The memory size the function ran at just before `at_epoch_ms`: the most common `Memory Size`
+/// of the REPORT lines in one page of `FilterLogEvents` over the day before (every version writes
+/// to the same log group, so a weighted alias's other version shows there too; events come
+/// oldest first, so a busy function's page ends early in that day and a second change within the
+/// day would be missed). `None` when no line was written that day.
 pub async fn memory_before(
     clients: &Clients,
     function_name: &str,
@@ -143,15 +144,20 @@ pub async fn memory_before(
         }
         Err(e) => return Err(AwsError::new("logs:FilterLogEvents", group, e)),
     };
-    Ok(page
+    let mut sizes: std::collections::BTreeMap<u32, usize> = Default::default();
+    for line in page
         .events()
         .iter()
-        .rev()
         .filter(|e| e.timestamp().is_some_and(|t| t < at_epoch_ms))
         .filter_map(|e| e.message())
         .filter_map(parse_report_line)
-        .next()
-        .map(|l| l.memory_size_mb as u32))
+    {
+        *sizes.entry(line.memory_size_mb as u32).or_default() += 1;
+    }
+    Ok(sizes
+        .into_iter()
+        .max_by_key(|&(size, n)| (n, size))
+        .map(|(size, _)| size))
 }
 
 #[cfg(test)]
