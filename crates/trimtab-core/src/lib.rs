@@ -19,6 +19,7 @@ pub mod judge;
 pub mod model;
 pub mod monitor;
 pub mod own_cost;
+pub mod predictive;
 pub mod pricing;
 pub mod records;
 pub mod rightsizing;

@@ -1,0 +1,338 @@
+//! Predictive scaling for one provisioned dimension: a forecast ([`crate::forecast`]) turned into
+//! scheduled minimum capacity ahead of the forecast ramps, chosen only where replaying the
+//! history says it pays.
+//!
+//! Target tracking is reactive: it scales out after two minutes above the target and the update
+//! delay, so a steep morning ramp throttles unless the target leaves headroom all day. A
+//! scheduled minimum raised ahead of the ramp (a scheduled action whose minimum is above the
+//! current capacity scales out at once) serves the ramp, and with the ramps served a higher
+//! target may hold the rest of the day within the same throttling: that is where predictive
+//! scaling is cheaper. The schedule follows the forecast's weekday hours (the weekly profile of
+//! the chosen model), as daily actions: raises on weekdays only, each `lead` minutes ahead of its
+//! hour, and the return to the base minimum every day (harmless where it already is).
+//!
+//! The choice replays the whole history both ways (the simulator, [`crate::capacity::simulate`],
+//! models the alarms, the update delay, burst capacity and DynamoDB's decrease budget, which a
+//! scheduled decrease spends too): predictive is adopted only where it is cheaper at no more
+//! throttling, or throttles less at no more cost. Without a forecast (too little history, no
+//! stable shape) it is reactive only, and says why.
+
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::weekday;
+use crate::capacity::{Platform, Policy, ScheduledRange, SimResult, simulate};
+use crate::forecast::{Outcome, forecast};
+use crate::stats::{median, round2};
+
+/// Minutes a raise runs ahead of its hour, beyond the platform's update delay.
+const LEAD_MARGIN_MIN: u32 = 10;
+/// A step in the schedule needs a change of at least this share of the capacity.
+const STEP: f64 = 0.2;
+/// Most scheduled actions one dimension gets.
+const MAX_ACTIONS: usize = 12;
+
+/// Predictive against reactive, as the report shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictiveAdvice {
+    /// `predictive` or `reactive`.
+    pub chosen: String,
+    pub reactive_cost_usd: f64,
+    pub predictive_cost_usd: Option<f64>,
+    pub reactive_throttled_pct: f64,
+    pub predictive_throttled_pct: Option<f64>,
+    pub backtest_wape_pct: Option<f64>,
+    /// The target the predictive policy runs at (its schedule serves the ramps).
+    pub predictive_target_pct: Option<f64>,
+    pub schedule: Vec<ScheduledRange>,
+    pub reason: String,
+}
+
+/// Plans predictive scaling for a dimension whose demand (units a minute, the first at
+/// `start_epoch_min`) runs under `reactive` (target tracking, no schedule), priced at
+/// `usd_per_unit_hour`; every result is per the demand's span.
+pub fn plan(
+    demand: &[f64],
+    start_epoch_min: i64,
+    reactive: &Policy,
+    platform: Platform,
+    usd_per_unit_hour: f64,
+) -> PredictiveAdvice {
+    let reactive = Policy {
+        schedule: Vec::new(),
+        ..reactive.clone()
+    };
+    let first_rate = demand.first().map_or(1.0, |d| d / 60.0);
+    let replay = |p: &Policy| -> (SimResult, f64) {
+        let initial = (first_rate / (p.target_pct / 100.0)).ceil();
+        let r = simulate(demand, start_epoch_min, initial, p, platform, None);
+        let usd = r.provisioned_unit_hours * usd_per_unit_hour;
+        (r, usd)
+    };
+    let (react, react_usd) = replay(&reactive);
+    let pct = |r: &SimResult| round2(100.0 * r.throttled_fraction());
+    let mut advice = PredictiveAdvice {
+        chosen: "reactive".to_owned(),
+        reactive_cost_usd: round2(react_usd),
+        predictive_cost_usd: None,
+        reactive_throttled_pct: pct(&react),
+        predictive_throttled_pct: None,
+        backtest_wape_pct: None,
+        predictive_target_pct: None,
+        schedule: Vec::new(),
+        reason: String::new(),
+    };
+    let (hourly, first_how, peak_ratio) = hourly(demand, start_epoch_min);
+    let f = match forecast(&hourly, first_how, 168) {
+        Outcome::Made(f) => f,
+        Outcome::None { reason } => {
+            advice.reason = format!("no forecast ({reason}): reactive only");
+            return advice;
+        }
+    };
+    advice.backtest_wape_pct = Some(f.backtest_wape_pct);
+    // The forecast's weekday hours, by hour of day: the largest rate each needs.
+    let start_how = (first_how + hourly.len()) % 168;
+    let mut need = [0.0_f64; 24];
+    for (h, v) in f.upper.iter().enumerate() {
+        let how = (start_how + h) % 168;
+        if how / 24 < 5 {
+            let hour = how % 24;
+            need[hour] = need[hour].max(v / 3600.0 * peak_ratio[hour]);
+        }
+    }
+    // Targets from the reactive one up to 90%: the cheapest schedule-backed policy that
+    // throttles no more than reactive-only does.
+    let mut best: Option<(Policy, SimResult, f64)> = None;
+    let mut target = reactive.target_pct;
+    while target <= 90.0 + 1e-9 {
+        let schedule = schedule_for(&need, target, &reactive, platform);
+        if !schedule.is_empty() {
+            let p = Policy {
+                target_pct: target,
+                schedule,
+                ..reactive.clone()
+            };
+            let (r, usd) = replay(&p);
+            let better = r.throttled_units <= react.throttled_units
+                && best.as_ref().is_none_or(|(_, _, b)| usd < *b);
+            if better {
+                best = Some((p, r, usd));
+            }
+        }
+        target += 5.0;
+    }
+    let Some((p, r, usd)) = best else {
+        advice.reason =
+            "a forecast schedule throttles more than target tracking alone: reactive only".into();
+        return advice;
+    };
+    advice.predictive_cost_usd = Some(round2(usd));
+    advice.predictive_throttled_pct = Some(pct(&r));
+    advice.predictive_target_pct = Some(p.target_pct);
+    let cheaper = usd < react_usd && r.throttled_units <= react.throttled_units;
+    let safer = r.throttled_units < react.throttled_units && usd <= react_usd;
+    if cheaper || safer {
+        advice.chosen = "predictive".to_owned();
+        advice.reason = format!(
+            "scheduled minimums ahead of the forecast ramps (backtest error {:.1}%) at a {:.0}% target: ${:.2} against ${:.2}, {:.3}% throttled against {:.3}%",
+            f.backtest_wape_pct,
+            p.target_pct,
+            usd,
+            react_usd,
+            100.0 * r.throttled_fraction(),
+            100.0 * react.throttled_fraction()
+        );
+        advice.schedule = p.schedule;
+    } else {
+        advice.reason = format!(
+            "the forecast schedule costs ${usd:.2} against ${react_usd:.2} for no less throttling: reactive only"
+        );
+    }
+    advice
+}
+
+/// Hourly totals of the complete clock hours in `demand`, the hour of the week (0 = Monday 00:00
+/// UTC) of the first, and for each hour of the day the median ratio of an hour's busiest minute
+/// to its mean (capacity must cover the minute, not the hour).
+fn hourly(demand: &[f64], start_epoch_min: i64) -> (Vec<f64>, usize, [f64; 24]) {
+    let skip = (60 - start_epoch_min.rem_euclid(60)) % 60;
+    let skip = usize::try_from(skip).unwrap_or(0).min(demand.len());
+    let first_hour = (start_epoch_min + skip as i64).div_euclid(60);
+    let day = first_hour.div_euclid(24);
+    let first_how = weekday(day) as usize * 24 + first_hour.rem_euclid(24) as usize;
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); 24];
+    let sums: Vec<f64> = demand[skip..]
+        .chunks_exact(60)
+        .enumerate()
+        .map(|(k, hour)| {
+            let sum: f64 = hour.iter().sum();
+            let peak = hour.iter().copied().fold(0.0, f64::max);
+            if sum > 0.0 {
+                ratios[((first_hour + k as i64).rem_euclid(24)) as usize].push(peak * 60.0 / sum);
+            }
+            sum
+        })
+        .collect();
+    let mut peak_ratio = [1.0; 24];
+    for (h, r) in ratios.iter_mut().enumerate() {
+        if !r.is_empty() {
+            peak_ratio[h] = median(r).max(1.0);
+        }
+    }
+    (sums, first_how, peak_ratio)
+}
+
+/// Daily actions that hold the minimum at the capacity `need` (units a second, by hour of day)
+/// calls for at `target_pct`, where that is well above the base minimum: a raise `lead` minutes
+/// ahead of each step up (weekdays), a lowering at each step down, and the return to the base
+/// minimum every day. Empty when the need never rises well above the base.
+fn schedule_for(
+    need: &[f64; 24],
+    target_pct: f64,
+    policy: &Policy,
+    platform: Platform,
+) -> Vec<ScheduledRange> {
+    let base = policy.min_capacity.max(1.0);
+    let raw: Vec<f64> = need
+        .iter()
+        .map(|n| {
+            (n / (target_pct / 100.0))
+                .ceil()
+                .clamp(base, policy.max_capacity.max(base))
+        })
+        .collect();
+    // Only the busy hours are scheduled (twice the quiet level or more): target tracking follows
+    // the rest, and a minimum held through quiet hours only costs.
+    let quiet = raw.iter().copied().fold(f64::INFINITY, f64::min).max(base);
+    let wanted: Vec<f64> = raw
+        .iter()
+        .map(|&w| if w >= 2.0 * quiet { w } else { base })
+        .collect();
+    let lead = platform.update_delay_min as u32 + LEAD_MARGIN_MIN;
+    let mut out = Vec::new();
+    let mut level = base;
+    for (hour, &w) in wanted.iter().enumerate() {
+        let changed = (w - level).abs() > STEP * level.max(w);
+        if !changed {
+            continue;
+        }
+        let to_base = w <= base * (1.0 + STEP);
+        let minute = if w > level {
+            (hour as u32 * 60 + 1440 - lead) % 1440
+        } else {
+            hour as u32 * 60
+        };
+        out.push(ScheduledRange {
+            minute_of_day: minute,
+            weekdays_only: !to_base,
+            min_capacity: if to_base { base } else { w },
+            max_capacity: policy.max_capacity,
+        });
+        level = if to_base { base } else { w };
+    }
+    if level > base && wanted[0] <= base {
+        // Back to the base at midnight, every day (unless the busy hours run on past it: the
+        // lowering after them, every day, ends Friday's too).
+        out.push(ScheduledRange {
+            minute_of_day: 0,
+            weekdays_only: false,
+            min_capacity: base,
+            max_capacity: policy.max_capacity,
+        });
+    }
+    if out.len() > MAX_ACTIONS {
+        return Vec::new();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Per-minute write demand of a business API for `weeks` weeks starting on a Monday: a quiet
+    /// floor, a ramp to the busy level in a few minutes at 08:00 UTC on weekdays, back at 18:00.
+    fn business(weeks: usize, busy_per_s: f64, noise: f64) -> (Vec<f64>, i64) {
+        // 2026-11-02 was a Monday.
+        let start_day = crate::calendar::days_from_civil(2026, 11, 2);
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        let demand = (0..weeks * 7 * 1440)
+            .map(|m| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+                let (day, minute) = (m / 1440, m % 1440);
+                let weekday = day % 7 < 5;
+                let busy = weekday && (8 * 60..18 * 60).contains(&minute);
+                let rate = if busy { busy_per_s } else { 0.05 * busy_per_s };
+                60.0 * rate * (1.0 + noise * (2.0 * u - 1.0))
+            })
+            .collect();
+        (demand, start_day * 1440)
+    }
+
+    fn reactive() -> Policy {
+        Policy {
+            target_pct: 70.0,
+            min_capacity: 5.0,
+            max_capacity: 40_000.0,
+            schedule: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_sharp_weekday_ramp_is_served_by_a_forecast_schedule() {
+        let (demand, start) = business(3, 400.0, 0.1);
+        let a = plan(&demand, start, &reactive(), Platform::default(), 0.00065);
+        assert_eq!(a.chosen, "predictive", "{a:#?}");
+        let (pc, pt) = (
+            a.predictive_cost_usd.unwrap_or(f64::MAX),
+            a.predictive_throttled_pct.unwrap_or(f64::MAX),
+        );
+        assert!(
+            (pc < a.reactive_cost_usd && pt <= a.reactive_throttled_pct)
+                || (pt < a.reactive_throttled_pct && pc <= a.reactive_cost_usd),
+            "{a:#?}"
+        );
+        assert!(a.backtest_wape_pct.is_some_and(|w| w < 10.0), "{a:#?}");
+        // The raise comes ahead of 08:00 on weekdays, and the minimum is back down at night.
+        let raise = a
+            .schedule
+            .iter()
+            .find(|s| s.min_capacity > 5.0)
+            .expect("raise");
+        assert_eq!(
+            a.schedule.iter().filter(|s| s.min_capacity > 5.0).count(),
+            1,
+            "{a:#?}"
+        );
+        assert!(
+            raise.weekdays_only && (7 * 60..8 * 60).contains(&raise.minute_of_day),
+            "{a:#?}"
+        );
+        assert!(
+            a.schedule
+                .iter()
+                .any(|s| s.min_capacity == 5.0 && !s.weekdays_only)
+        );
+    }
+
+    #[test]
+    fn without_a_shape_or_enough_history_it_stays_reactive() {
+        let (short, start) = business(1, 400.0, 0.1);
+        let a = plan(&short, start, &reactive(), Platform::default(), 0.00065);
+        assert_eq!(a.chosen, "reactive");
+        assert!(a.reason.contains("two weeks"), "{a:#?}");
+        // Flat, noisy demand: nothing to schedule.
+        let flat: Vec<f64> = business(3, 400.0, 0.1)
+            .0
+            .iter()
+            .enumerate()
+            .map(|(m, _)| 60.0 * 100.0 * (1.0 + 0.3 * ((m as f64 * 0.37).sin())))
+            .collect();
+        let b = plan(&flat, start, &reactive(), Platform::default(), 0.00065);
+        assert_eq!(b.chosen, "reactive", "{b:#?}");
+        assert!(b.schedule.is_empty());
+    }
+}
