@@ -29,6 +29,9 @@ use crate::request::Plan;
 /// What starting a canary needs at most before the lease is renewed again: one update of
 /// `$LATEST` with its wait, and a publish.
 const STEP_BUDGET: Duration = CHANGE_BUDGET;
+/// What starting a canary can take at most: two updates of `$LATEST` with their waits, a
+/// publish, the wait for the version to be `Active`, and the alias.
+const START_BUDGET: Duration = Duration::from_secs(240);
 /// The longest Trimtab waits for a new version to become `Active`.
 const ACTIVE_WAIT: Duration = Duration::from_secs(60);
 
@@ -89,13 +92,12 @@ pub(crate) async fn run(
 
 /// The size a canary would measure: the recommendation's (one step of at most 2x), or, without
 /// CPU evidence, the probe the priced options name.
-fn target(rec: &Recommendation) -> Option<u32> {
+fn target(rec: &Recommendation, max_step_factor: f64) -> Option<u32> {
     let current = rec.current_memory_mb;
     if rec.status == Status::Recommended && rec.recommended_memory_mb != current {
-        return Some(
-            rec.recommended_memory_mb
-                .clamp(current.div_ceil(2), current.saturating_mul(2)),
-        );
+        let lo = (f64::from(current) / max_step_factor).ceil() as u32;
+        let hi = (f64::from(current) * max_step_factor).floor() as u32;
+        return Some(rec.recommended_memory_mb.clamp(lo, hi.max(lo)));
     }
     rec.needs_evidence
         .as_ref()?
@@ -139,6 +141,12 @@ async fn refusal(
             ));
         }
     }
+    if !ctx.deadline.allows(START_BUDGET) {
+        return Err(format!(
+            "the invocation's deadline is less than {} s away: left for the next run",
+            START_BUDGET.as_secs()
+        ));
+    }
     ctx.may_start().await?;
     let state = canary::read_alias(ctx.c, &f.name, &alias)
         .await
@@ -162,9 +170,26 @@ async fn start(
     row: &Judged,
     open: &Open,
 ) -> Result<Result<CanaryReport, String>, JobError> {
-    let Some(memory_mb) = target(&row.recommendation) else {
+    let rec = &row.recommendation;
+    let Some(memory_mb) = target(rec, plan.guards.max_step_factor) else {
         return Ok(Err("no size to measure".into()));
     };
+    // The saving floor holds for canaries too, on the best case where the size is unsettled
+    // (the confidence floor does not: a canary is how confidence is gained).
+    let saving = rec
+        .monthly_savings_usd
+        .max(rec.best_case_monthly_savings_usd.unwrap_or_default())
+        .max(
+            rec.needs_evidence
+                .as_ref()
+                .map_or(0.0, |n| n.best_case_monthly_savings_usd),
+        );
+    if saving < plan.guards.min_monthly_savings_usd {
+        return Ok(Err(format!(
+            "saves at most ${saving:.2}/month, under the ${:.2} floor",
+            plan.guards.min_monthly_savings_usd
+        )));
+    }
     let (alias, state) = match refusal(ctx, plan, row, open).await {
         Ok(x) => x,
         Err(why) => return Ok(Err(why)),

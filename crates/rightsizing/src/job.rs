@@ -238,7 +238,12 @@ pub(crate) async fn analyse(
     let mut a = Analysis::empty(window);
     let functions = inventory(clients, config, plan, with_tags, &mut a).await?;
     a.notes.extend(config.price_note.iter().cloned());
-    let outside = outside_changes(clients, &functions, window, past.since, &mut a.notes).await;
+    // REPORT-line reads are off with `log_scan_pages: 0`, these too.
+    let outside = if plan.log_scan_pages > 0 {
+        outside_changes(clients, &functions, window, past.since, &mut a.notes).await
+    } else {
+        BTreeMap::new()
+    };
     let mut since = past.since.clone();
     since.extend(outside.iter().map(|(name, (t, _))| (name.clone(), *t)));
     let mut observations = observe(clients, plan, &functions, &since, &mut a).await?;
@@ -343,7 +348,7 @@ const OUTSIDE_CHANGE_BUDGET: usize = 25;
 
 /// Functions whose memory changed in the window outside Trimtab: `LastModified` (code or
 /// configuration) falls in the window, after any change of Trimtab's, and the REPORT lines of the
-/// hour before it name another memory size. Returns each one's change time and the size before.
+/// day before it name another memory size (the most common one). Returns each one's change time and the size before.
 /// A code-only change (the same size before) is left alone: the whole window still describes
 /// today's size.
 async fn outside_changes(

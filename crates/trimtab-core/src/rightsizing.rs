@@ -166,8 +166,9 @@ pub struct Recommendation {
     /// weighs the step by this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_case_monthly_savings_usd: Option<f64>,
-    /// The relative error bound of `predicted_duration_ms`, percent, where the model was fitted
-    /// on several memory sizes (the latency guard holds for the upper bound).
+    /// The relative error bound of `predicted_duration_ms`, percent, where the model states one
+    /// (fitted on several sizes, or one size with Lambda Insights' CPU time); the latency guard
+    /// holds for the upper bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prediction_error_pct: Option<f64>,
     /// The operating points the model was fitted on (empty: one size).
