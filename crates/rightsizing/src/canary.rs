@@ -310,9 +310,14 @@ async fn make_steps(
 ) -> Result<String, String> {
     let c = ctx.c;
     let e = |e: trimtab_aws::AwsError| e.to_string();
-    canary::set_latest_memory(c, function, memory_mb, latest.revision_id.as_deref())
-        .await
-        .map_err(e)?;
+    changes::update_function(
+        c,
+        function,
+        (memory_mb, None),
+        latest.revision_id.as_deref(),
+    )
+    .await
+    .map_err(e)?;
     changes::wait_for_update(c, function, UPDATE_WAIT)
         .await
         .map_err(e)?;
@@ -379,7 +384,7 @@ async fn put_back(
     if now.memory_mb != canary_mb || canary_mb == original {
         return Ok(());
     }
-    canary::set_latest_memory(c, function, original, now.revision_id.as_deref())
+    changes::update_function(c, function, (original, None), now.revision_id.as_deref())
         .await
         .map_err(|e| e.to_string())?;
     changes::wait_for_update(c, function, UPDATE_WAIT)
@@ -632,9 +637,14 @@ async fn finish(
             .await
             .map_err(|e| e.to_string())?;
         if latest.memory_mb == r.before.memory_mb {
-            canary::set_latest_memory(ctx.c, function, c.memory_mb, latest.revision_id.as_deref())
-                .await
-                .map_err(|e| e.to_string())?;
+            changes::update_function(
+                ctx.c,
+                function,
+                (c.memory_mb, None),
+                latest.revision_id.as_deref(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             changes::wait_for_update(ctx.c, function, UPDATE_WAIT)
                 .await
                 .map_err(|e| e.to_string())?;

@@ -133,7 +133,7 @@ pub(crate) async fn change_and_settle(
     let sent = changes::update_function(
         c,
         &record.function_name,
-        to,
+        (to.memory_mb, Some(to.timeout_s)),
         record.revision_before.as_deref(),
     )
     .await;

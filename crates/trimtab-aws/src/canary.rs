@@ -156,24 +156,6 @@ pub async fn wait_active(
         .map_err(|e| format!("version {version} did not become Active: {e}"))
 }
 
-/// Sets `$LATEST`'s memory, conditional on its `RevisionId`.
-pub async fn set_latest_memory(
-    c: &Clients,
-    function: &str,
-    memory_mb: u32,
-    revision_id: Option<&str>,
-) -> Result<(), AwsError> {
-    c.lambda
-        .update_function_configuration()
-        .function_name(function)
-        .memory_size(i32::try_from(memory_mb).unwrap_or(i32::MAX))
-        .set_revision_id(revision_id.map(ToOwned::to_owned))
-        .send()
-        .await
-        .map_err(|e| AwsError::new("lambda:UpdateFunctionConfiguration", function, e))?;
-    Ok(())
-}
-
 /// Publishes `$LATEST` as a version, only if it still has `code_sha256` and `revision_id`;
 /// returns what was published (Lambda hands back the latest version instead when nothing
 /// changed since it).

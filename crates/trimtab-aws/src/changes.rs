@@ -73,20 +73,20 @@ pub async fn read_function(c: &Clients, function: &str) -> Result<Option<LiveFun
     }))
 }
 
-/// Starts an update of memory and timeout, only if the function is still at `revision_id`
-/// (412 `PreconditionFailedException` otherwise). Lambda applies it asynchronously: see
-/// [`wait_for_update`].
+/// Starts an update of `$LATEST`'s memory (and timeout, where given), only if the function is
+/// still at `revision_id` (412 `PreconditionFailedException` otherwise). Lambda applies it
+/// asynchronously: see [`wait_for_update`].
 pub async fn update_function(
     c: &Clients,
     function: &str,
-    to: FunctionSettings,
+    (memory_mb, timeout_s): (u32, Option<u32>),
     revision_id: Option<&str>,
 ) -> Result<(), AwsError> {
     c.lambda
         .update_function_configuration()
         .function_name(function)
-        .memory_size(to_i32(to.memory_mb))
-        .timeout(to_i32(to.timeout_s))
+        .memory_size(to_i32(memory_mb))
+        .set_timeout(timeout_s.map(to_i32))
         .set_revision_id(revision_id.map(ToOwned::to_owned))
         .send()
         .await
