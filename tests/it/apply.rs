@@ -919,19 +919,8 @@ async fn a_canary_takes_live_traffic_then_is_promoted_and_a_quiet_run_writes_not
     let size = c["memory_mb"].as_u64().unwrap_or_default() as u32;
     assert!((768..1536).contains(&size), "{c:#}");
     let version = c["version"].as_str().unwrap_or_default().to_owned();
-    let alias = lambda
-        .get_alias()
-        .function_name(&io.name)
-        .name("live")
-        .send()
-        .await
-        .expect("alias");
-    assert_eq!(alias.function_version(), Some(primary.as_str()));
-    let weights = alias
-        .routing_config()
-        .and_then(|r| r.additional_version_weights())
-        .cloned()
-        .unwrap_or_default();
+    let (at, weights) = live_routing(&lambda, &io.name).await;
+    assert_eq!(at, primary);
     assert_eq!(weights.get(&version), Some(&0.05), "{weights:?}");
     let canary_cfg = lambda
         .get_function_configuration()
@@ -972,20 +961,9 @@ async fn a_canary_takes_live_traffic_then_is_promoted_and_a_quiet_run_writes_not
     assert_eq!(c["state"], "promoted", "{second:#}");
     assert_eq!(c["invocations"].as_f64(), Some(1_000.0), "{c:#}");
     assert!(c["cost_usd"].as_f64().is_some_and(|u| u < 0.0), "{c:#}");
-    let alias = lambda
-        .get_alias()
-        .function_name(&io.name)
-        .name("live")
-        .send()
-        .await
-        .expect("alias");
-    assert_eq!(alias.function_version(), Some(version.as_str()));
-    assert!(
-        alias
-            .routing_config()
-            .and_then(|r| r.additional_version_weights())
-            .is_none_or(|w| w.is_empty())
-    );
+    let (at, weights) = live_routing(&lambda, &io.name).await;
+    assert_eq!(at, version);
+    assert!(weights.is_empty(), "{weights:?}");
     assert_eq!(memory_and_timeout(&a, &io.name).await.0, size as i32);
     let records = history(&a, &io.name).await;
     assert_eq!(records.len(), 1, "{records:#?}");
@@ -1022,6 +1000,29 @@ async fn live_alias(lambda: &aws_sdk_lambda::Client, function: &str) -> String {
         .await
         .expect("alias");
     primary
+}
+
+/// The version the alias `live` points at, and the weights it routes to others.
+async fn live_routing(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+) -> (String, std::collections::HashMap<String, f64>) {
+    let alias = lambda
+        .get_alias()
+        .function_name(function)
+        .name("live")
+        .send()
+        .await
+        .expect("alias");
+    let weights = alias
+        .routing_config()
+        .and_then(|r| r.additional_version_weights())
+        .cloned()
+        .unwrap_or_default();
+    (
+        alias.function_version().unwrap_or_default().to_owned(),
+        weights,
+    )
 }
 
 fn assert_no_lambda_writes(a: &Account) {
@@ -1073,20 +1074,9 @@ async fn a_canary_whose_function_no_longer_asks_is_dropped_and_leaves_the_alias_
     let second = run_at(&a, a.now + Duration::from_secs(3600)).await;
     let c = &row(&second, &io.name)["canary"];
     assert_eq!(c["state"], "dropped", "{second:#}");
-    let alias = lambda
-        .get_alias()
-        .function_name(&io.name)
-        .name("live")
-        .send()
-        .await
-        .expect("alias");
-    assert_eq!(alias.function_version(), Some(primary.as_str()));
-    assert!(
-        alias
-            .routing_config()
-            .and_then(|r| r.additional_version_weights())
-            .is_none_or(|w| w.is_empty())
-    );
+    let (at, weights) = live_routing(&lambda, &io.name).await;
+    assert_eq!(at, primary);
+    assert!(weights.is_empty(), "{weights:?}");
     assert_eq!(memory_and_timeout(&a, &io.name).await.0, 1536);
     let records = history(&a, &io.name).await;
     assert_eq!(records[0].state, RecordState::RolledBack, "{records:#?}");

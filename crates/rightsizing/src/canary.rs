@@ -217,7 +217,14 @@ async fn start(
     let mut record = new_record(ctx, row, &alias, &state.version, memory_mb);
     ctx.table.create(ctx.c, &record).await?;
     failpoint("rightsizing.canary.after_record");
-    let made = make(ctx, &f.name, &alias, &state, &latest, memory_mb).await;
+    let plan = Start {
+        function: &f.name,
+        alias: &alias,
+        state: &state,
+        latest: &latest,
+        memory_mb,
+    };
+    let made = make(ctx, &plan).await;
     let now_s = ctx.clock.now_s();
     record.updated_at_epoch_s = now_s;
     let report_state = match made {
@@ -255,27 +262,28 @@ enum Made {
     Unclean(String),
 }
 
+/// What a canary's start works from: the function, its alias as read, `$LATEST` as read, and the
+/// size to measure.
+struct Start<'a> {
+    function: &'a str,
+    alias: &'a str,
+    state: &'a AliasState,
+    latest: &'a VersionConfig,
+    memory_mb: u32,
+}
+
 /// The calls that make a canary, each checked; on failure what is in place is read again: a
 /// routing whose answer was lost counts as made, and `$LATEST` is put back.
-async fn make(
-    ctx: &Ctx<'_>,
-    function: &str,
-    alias: &str,
-    state: &AliasState,
-    latest: &VersionConfig,
-    memory_mb: u32,
-) -> Made {
-    let mut published = None;
-    let outcome = make_steps(
-        ctx,
+async fn make(ctx: &Ctx<'_>, s: &Start<'_>) -> Made {
+    let Start {
         function,
         alias,
         state,
         latest,
         memory_mb,
-        &mut published,
-    )
-    .await;
+    } = *s;
+    let mut published = None;
+    let outcome = make_steps(ctx, s, &mut published).await;
     let why = match outcome {
         Ok(version) => return Made::Routed(version),
         Err(why) => why,
@@ -298,16 +306,18 @@ async fn make(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn make_steps(
     ctx: &Ctx<'_>,
-    function: &str,
-    alias: &str,
-    state: &AliasState,
-    latest: &VersionConfig,
-    memory_mb: u32,
+    s: &Start<'_>,
     published: &mut Option<String>,
 ) -> Result<String, String> {
+    let Start {
+        function,
+        alias,
+        state,
+        latest,
+        memory_mb,
+    } = *s;
     let c = ctx.c;
     let e = |e: trimtab_aws::AwsError| e.to_string();
     changes::update_function(

@@ -496,22 +496,7 @@ pub async fn alias_version(
     function: &str,
     alias: &str,
 ) -> Result<Option<String>, AwsError> {
-    match c
-        .lambda
-        .get_alias()
-        .function_name(function)
-        .name(alias)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out.function_version().map(ToOwned::to_owned)),
-        Err(e) => {
-            let e = AwsError::new("lambda:GetAlias", format!("{function}:{alias}"), e);
-            if e.is(ErrorKind::NotFound) {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
-    }
+    Ok(crate::canary::read_alias(c, function, alias)
+        .await?
+        .map(|a| a.version))
 }
