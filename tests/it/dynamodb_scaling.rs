@@ -337,3 +337,225 @@ async fn bad_events_and_bad_tags_are_named() {
         "{report:#}"
     );
 }
+
+/// The scheduled actions of a target: name -> (schedule, timezone, min, max).
+async fn scheduled(
+    moto: &Moto,
+    resource: &str,
+    dimension: &str,
+) -> BTreeMap<String, (String, String, i32, i32)> {
+    let aas = aws_sdk_applicationautoscaling::Client::new(&moto.sdk_config().await);
+    let out = aas
+        .describe_scheduled_actions()
+        .service_namespace(ServiceNamespace::Dynamodb)
+        .resource_id(resource)
+        .scalable_dimension(dimension.into())
+        .send()
+        .await
+        .expect("scheduled actions");
+    out.scheduled_actions()
+        .iter()
+        .map(|a| {
+            let range = a.scalable_target_action();
+            (
+                a.scheduled_action_name().to_owned(),
+                (
+                    a.schedule().to_owned(),
+                    a.timezone().unwrap_or_default().to_owned(),
+                    range.and_then(|r| r.min_capacity()).unwrap_or(-1),
+                    range.and_then(|r| r.max_capacity()).unwrap_or(-1),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictive_scaling_registers_its_scheduled_actions_once_and_leaves_others_alone() {
+    use trimtab_tests::seed::{office_hours, put_consumed};
+    let moto = Moto::start().expect("moto");
+    let sdk = moto.sdk_config().await;
+    let clients = Clients::new(&sdk);
+    // A fixed Wednesday evening, so the replayed days are always weekdays with their ramps.
+    let end = trimtab_core::calendar::days_from_civil(2026, 11, 25) * 86_400 + 20 * 3600;
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(end as u64);
+    create_table(&sdk, "orders-api", Some((5, 100)), &[], &[])
+        .await
+        .expect("table");
+    trimtab_tests::seed::create_decision_table(&sdk, DECISIONS)
+        .await
+        .expect("decisions");
+    // Three weeks of office-hours writes: the last three days by the minute, the weeks before as
+    // the hourly sums the forecast reads (moto takes a few ms a datapoint).
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk);
+    let minutes = 21 * 1440;
+    let writes_per_min = office_hours(minutes, end, 4.0, 300.0, "pw");
+    let recent = 3 * 1440;
+    let (older, last_week) = writes_per_min.split_at(minutes - recent);
+    put_consumed(
+        &cw,
+        "orders-api",
+        None,
+        "ConsumedWriteCapacityUnits",
+        last_week,
+        end,
+    )
+    .await
+    .expect("writes");
+    let first = end - 60 * minutes as i64;
+    let hourly: Vec<(i64, f64)> = older
+        .chunks(60)
+        .enumerate()
+        .map(|(h, m)| (first + 3600 * h as i64 + 1800, m.iter().sum()))
+        .collect();
+    trimtab_tests::seed::put_series(
+        &cw,
+        "AWS/DynamoDB",
+        "ConsumedWriteCapacityUnits",
+        &[("TableName", "orders-api")],
+        &hourly,
+    )
+    .await
+    .expect("older writes");
+    // Someone's own month-end scheduled action on the reads: never touched.
+    let reads = "dynamodb:table:ReadCapacityUnits";
+    trimtab_aws::dynamodb::register_target(&clients, "table/orders-api", reads, 1.0, 50.0)
+        .await
+        .expect("register");
+    let theirs = trimtab_core::scaling_plan::ScheduledAction {
+        name: "month-end-close".into(),
+        schedule: "cron(0 6 L * ? *)".into(),
+        timezone: "Europe/Berlin".into(),
+        min_capacity: 20.0,
+        max_capacity: 50.0,
+    };
+    trimtab_aws::dynamodb::put_scheduled_action(&clients, "table/orders-api", reads, &theirs)
+        .await
+        .expect("theirs");
+    let before_theirs = scheduled(&moto, "table/orders-api", reads).await;
+
+    let apply = |mode| {
+        let clients = clients.clone();
+        async move {
+            let run = dynamodb_scaling::Run {
+                mode,
+                prefix: Some("orders-".into()),
+                lookback_days: 3,
+                throttle_budget_fraction: 0.01,
+                environment: trimtab_core::environment::Environment::Prod,
+                adopt: false,
+            };
+            let report = dynamodb_scaling::run_job(
+                &clients,
+                &config(Some(DECISIONS)),
+                &trimtab_lambda::Invocation::default(),
+                &run,
+                now,
+            )
+            .await
+            .expect("report");
+            serde_json::to_value(report).expect("json")
+        }
+    };
+    moto.fidelity.clear_seen();
+    let report = apply(trimtab_lambda::Mode::Apply).await;
+    let row = report["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["dimension"] == "write")
+        .cloned()
+        .expect("write row");
+    assert_eq!(row["predictive"]["chosen"], "predictive", "{row:#}");
+    assert!(
+        row["forecast"]["backtest_wape_pct"].as_f64().is_some(),
+        "{row:#}"
+    );
+    assert_eq!(row["forecast"]["horizon_hours"], 168);
+    let (rc, pc) = (
+        row["predictive"]["reactive_cost_usd"]
+            .as_f64()
+            .unwrap_or(0.0),
+        row["predictive"]["predictive_cost_usd"]
+            .as_f64()
+            .unwrap_or(f64::MAX),
+    );
+    let (rt, pt) = (
+        row["predictive"]["reactive_throttled_pct"]
+            .as_f64()
+            .unwrap_or(0.0),
+        row["predictive"]["predictive_throttled_pct"]
+            .as_f64()
+            .unwrap_or(f64::MAX),
+    );
+    assert!((pc < rc && pt <= rt) || (pt < rt && pc <= rc), "{row:#}");
+    let wanted = row["recommended_scheduled_actions"].clone();
+    assert!(wanted.as_array().is_some_and(|a| !a.is_empty()), "{row:#}");
+
+    // Exactly what the row recommends is registered, as PutScheduledAction takes it.
+    let writes_dim = "dynamodb:table:WriteCapacityUnits";
+    let live = scheduled(&moto, "table/orders-api", writes_dim).await;
+    let expected: BTreeMap<String, (String, String, i32, i32)> = wanted
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap_or_default().to_owned(),
+                (
+                    a["schedule"].as_str().unwrap_or_default().to_owned(),
+                    a["timezone"].as_str().unwrap_or_default().to_owned(),
+                    a["min_capacity"].as_f64().unwrap_or(0.0) as i32,
+                    a["max_capacity"].as_f64().unwrap_or(0.0) as i32,
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(live, expected);
+    assert!(live.keys().all(|n| n.starts_with("trimtab-")));
+    assert!(
+        live.values()
+            .any(|(s, _, _, _)| s.ends_with("? * MON-FRI *)")),
+        "{live:#?}"
+    );
+    // Each recorded first, applied.
+    let table = trimtab_aws::decisions::DecisionTable::new(DECISIONS);
+    let records = table
+        .changes(&clients, &format!("table/orders-api {writes_dim}"))
+        .await
+        .expect("records");
+    assert_eq!(records.len(), 2 + live.len(), "{records:#?}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.state == trimtab_core::records::RecordState::Applied)
+    );
+    // The other schedule is untouched and reported; Trimtab added none beside it.
+    assert_eq!(
+        scheduled(&moto, "table/orders-api", reads).await,
+        before_theirs
+    );
+    assert!(
+        report["foreign"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|f| f["scheduled_actions"] == json!(["month-end-close"])),
+        "{:#}",
+        report["foreign"]
+    );
+
+    // Second run: nothing to write.
+    let again = apply(trimtab_lambda::Mode::Apply).await;
+    assert_eq!(again["plan"], json!([]), "{:#}", again["plan"]);
+    let scheduled_writes: u64 = [
+        "application-autoscaling:PutScheduledAction",
+        "application-autoscaling:DeleteScheduledAction",
+    ]
+    .iter()
+    .map(|op| again["api_calls"][op].as_u64().unwrap_or(0))
+    .sum();
+    assert_eq!(writes(&again) + scheduled_writes, 0, "{again:#}");
+    assert_eq!(scheduled(&moto, "table/orders-api", writes_dim).await, live);
+    crate::assert_role_allows(&moto, "DynamoDBScalingFunction");
+}

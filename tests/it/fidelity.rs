@@ -308,6 +308,44 @@ async fn deregistering_a_scalable_target_takes_its_policies_and_a_missing_one_is
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_action_needs_a_registered_target_and_a_missing_one_is_not_found() {
+    use trimtab_core::scaling_plan::ScheduledAction;
+    let moto = Moto::start().expect("moto");
+    let clients = Clients::new(&moto.sdk_config().await);
+    let dim = "dynamodb:table:WriteCapacityUnits";
+    let action = ScheduledAction {
+        name: "trimtab-weekdays-0748".into(),
+        schedule: "cron(48 7 ? * MON-FRI *)".into(),
+        timezone: "UTC".into(),
+        min_capacity: 40.0,
+        max_capacity: 100.0,
+    };
+    let put = trimtab_aws::dynamodb::put_scheduled_action(&clients, "table/s", dim, &action)
+        .await
+        .expect_err("no target");
+    assert!(put.to_string().contains("ObjectNotFoundException"), "{put}");
+    trimtab_aws::dynamodb::register_target(&clients, "table/s", dim, 1.0, 100.0)
+        .await
+        .expect("register");
+    trimtab_aws::dynamodb::put_scheduled_action(&clients, "table/s", dim, &action)
+        .await
+        .expect("put");
+    let key = ("table/s".to_owned(), dim.to_owned());
+    let live = trimtab_aws::dynamodb::existing(&clients, Some(&key))
+        .await
+        .expect("read");
+    assert_eq!(live.scheduled_action(&key, &action.name), Some(&action));
+    let delete =
+        || trimtab_aws::dynamodb::delete_scheduled_action(&clients, "table/s", dim, &action.name);
+    delete().await.expect("deleted");
+    let again = delete().await.expect_err("gone");
+    assert!(
+        again.to_string().contains("ObjectNotFoundException"),
+        "{again}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn composite_alarms_are_listed_only_when_asked_for_and_deleted_one_a_call() {
     use aws_sdk_cloudwatch::types::AlarmType;
     let moto = Moto::start().expect("moto");

@@ -17,6 +17,8 @@
 //!   `AccessDeniedException` (moto enforces no IAM).
 //! - `DeregisterScalableTarget` of a missing target is `ObjectNotFoundException`, and deletes the
 //!   target's scaling policies and scheduled actions with it.
+//! - `PutScheduledAction` on a target that is not registered, and `DeleteScheduledAction` of an
+//!   action that is not there, are `ObjectNotFoundException` (moto takes both).
 //! - Composite alarms, which moto lacks: `PutCompositeAlarm` is kept here, `DescribeAlarms`
 //!   returns them only when `AlarmTypes` asks, and `DeleteAlarms` refuses more than one composite
 //!   in a call.
@@ -864,6 +866,10 @@ async fn apply_rules(call: &Call, state: &Arc<Mutex<State>>) -> Result<Answer, D
             Ok(provisioned_concurrency(call, state, &upstream, &function).await)
         }
         "application-autoscaling:DeregisterScalableTarget" => Ok(deregister(call, &upstream).await),
+        "application-autoscaling:PutScheduledAction"
+        | "application-autoscaling:DeleteScheduledAction" => {
+            Ok(scheduled_action(call, &upstream).await)
+        }
         "cloudwatch:PutCompositeAlarm" => Ok(put_composite(call, state)),
         "cloudwatch:PutDashboard" => {
             // A dashboard body holds 0 to 500 widgets (Dashboard Body Structure); moto takes any.
@@ -1103,6 +1109,43 @@ async fn deregister(call: &Call, upstream: &str) -> Answer {
         }
     }
     passthrough(status, headers, body)
+}
+
+/// `PutScheduledAction` needs a registered scalable target, and `DeleteScheduledAction` an
+/// action that exists: otherwise `ObjectNotFoundException` (Application Auto Scaling API
+/// reference), where moto answers 200.
+async fn scheduled_action(call: &Call, upstream: &str) -> Answer {
+    let req: Value = serde_json::from_slice(&call.body).unwrap_or_default();
+    let target = |op: &str| format!("AnyScaleFrontendService.{op}");
+    let missing = if call.operation.ends_with("PutScheduledAction") {
+        let scope = json!({
+            "ServiceNamespace": req["ServiceNamespace"],
+            "ResourceIds": [req["ResourceId"]],
+            "ScalableDimension": req["ScalableDimension"],
+        });
+        json_upstream(upstream, call, &target("DescribeScalableTargets"), &scope)
+            .await
+            .is_some_and(|v| v["ScalableTargets"].as_array().is_none_or(Vec::is_empty))
+            .then_some("No scalable target registered for the scheduled action")
+    } else {
+        let scope = json!({
+            "ServiceNamespace": req["ServiceNamespace"],
+            "ResourceId": req["ResourceId"],
+            "ScalableDimension": req["ScalableDimension"],
+            "ScheduledActionNames": [req["ScheduledActionName"]],
+        });
+        json_upstream(upstream, call, &target("DescribeScheduledActions"), &scope)
+            .await
+            .is_some_and(|v| v["ScheduledActions"].as_array().is_none_or(Vec::is_empty))
+            .then_some("No scheduled action found")
+    };
+    if let Some(message) = missing {
+        return error(call, 400, "ObjectNotFoundException", message);
+    }
+    match forward(call, upstream).await {
+        Ok((status, headers, body)) => passthrough(status, headers, body),
+        Err(_) => error(call, 500, "InternalServiceException", "upstream failed"),
+    }
 }
 
 /// Whether moto holds the `trimtab:lock=true` tag on the function.

@@ -712,6 +712,30 @@ pub fn business_day(
         .collect()
 }
 
+/// Per-minute units of an office API: quiet nights and weekends, and on weekdays a ramp within
+/// minutes to the busy level at 08:00 UTC and back at 18:00, with noise.
+pub fn office_hours(
+    minutes: usize,
+    end_epoch_s: i64,
+    quiet_per_s: f64,
+    busy_per_s: f64,
+    seed: &str,
+) -> Vec<f64> {
+    let mut noise = Noise::new(seed);
+    let start_min = end_epoch_s / 60 - minutes as i64;
+    (0..minutes)
+        .map(|m| {
+            let minute = start_min + m as i64;
+            let day = minute.div_euclid(1440);
+            let of_day = minute.rem_euclid(1440);
+            let weekday = !trimtab_core::calendar::is_weekend(day);
+            let busy = weekday && (8 * 60..18 * 60).contains(&of_day);
+            let rate = if busy { busy_per_s } else { quiet_per_s };
+            60.0 * rate * noise.between(0.9, 1.1)
+        })
+        .collect()
+}
+
 /// Per-minute units of a mostly idle table with a few short bursts.
 pub fn bursty(minutes: usize, burst_per_s: f64, seed: &str) -> Vec<f64> {
     let mut noise = Noise::new(seed);

@@ -250,5 +250,21 @@ async fn carry_out(clients: &Clients, step: &Step) -> Result<(), AwsError> {
             )
             .await
         }
+        Step::PutScheduledAction {
+            resource_id,
+            scalable_dimension,
+            scheduled_action,
+            ..
+        } => {
+            ddb::put_scheduled_action(clients, resource_id, scalable_dimension, scheduled_action)
+                .await
+        }
+        Step::DeleteScheduledAction {
+            resource_id,
+            scalable_dimension,
+            was,
+        } => {
+            ddb::delete_scheduled_action(clients, resource_id, scalable_dimension, &was.name).await
+        }
     }
 }

@@ -19,9 +19,10 @@ use trimtab_core::capacity::{
     BillingMode, CapacityPrices, Dimension, DimensionAdvice, Options, Policy, Setup, Trace,
     recommend_table,
 };
+use trimtab_core::predictive::{self, Demand, ForecastSummary, PredictiveAdvice, Setting};
 use trimtab_core::records::ChangeRecord;
 use trimtab_core::scaling_plan::{
-    Desired, Existing, Foreign, Overrides, PlanOutcome, ScalingSettings, Step,
+    Desired, Existing, Foreign, Overrides, PlanOutcome, ScalingSettings, ScheduledAction, Step,
     environment_defaults, plan,
 };
 pub use trimtab_lambda::JobError;
@@ -110,6 +111,16 @@ pub struct ResourceRow {
     pub advice: DimensionAdvice,
     /// What target tracking should hold (provisioned tables only).
     pub configured: Option<ScalingSettings>,
+    /// The forecast of the dimension's hourly demand (provisioned recommendations only): its
+    /// model and backtested accuracy, or `method: "none"` and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<ForecastSummary>,
+    /// Predictive (scheduled minimums from the forecast) against reactive-only target tracking,
+    /// both replayed on the window's traffic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictive: Option<PredictiveAdvice>,
+    /// What apply passes to `PutScheduledAction` (empty when reactive only).
+    pub recommended_scheduled_actions: Vec<ScheduledAction>,
 }
 
 /// The report of one run.
@@ -270,15 +281,22 @@ async fn inventory(clients: &Clients, run: &Run) -> Result<Inventory, JobError> 
     })
 }
 
-/// One batch of tables with their per-minute consumed capacity.
+/// One batch of tables with their per-minute consumed capacity, and by the hour over
+/// [`HISTORY_DAYS`] for the forecast.
 struct Gathered<'a> {
     tables: &'a [TableInfo],
     existing: Option<&'a Existing>,
     slots: Vec<Slot>,
     grids: Vec<Vec<f64>>,
     start_epoch_min: i64,
+    hourly: Vec<Vec<f64>>,
+    hourly_start_epoch_min: i64,
     metric_queries: usize,
 }
+
+/// Days of hourly history the forecast reads: four weeks, so each hour of the week has four
+/// values to take a median of (CloudWatch keeps hourly data 455 days).
+pub const HISTORY_DAYS: i64 = 28;
 
 /// CloudWatch keeps 1-minute data 15 days, 5-minute data beyond.
 fn period_s(run: &Run) -> i64 {
@@ -327,7 +345,15 @@ async fn measure<'a>(
         }
     }
     let (series, fetched) =
-        metrics::fetch_with_period(clients, queries, window, period_s as i32).await?;
+        metrics::fetch_with_period(clients, queries.clone(), window, period_s as i32).await?;
+    // The same queries by the hour, over the whole weeks before the window's last hour.
+    let hours_end = window.end_epoch_s - window.end_epoch_s.rem_euclid(3600);
+    let history = Window {
+        start_epoch_s: hours_end - HISTORY_DAYS * 86_400,
+        end_epoch_s: hours_end,
+    };
+    let (by_hour, hourly_fetched) =
+        metrics::fetch_with_period(clients, queries, history, 3600).await?;
     tracing::info!(
         tables = tables.len(),
         calls = fetched.calls,
@@ -347,13 +373,28 @@ async fn measure<'a>(
             )
         })
         .collect();
+    let hourly = slots
+        .iter()
+        .map(|s| {
+            ddb::per_hour(
+                by_hour
+                    .get(&s.query_id)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
+                history.start_epoch_s,
+                (HISTORY_DAYS * 24) as usize,
+            )
+        })
+        .collect();
     Ok(Gathered {
         tables,
         existing,
         slots,
         grids,
         start_epoch_min: window.start_epoch_s / 60,
-        metric_queries: fetched.queries,
+        hourly,
+        hourly_start_epoch_min: history.start_epoch_s / 60,
+        metric_queries: fetched.queries + hourly_fetched.queries,
     })
 }
 
@@ -413,7 +454,17 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered<'_>, out: &mut Judge
         };
         for (k, &i) in members.iter().enumerate() {
             let s = &g.slots[i];
-            let a = advice.get(k).cloned();
+            let mut a = advice.get(k).cloned();
+            let demand = Demand {
+                per_minute: &g.grids[i],
+                start_epoch_min: g.start_epoch_min,
+                hourly: &g.hourly[i],
+                hourly_start_epoch_min: g.hourly_start_epoch_min,
+            };
+            let predictive = a.as_mut().and_then(|a| {
+                let price = config.prices.provisioned_usd(s.dimension, 1.0);
+                choose_predictive(a, demand, &overrides, Setting::new(options.platform, price))
+            });
             let base = match &a {
                 Some(a) if a.recommended_billing_mode == BillingMode::Provisioned => {
                     ScalingSettings {
@@ -425,6 +476,11 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered<'_>, out: &mut Judge
                 _ => environment_defaults(env),
             };
             let configured = (!table.on_demand).then(|| overrides.apply(base));
+            let scheduled_actions = predictive
+                .as_ref()
+                .filter(|p| p.chosen == "predictive")
+                .map(PredictiveAdvice::scheduled_actions)
+                .unwrap_or_default();
             if let (Some(settings), false) = (configured, locked) {
                 out.desired.push(Desired {
                     resource_id: ddb::resource_id(&table.name, s.index.as_deref()),
@@ -433,6 +489,7 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered<'_>, out: &mut Judge
                     dimension: s.dimension,
                     settings,
                     adopt,
+                    scheduled_actions: scheduled_actions.clone(),
                 });
             }
             out.resources.push(ResourceRow {
@@ -440,6 +497,9 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered<'_>, out: &mut Judge
                 index_name: s.index.clone(),
                 advice: a.unwrap_or_else(|| no_data(table, s)),
                 configured,
+                forecast: predictive.as_ref().and_then(|p| p.forecast.clone()),
+                predictive,
+                recommended_scheduled_actions: scheduled_actions,
             });
         }
     }
@@ -527,6 +587,66 @@ pub async fn run_job(
     Ok(report)
 }
 
+/// Predictive scaling against target tracking alone, for a dimension recommended provisioned:
+/// the row takes the winner's target, schedule, cost and throttling. Where the recommendation
+/// leaned on an unforecast business-hours minimum and target tracking alone also keeps within
+/// the budgets, that is what is recommended (a schedule is only written from a forecast).
+fn choose_predictive(
+    a: &mut DimensionAdvice,
+    demand: Demand<'_>,
+    overrides: &Overrides,
+    setting: Setting,
+) -> Option<PredictiveAdvice> {
+    if a.recommended_billing_mode != BillingMode::Provisioned {
+        return None;
+    }
+    let alone = a.reactive_policy.clone();
+    let s = overrides.apply(match &alone {
+        Some(p) => ScalingSettings {
+            target_pct: p.target_pct,
+            min_capacity: p.min_capacity,
+            max_capacity: p.max_capacity,
+        },
+        None => ScalingSettings {
+            target_pct: a.recommended_target_utilization.unwrap_or(70.0),
+            min_capacity: a.recommended_min_capacity.unwrap_or(1.0),
+            max_capacity: a.recommended_max_capacity.unwrap_or(40_000.0),
+        },
+    });
+    let reactive = Policy {
+        target_pct: s.target_pct,
+        min_capacity: s.min_capacity,
+        max_capacity: s.max_capacity,
+        schedule: Vec::new(),
+    };
+    let setting = Setting {
+        highest_target_pct: overrides.target_pct.unwrap_or(setting.highest_target_pct),
+        ..setting
+    };
+    let p = predictive::plan(demand, &reactive, setting);
+    let adopt = |a: &mut DimensionAdvice, target, schedule, usd, throttled| {
+        a.recommended_target_utilization = Some(target);
+        a.recommended_min_capacity = Some(reactive.min_capacity);
+        a.recommended_max_capacity = Some(reactive.max_capacity);
+        a.recommended_schedule = schedule;
+        a.projected_monthly_cost_usd = usd;
+        a.projected_throttled_requests = throttled;
+    };
+    if p.chosen == "predictive" {
+        let target = p.predictive_target_pct.unwrap_or(reactive.target_pct);
+        let usd = p
+            .predictive_cost_usd
+            .unwrap_or(a.projected_monthly_cost_usd);
+        let throttled = p.predictive_throttled_requests.unwrap_or(0.0);
+        adopt(a, target, p.schedule.clone(), usd, throttled);
+    } else if alone.is_some() && !a.recommended_schedule.is_empty() {
+        let (usd, throttled) = (p.reactive_cost_usd, p.reactive_throttled_requests);
+        adopt(a, reactive.target_pct, Vec::new(), usd, throttled);
+    }
+    a.reasons.push(format!("predictive: {}", p.reason));
+    Some(p)
+}
+
 fn savings(resources: &[ResourceRow]) -> f64 {
     let usd: f64 = resources
         .iter()
@@ -564,6 +684,7 @@ fn no_data(table: &TableInfo, s: &Slot) -> DimensionAdvice {
         seeds_policy_throttled_requests: 0.0,
         on_demand_monthly_cost_usd: 0.0,
         reasons: vec!["no consumed-capacity datapoints in the window: environment defaults, no billing advice".to_owned()],
+        reactive_policy: None,
     }
 }
 

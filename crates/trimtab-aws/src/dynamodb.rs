@@ -9,7 +9,7 @@ use aws_sdk_applicationautoscaling::types::{
 };
 use aws_sdk_dynamodb::types::BillingMode;
 use trimtab_core::capacity::Dimension;
-use trimtab_core::scaling_plan::{Existing, TargetKey};
+use trimtab_core::scaling_plan::{Existing, ScheduledAction, TargetKey};
 
 use crate::metrics::Query;
 use crate::{AwsError, Clients};
@@ -153,9 +153,9 @@ fn metric_type(d: Dimension) -> MetricType {
     }
 }
 
-/// What Application Auto Scaling holds for DynamoDB: every scalable target and scaling policy
-/// (the SDK's paginators; `DescribeScalingPolicies` pages hold at most 10), or only those of one
-/// target.
+/// What Application Auto Scaling holds for DynamoDB: every scalable target, scaling policy and
+/// scheduled action (the SDK's paginators; `DescribeScalingPolicies` pages hold at most 10,
+/// `DescribeScheduledActions` 50), or only those of one target.
 pub async fn existing(c: &Clients, only: Option<&TargetKey>) -> Result<Existing, AwsError> {
     let op = "application-autoscaling:DescribeScalableTargets";
     let mut targets = c
@@ -166,7 +166,14 @@ pub async fn existing(c: &Clients, only: Option<&TargetKey>) -> Result<Existing,
         .autoscaling
         .describe_scaling_policies()
         .service_namespace(ServiceNamespace::Dynamodb);
+    let mut scheduled = c
+        .autoscaling
+        .describe_scheduled_actions()
+        .service_namespace(ServiceNamespace::Dynamodb);
     if let Some((resource, dimension)) = only {
+        scheduled = scheduled
+            .resource_id(resource)
+            .scalable_dimension(ScalableDimension::from(dimension.as_str()));
         targets = targets
             .resource_ids(resource)
             .scalable_dimension(ScalableDimension::from(dimension.as_str()));
@@ -189,7 +196,34 @@ pub async fn existing(c: &Clients, only: Option<&TargetKey>) -> Result<Existing,
         .collect::<Result<Vec<_>, _>>()
         .await
         .map_err(|e| AwsError::new(op, "dynamodb", e))?;
+    let op = "application-autoscaling:DescribeScheduledActions";
+    let scheduled: Vec<aws_sdk_applicationautoscaling::types::ScheduledAction> = scheduled
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| AwsError::new(op, "dynamodb", e))?;
     let mut e = Existing::default();
+    for a in scheduled {
+        let Some(dimension) = a.scalable_dimension() else {
+            continue;
+        };
+        let range = a.scalable_target_action();
+        let min = range.and_then(|r| r.min_capacity());
+        let max = range.and_then(|r| r.max_capacity());
+        e.scheduled
+            .entry((a.resource_id().to_owned(), dimension.as_str().to_owned()))
+            .or_default()
+            .push(ScheduledAction {
+                name: a.scheduled_action_name().to_owned(),
+                schedule: a.schedule().to_owned(),
+                // AWS reports no time zone for an action put without one: UTC.
+                timezone: a.timezone().unwrap_or("UTC").to_owned(),
+                min_capacity: min.map_or(-1.0, f64::from),
+                max_capacity: max.map_or(-1.0, f64::from),
+            });
+    }
     for t in targets {
         e.targets.insert(
             (
@@ -276,31 +310,48 @@ pub async fn put_policy(
     Ok(())
 }
 
-/// Puts a scheduled action that sets the range at `schedule` (`cron(...)`, UTC).
+/// Puts (creates or replaces, by name) a scheduled action on a registered scalable target.
 pub async fn put_scheduled_action(
     c: &Clients,
     resource: &str,
     dimension: &str,
-    name: &str,
-    schedule: &str,
-    min: f64,
-    max: f64,
+    a: &ScheduledAction,
 ) -> Result<(), AwsError> {
     let op = "application-autoscaling:PutScheduledAction";
-    let dimension = ScalableDimension::from(dimension);
     c.autoscaling
         .put_scheduled_action()
         .service_namespace(ServiceNamespace::Dynamodb)
-        .scheduled_action_name(name)
+        .scheduled_action_name(&a.name)
         .resource_id(resource)
-        .scalable_dimension(dimension)
-        .schedule(schedule)
+        .scalable_dimension(ScalableDimension::from(dimension))
+        .schedule(&a.schedule)
+        .timezone(&a.timezone)
         .scalable_target_action(
             ScalableTargetAction::builder()
-                .min_capacity(min as i32)
-                .max_capacity(max as i32)
+                .min_capacity(a.min_capacity as i32)
+                .max_capacity(a.max_capacity as i32)
                 .build(),
         )
+        .send()
+        .await
+        .map_err(|e| AwsError::new(op, resource, e))?;
+    Ok(())
+}
+
+/// Deletes a scheduled action (`ObjectNotFoundException` when it is not there).
+pub async fn delete_scheduled_action(
+    c: &Clients,
+    resource: &str,
+    dimension: &str,
+    name: &str,
+) -> Result<(), AwsError> {
+    let op = "application-autoscaling:DeleteScheduledAction";
+    c.autoscaling
+        .delete_scheduled_action()
+        .service_namespace(ServiceNamespace::Dynamodb)
+        .scheduled_action_name(name)
+        .resource_id(resource)
+        .scalable_dimension(ScalableDimension::from(dimension))
         .send()
         .await
         .map_err(|e| AwsError::new(op, resource, e))?;
@@ -352,6 +403,18 @@ pub fn per_minute(
             if let Some(slot) = grid.get_mut(first as usize + k) {
                 *slot += v / span as f64;
             }
+        }
+    }
+    grid
+}
+
+/// Hourly sums (`points` with a period of 3600 s) on a grid of `hours` from `start_epoch_s`.
+pub fn per_hour(points: &[(i64, f64)], start_epoch_s: i64, hours: usize) -> Vec<f64> {
+    let mut grid = vec![0.0; hours];
+    for &(t, v) in points {
+        let h = (t - start_epoch_s).div_euclid(3600);
+        if let Some(slot) = usize::try_from(h).ok().and_then(|h| grid.get_mut(h)) {
+            *slot += v;
         }
     }
     grid

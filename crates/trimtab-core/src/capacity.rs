@@ -508,8 +508,14 @@ pub struct DimensionAdvice {
     pub seeds_policy_throttled_requests: f64,
     pub on_demand_monthly_cost_usd: f64,
     pub reasons: Vec<String>,
+    /// The cheapest policy within the budgets that needs no schedule: target tracking alone,
+    /// what predictive scaling is measured against. `None` where every such policy throttles
+    /// too much.
+    #[serde(skip)]
+    pub reactive_policy: Option<Policy>,
 }
 
+#[derive(Clone)]
 struct Candidate {
     policy: Policy,
     result: SimResult,
@@ -524,6 +530,8 @@ struct JudgedDim {
     seeds: (f64, f64),
     on_demand: f64,
     best: Option<Candidate>,
+    /// The cheapest candidate without a schedule.
+    reactive: Option<Policy>,
     /// Factor from the trace's length to a 730-hour month.
     month: f64,
     reasons: Vec<String>,
@@ -654,6 +662,7 @@ pub fn recommend_table(
                 seeds_policy_throttled_requests: (j.seeds.1 * j.month).round(),
                 on_demand_monthly_cost_usd: round2(j.on_demand * j.month),
                 reasons,
+                reactive_policy: j.reactive,
             }
         })
         .collect()
@@ -763,15 +772,25 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
         cs.sort_by(|a, b| a.usd.total_cmp(&b.usd));
         cs.into_iter().find(|c| holds_up(c))
     };
-    let mut best = match o.fixed_target_pct {
-        Some(target) => cheapest(tried_at(target)),
-        None => cheapest(o.targets_pct.iter().flat_map(|&x| tried_at(x)).collect()),
+    let all: Vec<Candidate> = match o.fixed_target_pct {
+        Some(target) => tried_at(target),
+        None => o.targets_pct.iter().flat_map(|&x| tried_at(x)).collect(),
     };
+    let unscheduled: Vec<Candidate> = all
+        .iter()
+        .filter(|c| c.policy.schedule.is_empty())
+        .cloned()
+        .collect();
+    let mut best = cheapest(all);
     if o.fixed_target_pct.is_none()
         && let Some(c) = finer_than(best.as_ref(), o, &tried_at, &cheapest)
     {
         best = Some(c);
     }
+    let reactive = match &best {
+        Some(b) if b.policy.schedule.is_empty() => Some(b.policy.clone()),
+        _ => cheapest(unscheduled).map(|c| c.policy),
+    };
     JudgedDim {
         current,
         seeds: (seeds.usd, seeds.result.throttled_units),
@@ -781,6 +800,7 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
             .map(|b| reasons(b, o, total))
             .unwrap_or_default(),
         best,
+        reactive,
         month,
     }
 }

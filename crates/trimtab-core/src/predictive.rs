@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::weekday;
 use crate::capacity::{Platform, Policy, ScheduledRange, SimResult, simulate};
 use crate::forecast::{Outcome, forecast};
+use crate::scaling_plan::ScheduledAction;
 use crate::stats::{median, round2};
 
 /// Minutes a raise runs ahead of its hour, beyond the platform's update delay.
@@ -31,7 +32,43 @@ const STEP: f64 = 0.2;
 /// Most scheduled actions one dimension gets.
 const MAX_ACTIONS: usize = 12;
 
-/// Predictive against reactive, as the report shows it.
+/// A dimension's demand: per minute for the replays, and per clock hour over a longer history
+/// for the forecast.
+#[derive(Debug, Clone, Copy)]
+pub struct Demand<'a> {
+    /// Units consumed in each minute, the first at `start_epoch_min`.
+    pub per_minute: &'a [f64],
+    pub start_epoch_min: i64,
+    /// Units consumed in each clock hour, the first starting at `hourly_start_epoch_min` (a whole
+    /// hour). Empty: the complete hours of `per_minute`.
+    pub hourly: &'a [f64],
+    pub hourly_start_epoch_min: i64,
+}
+
+/// The forecast behind the advice, as the report shows it: its model and measured accuracy, or
+/// `method: "none"` and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForecastSummary {
+    /// `weekly_profile`, `daily_profile`, `seasonal_naive`, or `none`.
+    pub method: String,
+    pub horizon_hours: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backtest_wape_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backtest_bias_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_coverage_pct: Option<f64>,
+    /// Hours of history the forecast had.
+    pub history_hours: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Hours ahead the schedule is forecast: a week, so every weekday is seen.
+pub const HORIZON_HOURS: usize = 168;
+
+/// Predictive against reactive, as the report shows it. Costs are per month (730 hours) of the
+/// replayed history's traffic; throttling is the share of the demand's units.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PredictiveAdvice {
     /// `predictive` or `reactive`.
@@ -40,32 +77,76 @@ pub struct PredictiveAdvice {
     pub predictive_cost_usd: Option<f64>,
     pub reactive_throttled_pct: f64,
     pub predictive_throttled_pct: Option<f64>,
+    /// Throttled request units per month, each way.
+    pub reactive_throttled_requests: f64,
+    pub predictive_throttled_requests: Option<f64>,
     pub backtest_wape_pct: Option<f64>,
     /// The target the predictive policy runs at (its schedule serves the ramps).
     pub predictive_target_pct: Option<f64>,
+    /// The schedule behind `predictive_target_pct` (the report shows it as
+    /// `recommended_scheduled_actions`).
+    #[serde(skip)]
     pub schedule: Vec<ScheduledRange>,
     pub reason: String,
+    /// The forecast it rests on.
+    #[serde(skip)]
+    pub forecast: Option<ForecastSummary>,
 }
 
-/// Plans predictive scaling for a dimension whose demand (units a minute, the first at
-/// `start_epoch_min`) runs under `reactive` (target tracking, no schedule), priced at
-/// `usd_per_unit_hour`; every result is per the demand's span.
-pub fn plan(
-    demand: &[f64],
-    start_epoch_min: i64,
-    reactive: &Policy,
-    platform: Platform,
-    usd_per_unit_hour: f64,
-) -> PredictiveAdvice {
+impl PredictiveAdvice {
+    /// The schedule as `PutScheduledAction` takes it (empty when reactive).
+    pub fn scheduled_actions(&self) -> Vec<ScheduledAction> {
+        self.schedule
+            .iter()
+            .map(ScheduledAction::from_range)
+            .collect()
+    }
+}
+
+/// What the choice is made under.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub platform: Platform,
+    pub usd_per_unit_hour: f64,
+    /// Highest target the schedule may let the policy run at (the reactive one's when the owner
+    /// fixed the target).
+    pub highest_target_pct: f64,
+}
+
+impl Setting {
+    /// On `platform` at `usd_per_unit_hour`, targets up to 90%.
+    pub fn new(platform: Platform, usd_per_unit_hour: f64) -> Self {
+        Self {
+            platform,
+            usd_per_unit_hour,
+            highest_target_pct: 90.0,
+        }
+    }
+}
+
+/// Plans predictive scaling for a dimension whose `demand` runs under `reactive` (target
+/// tracking; any schedule it has is dropped).
+pub fn plan(demand: Demand<'_>, reactive: &Policy, setting: Setting) -> PredictiveAdvice {
+    let Setting {
+        platform,
+        usd_per_unit_hour,
+        highest_target_pct,
+    } = setting;
+    let Demand {
+        per_minute: minutes,
+        start_epoch_min,
+        ..
+    } = demand;
+    let month = 730.0 * 60.0 / minutes.len().max(1) as f64;
     let reactive = Policy {
         schedule: Vec::new(),
         ..reactive.clone()
     };
-    let first_rate = demand.first().map_or(1.0, |d| d / 60.0);
+    let first_rate = minutes.first().map_or(1.0, |d| d / 60.0);
     let replay = |p: &Policy| -> (SimResult, f64) {
         let initial = (first_rate / (p.target_pct / 100.0)).ceil();
-        let r = simulate(demand, start_epoch_min, initial, p, platform, None);
-        let usd = r.provisioned_unit_hours * usd_per_unit_hour;
+        let r = simulate(minutes, start_epoch_min, initial, p, platform, None);
+        let usd = r.provisioned_unit_hours * usd_per_unit_hour * month;
         (r, usd)
     };
     let (react, react_usd) = replay(&reactive);
@@ -76,13 +157,26 @@ pub fn plan(
         predictive_cost_usd: None,
         reactive_throttled_pct: pct(&react),
         predictive_throttled_pct: None,
+        reactive_throttled_requests: (react.throttled_units * month).round(),
+        predictive_throttled_requests: None,
         backtest_wape_pct: None,
         predictive_target_pct: None,
         schedule: Vec::new(),
         reason: String::new(),
+        forecast: None,
     };
-    let (hourly, first_how, peak_ratio) = hourly(demand, start_epoch_min);
-    let f = match forecast(&hourly, first_how, 168) {
+    let (mut hourly, mut first_how, peak_ratio) = hourly(minutes, start_epoch_min);
+    if !demand.hourly.is_empty() {
+        hourly = demand.hourly.to_vec();
+        first_how = hour_of_week(demand.hourly_start_epoch_min.div_euclid(60));
+    }
+    // The history starts with the first demand (a newer table's earlier hours are not zeros).
+    let lead = hourly.iter().position(|&v| v > 0.0).unwrap_or(hourly.len());
+    hourly.drain(..lead);
+    first_how = (first_how + lead) % 168;
+    let outcome = forecast(&hourly, first_how, HORIZON_HOURS);
+    advice.forecast = Some(summary(&outcome, hourly.len()));
+    let f = match outcome {
         Outcome::Made(f) => f,
         Outcome::None { reason } => {
             advice.reason = format!("no forecast ({reason}): reactive only");
@@ -100,26 +194,28 @@ pub fn plan(
             need[hour] = need[hour].max(v / 3600.0 * peak_ratio[hour]);
         }
     }
-    // Targets from the reactive one up to 90%: the cheapest schedule-backed policy that
-    // throttles no more than reactive-only does.
+    // Targets from the highest allowed down to the reactive one, in 5-point steps: the first
+    // schedule-backed policy that throttles no more than reactive-only does is the cheapest (a
+    // higher target holds less capacity), so the search stops there.
+    let lowest = reactive.target_pct;
+    let steps = ((highest_target_pct.max(lowest) - lowest) / 5.0 + 1e-9).floor() as u32;
     let mut best: Option<(Policy, SimResult, f64)> = None;
-    let mut target = reactive.target_pct;
-    while target <= 90.0 + 1e-9 {
+    for k in (0..=steps).rev() {
+        let target = lowest + 5.0 * f64::from(k);
         let schedule = schedule_for(&need, target, &reactive, platform);
-        if !schedule.is_empty() {
-            let p = Policy {
-                target_pct: target,
-                schedule,
-                ..reactive.clone()
-            };
-            let (r, usd) = replay(&p);
-            let better = r.throttled_units <= react.throttled_units
-                && best.as_ref().is_none_or(|(_, _, b)| usd < *b);
-            if better {
-                best = Some((p, r, usd));
-            }
+        if schedule.is_empty() {
+            continue;
         }
-        target += 5.0;
+        let p = Policy {
+            target_pct: target,
+            schedule,
+            ..reactive.clone()
+        };
+        let (r, usd) = replay(&p);
+        if r.throttled_units <= react.throttled_units {
+            best = Some((p, r, usd));
+            break;
+        }
     }
     let Some((p, r, usd)) = best else {
         advice.reason =
@@ -128,13 +224,14 @@ pub fn plan(
     };
     advice.predictive_cost_usd = Some(round2(usd));
     advice.predictive_throttled_pct = Some(pct(&r));
+    advice.predictive_throttled_requests = Some((r.throttled_units * month).round());
     advice.predictive_target_pct = Some(p.target_pct);
     let cheaper = usd < react_usd && r.throttled_units <= react.throttled_units;
     let safer = r.throttled_units < react.throttled_units && usd <= react_usd;
     if cheaper || safer {
         advice.chosen = "predictive".to_owned();
         advice.reason = format!(
-            "scheduled minimums ahead of the forecast ramps (backtest error {:.1}%) at a {:.0}% target: ${:.2} against ${:.2}, {:.3}% throttled against {:.3}%",
+            "scheduled minimums ahead of the forecast ramps (backtest error {:.1}%) at a {:.0}% target: ${:.2}/month against ${:.2}, {:.3}% throttled against {:.3}%",
             f.backtest_wape_pct,
             p.target_pct,
             usd,
@@ -145,10 +242,42 @@ pub fn plan(
         advice.schedule = p.schedule;
     } else {
         advice.reason = format!(
-            "the forecast schedule costs ${usd:.2} against ${react_usd:.2} for no less throttling: reactive only"
+            "the forecast schedule costs ${usd:.2}/month against ${react_usd:.2} for no less throttling: reactive only"
         );
     }
     advice
+}
+
+/// The report's view of a forecast.
+fn summary(outcome: &Outcome, history_hours: usize) -> ForecastSummary {
+    match outcome {
+        Outcome::Made(f) => ForecastSummary {
+            method: serde_json::to_value(f.method)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            horizon_hours: f.horizon_hours,
+            backtest_wape_pct: Some(f.backtest_wape_pct),
+            backtest_bias_pct: Some(f.backtest_bias_pct),
+            interval_coverage_pct: Some(f.interval_coverage_pct),
+            history_hours,
+            reason: None,
+        },
+        Outcome::None { reason } => ForecastSummary {
+            method: "none".to_owned(),
+            horizon_hours: 0,
+            backtest_wape_pct: None,
+            backtest_bias_pct: None,
+            interval_coverage_pct: None,
+            history_hours,
+            reason: Some(reason.clone()),
+        },
+    }
+}
+
+/// Hour of the week (0 = Monday 00:00 UTC) of an epoch hour.
+fn hour_of_week(epoch_hour: i64) -> usize {
+    weekday(epoch_hour.div_euclid(24)) as usize * 24 + epoch_hour.rem_euclid(24) as usize
 }
 
 /// Hourly totals of the complete clock hours in `demand`, the hour of the week (0 = Monday 00:00
@@ -158,8 +287,7 @@ fn hourly(demand: &[f64], start_epoch_min: i64) -> (Vec<f64>, usize, [f64; 24]) 
     let skip = (60 - start_epoch_min.rem_euclid(60)) % 60;
     let skip = usize::try_from(skip).unwrap_or(0).min(demand.len());
     let first_hour = (start_epoch_min + skip as i64).div_euclid(60);
-    let day = first_hour.div_euclid(24);
-    let first_how = weekday(day) as usize * 24 + first_hour.rem_euclid(24) as usize;
+    let first_how = hour_of_week(first_hour);
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); 24];
     let sums: Vec<f64> = demand[skip..]
         .chunks_exact(60)
@@ -272,6 +400,15 @@ mod tests {
         (demand, start_day * 1440)
     }
 
+    fn minutes(per_minute: &[f64], start_epoch_min: i64) -> Demand<'_> {
+        Demand {
+            per_minute,
+            start_epoch_min,
+            hourly: &[],
+            hourly_start_epoch_min: 0,
+        }
+    }
+
     fn reactive() -> Policy {
         Policy {
             target_pct: 70.0,
@@ -284,7 +421,11 @@ mod tests {
     #[test]
     fn a_sharp_weekday_ramp_is_served_by_a_forecast_schedule() {
         let (demand, start) = business(3, 400.0, 0.1);
-        let a = plan(&demand, start, &reactive(), Platform::default(), 0.00065);
+        let a = plan(
+            minutes(&demand, start),
+            &reactive(),
+            Setting::new(Platform::default(), 0.00065),
+        );
         assert_eq!(a.chosen, "predictive", "{a:#?}");
         let (pc, pt) = (
             a.predictive_cost_usd.unwrap_or(f64::MAX),
@@ -321,7 +462,11 @@ mod tests {
     #[test]
     fn without_a_shape_or_enough_history_it_stays_reactive() {
         let (short, start) = business(1, 400.0, 0.1);
-        let a = plan(&short, start, &reactive(), Platform::default(), 0.00065);
+        let a = plan(
+            minutes(&short, start),
+            &reactive(),
+            Setting::new(Platform::default(), 0.00065),
+        );
         assert_eq!(a.chosen, "reactive");
         assert!(a.reason.contains("two weeks"), "{a:#?}");
         // Flat, noisy demand: nothing to schedule.
@@ -331,8 +476,69 @@ mod tests {
             .enumerate()
             .map(|(m, _)| 60.0 * 100.0 * (1.0 + 0.3 * ((m as f64 * 0.37).sin())))
             .collect();
-        let b = plan(&flat, start, &reactive(), Platform::default(), 0.00065);
+        let b = plan(
+            minutes(&flat, start),
+            &reactive(),
+            Setting::new(Platform::default(), 0.00065),
+        );
         assert_eq!(b.chosen, "reactive", "{b:#?}");
         assert!(b.schedule.is_empty());
+    }
+
+    #[test]
+    fn a_longer_hourly_history_feeds_the_forecast_and_the_report_shows_it() {
+        // Four weeks of history by the hour, the last two by the minute (as CloudWatch keeps
+        // them: 1-minute data for 15 days, hourly for 455).
+        let (all, start) = business(4, 400.0, 0.1);
+        let hourly: Vec<f64> = all.chunks(60).map(|h| h.iter().sum()).collect();
+        let split = 2 * 7 * 1440;
+        let demand = Demand {
+            per_minute: &all[split..],
+            start_epoch_min: start + split as i64,
+            hourly: &hourly,
+            hourly_start_epoch_min: start,
+        };
+        let a = plan(
+            demand,
+            &reactive(),
+            Setting::new(Platform::default(), 0.00065),
+        );
+        assert_eq!(a.chosen, "predictive", "{a:#?}");
+        let f = a.forecast.clone().expect("forecast");
+        assert_eq!((f.history_hours, f.horizon_hours), (672, HORIZON_HOURS));
+        assert_ne!(f.method, "none", "{f:?}");
+        assert!(f.interval_coverage_pct.is_some_and(|c| c > 50.0), "{f:?}");
+        let actions = a.scheduled_actions();
+        assert!(
+            actions
+                .iter()
+                .any(|x| x.schedule.ends_with("? * MON-FRI *)") && x.min_capacity > 5.0),
+            "{actions:?}"
+        );
+        assert!(actions.iter().all(|x| x.min_capacity <= x.max_capacity));
+    }
+
+    #[test]
+    fn rare_bursts_on_an_idle_floor_stay_reactive() {
+        let (_, start) = business(3, 400.0, 0.0);
+        let spiky: Vec<f64> = (0..3 * 7 * 1440)
+            .map(|m| {
+                if (m * 7919) % 9973 < 15 {
+                    60.0 * 800.0
+                } else {
+                    60.0
+                }
+            })
+            .collect();
+        let a = plan(
+            minutes(&spiky, start),
+            &reactive(),
+            Setting::new(Platform::default(), 0.00065),
+        );
+        assert_eq!(a.chosen, "reactive", "{a:#?}");
+        assert!(a.schedule.is_empty() && a.scheduled_actions().is_empty());
+        let f = a.forecast.expect("summary");
+        assert_eq!(f.method, "none", "{f:?}");
+        assert!(f.reason.is_some());
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::actuation::Settlement;
-use crate::capacity::Dimension;
+use crate::capacity::{Dimension, ScheduledRange};
 use crate::environment::Environment;
 use crate::tags::{MAX_CAPACITY_TAG, MIN_CAPACITY_TAG, TARGET_TAG};
 
@@ -100,6 +100,55 @@ pub struct Desired {
     /// tag, or `adopt` in the event). Without it a target with a foreign policy is left alone.
     #[serde(default)]
     pub adopt: bool,
+    /// Trimtab's scheduled actions for the target (predictive scaling); empty: none, and any it
+    /// made before are removed.
+    #[serde(default)]
+    pub scheduled_actions: Vec<ScheduledAction>,
+}
+
+/// A scheduled action exactly as `PutScheduledAction` takes it: `schedule` in Application Auto
+/// Scaling's six-field `cron(minutes hours day-of-month month day-of-week year)`, `timezone` an
+/// IANA name, and the range it sets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledAction {
+    pub name: String,
+    pub schedule: String,
+    pub timezone: String,
+    pub min_capacity: f64,
+    pub max_capacity: f64,
+}
+
+/// The time zone Trimtab's schedules are written in: the forecast works in UTC hours.
+pub const SCHEDULE_TIMEZONE: &str = "UTC";
+
+impl ScheduledAction {
+    /// The action that sets `r`'s range at its minute, every day or Monday to Friday. The name
+    /// (`trimtab-weekdays-0748`, `trimtab-daily-0000`) is unique on the target, and stable while
+    /// the time is: a changed range is written under the same name.
+    pub fn from_range(r: &ScheduledRange) -> Self {
+        let (hour, minute) = (r.minute_of_day / 60 % 24, r.minute_of_day % 60);
+        let (days, dom, dow) = if r.weekdays_only {
+            ("weekdays", "?", "MON-FRI")
+        } else {
+            ("daily", "*", "?")
+        };
+        Self {
+            name: format!("trimtab-{days}-{hour:02}{minute:02}"),
+            schedule: format!("cron({minute} {hour} {dom} * {dow} *)"),
+            timezone: SCHEDULE_TIMEZONE.to_owned(),
+            min_capacity: r.min_capacity.max(1.0),
+            max_capacity: r.max_capacity.max(r.min_capacity.max(1.0)),
+        }
+    }
+
+    /// Same schedule, time zone and range.
+    fn same(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.schedule == other.schedule
+            && self.timezone == other.timezone
+            && (self.min_capacity - other.min_capacity).abs() < EPSILON
+            && (self.max_capacity - other.max_capacity).abs() < EPSILON
+    }
 }
 
 /// (resource id, scalable dimension): how Application Auto Scaling names a scalable target.
@@ -114,6 +163,15 @@ pub struct Existing {
     /// (min, max) of each registered target.
     pub targets: HashMap<TargetKey, (f64, f64)>,
     pub policies: HashMap<TargetKey, Vec<NamedPolicy>>,
+    /// Every scheduled action of each target, Trimtab's and anyone else's.
+    pub scheduled: HashMap<TargetKey, Vec<ScheduledAction>>,
+}
+
+impl Existing {
+    /// The scheduled action `name` of a target, if there is one.
+    pub fn scheduled_action(&self, key: &TargetKey, name: &str) -> Option<&ScheduledAction> {
+        self.scheduled.get(key)?.iter().find(|a| a.name == name)
+    }
 }
 
 /// The name Trimtab gives the policies it creates.
@@ -143,11 +201,27 @@ pub enum Step {
         target_pct: f64,
         was: Option<f64>,
     },
+    PutScheduledAction {
+        resource_id: String,
+        scalable_dimension: String,
+        scheduled_action: ScheduledAction,
+        was: Option<ScheduledAction>,
+    },
+    DeleteScheduledAction {
+        resource_id: String,
+        scalable_dimension: String,
+        was: ScheduledAction,
+    },
 }
 
 impl Step {
     /// The scalable target it writes to.
     pub fn key(&self) -> TargetKey {
+        let (r, d) = self.target();
+        (r.to_owned(), d.to_owned())
+    }
+
+    fn target(&self) -> (&str, &str) {
         match self {
             Self::RegisterScalableTarget {
                 resource_id,
@@ -158,24 +232,24 @@ impl Step {
                 resource_id,
                 scalable_dimension,
                 ..
-            } => (resource_id.clone(), scalable_dimension.clone()),
+            }
+            | Self::PutScheduledAction {
+                resource_id,
+                scalable_dimension,
+                ..
+            }
+            | Self::DeleteScheduledAction {
+                resource_id,
+                scalable_dimension,
+                ..
+            } => (resource_id, scalable_dimension),
         }
     }
 
     /// The scalable target it writes to: `<resource id> <scalable dimension>`.
     pub fn resource(&self) -> String {
-        match self {
-            Self::RegisterScalableTarget {
-                resource_id,
-                scalable_dimension,
-                ..
-            }
-            | Self::PutScalingPolicy {
-                resource_id,
-                scalable_dimension,
-                ..
-            } => format!("{resource_id} {scalable_dimension}"),
-        }
+        let (r, d) = self.target();
+        format!("{r} {d}")
     }
 
     /// What it replaces, as JSON (`null`: nothing), enough to restore it.
@@ -193,6 +267,8 @@ impl Step {
                     was.map(|t| serde_json::json!({"policy_name": policy_name, "target_pct": t}))
                 )
             }
+            Self::PutScheduledAction { was, .. } => serde_json::json!(was),
+            Self::DeleteScheduledAction { was, .. } => serde_json::json!(was),
         }
     }
 
@@ -228,6 +304,25 @@ impl Step {
                     "+ {resource_id} {scalable_dimension}: {policy_name} target {target_pct}%"
                 ),
             },
+            Self::PutScheduledAction {
+                scheduled_action: a,
+                was,
+                ..
+            } => {
+                let (r, d) = self.target();
+                let what = format!(
+                    "{} {} {}: min {}, max {}",
+                    a.name, a.schedule, a.timezone, a.min_capacity, a.max_capacity
+                );
+                match was {
+                    Some(_) => format!("~ {r} {d}: scheduled action {what}"),
+                    None => format!("+ {r} {d}: scheduled action {what}"),
+                }
+            }
+            Self::DeleteScheduledAction { was, .. } => {
+                let (r, d) = self.target();
+                format!("- {r} {d}: scheduled action {} {}", was.name, was.schedule)
+            }
         }
     }
 }
@@ -295,7 +390,42 @@ impl Step {
                     ))
                 }
             }
+            Self::PutScheduledAction {
+                scheduled_action: a,
+                was,
+                ..
+            } => settle_scheduled(live, &self.key(), &a.name, Some(a), was.as_ref()),
+            Self::DeleteScheduledAction { was, .. } => {
+                settle_scheduled(live, &self.key(), &was.name, None, Some(was))
+            }
         }
+    }
+}
+
+/// Settles a scheduled-action write: `to` is what the write leaves (`None`: deleted), `was`
+/// what it replaced.
+fn settle_scheduled(
+    live: &Existing,
+    key: &TargetKey,
+    name: &str,
+    to: Option<&ScheduledAction>,
+    was: Option<&ScheduledAction>,
+) -> Settlement {
+    let now = live.scheduled_action(key, name);
+    let same = |a: Option<&ScheduledAction>, b: Option<&ScheduledAction>| match (a, b) {
+        (Some(a), Some(b)) => a.same(b),
+        (None, None) => true,
+        _ => false,
+    };
+    if same(now, to) {
+        Settlement::Applied
+    } else if same(now, was) {
+        Settlement::NotApplied(format!("scheduled action {name} is as it was"))
+    } else {
+        Settlement::Superseded(format!(
+            "scheduled action {name} is now {:?}: changed by someone else",
+            now.map(|a| (&a.schedule, a.min_capacity, a.max_capacity))
+        ))
     }
 }
 
@@ -304,12 +434,17 @@ pub fn is_trimtab_policy(name: &str) -> bool {
     name.starts_with("trimtab-")
 }
 
-/// A scalable target with scaling policies someone else made, left alone.
+/// A scalable target with scaling policies or scheduled actions someone else made. Foreign
+/// policies leave the whole target alone (unless adopted); foreign scheduled actions are never
+/// touched, and Trimtab adds no schedule of its own beside them (two schedules would move the
+/// minimum against each other).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Foreign {
     pub resource_id: String,
     pub scalable_dimension: String,
     pub policies: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduled_actions: Vec<String>,
 }
 
 /// The writes a run would make, and the targets it leaves to their owners.
@@ -335,19 +470,44 @@ pub fn plan(desired: &[Desired], existing: &Existing) -> PlanOutcome {
             .map(|(n, _)| n.clone())
             .filter(|n| !is_trimtab_policy(n))
             .collect();
-        if !foreign.is_empty() && !d.adopt {
+        let foreign_scheduled: Vec<String> = existing
+            .scheduled
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .map(|a| a.name.clone())
+            .filter(|n| !is_trimtab_policy(n))
+            .collect();
+        if (!foreign.is_empty() && !d.adopt) || !foreign_scheduled.is_empty() {
             out.foreign.push(Foreign {
                 resource_id: d.resource_id.clone(),
                 scalable_dimension: d.scalable_dimension.clone(),
-                policies: foreign,
+                policies: foreign.clone(),
+                scheduled_actions: foreign_scheduled.clone(),
             });
+        }
+        if !foreign.is_empty() && !d.adopt {
             continue;
         }
         let steps = &mut out.steps;
         let s = d.settings;
+        // Trimtab's scheduled actions in force: while one of them holds the range, the range is
+        // as Trimtab wants it.
+        let ours: Vec<&ScheduledAction> = existing
+            .scheduled
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter(|a| is_trimtab_policy(&a.name))
+            .collect();
         let registered = existing.targets.get(&key).copied();
         let same_range = registered.is_some_and(|(lo, hi)| {
-            (lo - s.min_capacity).abs() < EPSILON && (hi - s.max_capacity).abs() < EPSILON
+            let is = |min: f64, max: f64| (lo - min).abs() < EPSILON && (hi - max).abs() < EPSILON;
+            is(s.min_capacity, s.max_capacity)
+                || ours.iter().any(|a| {
+                    d.scheduled_actions.iter().any(|w| w.same(a))
+                        && is(a.min_capacity, a.max_capacity)
+                })
         });
         if !same_range {
             steps.push(Step::RegisterScalableTarget {
@@ -366,22 +526,48 @@ pub fn plan(desired: &[Desired], existing: &Existing) -> PlanOutcome {
         let tracking = policies
             .iter()
             .any(|(_, t)| t.is_some_and(|t| (t - s.target_pct).abs() < EPSILON));
-        if tracking {
-            continue;
+        if !tracking {
+            let (name, was) = policies
+                .iter()
+                .find(|(_, t)| t.is_some())
+                .map(|(n, t)| (n.clone(), *t))
+                .unwrap_or_else(|| (policy_name(d.dimension).to_owned(), None));
+            steps.push(Step::PutScalingPolicy {
+                resource_id: d.resource_id.clone(),
+                scalable_dimension: d.scalable_dimension.clone(),
+                dimension: d.dimension,
+                policy_name: name,
+                target_pct: s.target_pct,
+                was,
+            });
         }
-        let (name, was) = policies
-            .iter()
-            .find(|(_, t)| t.is_some())
-            .map(|(n, t)| (n.clone(), *t))
-            .unwrap_or_else(|| (policy_name(d.dimension).to_owned(), None));
-        steps.push(Step::PutScalingPolicy {
-            resource_id: d.resource_id.clone(),
-            scalable_dimension: d.scalable_dimension.clone(),
-            dimension: d.dimension,
-            policy_name: name,
-            target_pct: s.target_pct,
-            was,
-        });
+        // Trimtab's own schedule: nothing beside someone else's.
+        let wanted: &[ScheduledAction] = if foreign_scheduled.is_empty() {
+            &d.scheduled_actions
+        } else {
+            &[]
+        };
+        for w in wanted {
+            let now = ours.iter().find(|a| a.name == w.name);
+            if now.is_some_and(|a| a.same(w)) {
+                continue;
+            }
+            steps.push(Step::PutScheduledAction {
+                resource_id: d.resource_id.clone(),
+                scalable_dimension: d.scalable_dimension.clone(),
+                scheduled_action: w.clone(),
+                was: now.map(|a| (*a).clone()),
+            });
+        }
+        for a in ours {
+            if !wanted.iter().any(|w| w.name == a.name) {
+                steps.push(Step::DeleteScheduledAction {
+                    resource_id: d.resource_id.clone(),
+                    scalable_dimension: d.scalable_dimension.clone(),
+                    was: a.clone(),
+                });
+            }
+        }
     }
     out
 }
@@ -393,6 +579,7 @@ mod tests {
     fn desired(target: f64) -> Desired {
         Desired {
             adopt: false,
+            scheduled_actions: Vec::new(),
             resource_id: "table/orders".into(),
             scalable_dimension: "dynamodb:table:ReadCapacityUnits".into(),
             dimension: Dimension::Read,
@@ -506,5 +693,107 @@ mod tests {
                 .contains("trimtab:target")
         );
         assert_eq!(environment_defaults(Environment::Prod).min_capacity, 5.0);
+    }
+
+    fn weekday_raise() -> ScheduledAction {
+        ScheduledAction::from_range(&ScheduledRange {
+            minute_of_day: 7 * 60 + 48,
+            weekdays_only: true,
+            min_capacity: 400.0,
+            max_capacity: 100.0,
+        })
+    }
+
+    #[test]
+    fn scheduled_actions_are_in_put_scheduled_actions_own_format() {
+        let a = weekday_raise();
+        assert_eq!(a.name, "trimtab-weekdays-0748");
+        assert_eq!(a.schedule, "cron(48 7 ? * MON-FRI *)");
+        assert_eq!(a.timezone, "UTC");
+        // min <= max always.
+        assert_eq!((a.min_capacity, a.max_capacity), (400.0, 400.0));
+        let daily = ScheduledAction::from_range(&ScheduledRange {
+            minute_of_day: 0,
+            weekdays_only: false,
+            min_capacity: 5.0,
+            max_capacity: 100.0,
+        });
+        assert_eq!(
+            (daily.name.as_str(), daily.schedule.as_str()),
+            ("trimtab-daily-0000", "cron(0 0 * * ? *)")
+        );
+    }
+
+    #[test]
+    fn a_schedule_is_written_once_kept_while_in_force_and_removed_when_no_longer_wanted() {
+        let want = Desired {
+            scheduled_actions: vec![weekday_raise()],
+            ..desired(70.0)
+        };
+        let mut e = Existing::default();
+        e.targets.insert(key(), (5.0, 100.0));
+        e.policies
+            .insert(key(), vec![("trimtab-read-utilization".into(), Some(70.0))]);
+        let steps = plan(std::slice::from_ref(&want), &e).steps;
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        assert!(steps[0].describe().starts_with(
+            "+ table/orders dynamodb:table:ReadCapacityUnits: scheduled action trimtab-weekdays-0748"
+        ));
+        // Written, and in force (the raise holds the range): nothing to do.
+        e.scheduled.insert(key(), vec![weekday_raise()]);
+        e.targets.insert(key(), (400.0, 400.0));
+        assert_eq!(
+            plan(std::slice::from_ref(&want), &e),
+            PlanOutcome::default()
+        );
+        assert_eq!(steps[0].settle(&e), Settlement::Applied);
+        // No longer wanted: removed, and the range put back.
+        let steps = plan(&[desired(70.0)], &e).steps;
+        assert_eq!(steps.len(), 2, "{steps:?}");
+        assert!(matches!(steps[1], Step::DeleteScheduledAction { .. }));
+        e.scheduled.clear();
+        assert_eq!(steps[1].settle(&e), Settlement::Applied);
+    }
+
+    #[test]
+    fn someone_elses_scheduled_actions_are_never_touched_and_get_no_neighbour() {
+        let want = Desired {
+            scheduled_actions: vec![weekday_raise()],
+            ..desired(70.0)
+        };
+        let mut e = Existing::default();
+        e.targets.insert(key(), (5.0, 100.0));
+        e.policies
+            .insert(key(), vec![("trimtab-read-utilization".into(), Some(70.0))]);
+        let theirs = ScheduledAction {
+            name: "month-end".into(),
+            schedule: "cron(0 6 L * ? *)".into(),
+            timezone: "Europe/Berlin".into(),
+            min_capacity: 50.0,
+            max_capacity: 100.0,
+        };
+        e.scheduled.insert(key(), vec![theirs]);
+        let out = plan(&[want], &e);
+        assert!(out.steps.is_empty(), "{:?}", out.steps);
+        assert_eq!(out.foreign[0].scheduled_actions, ["month-end"]);
+        // A changed schedule of ours is replaced under its name; the record keeps the old one.
+        let mut e = Existing::default();
+        e.targets.insert(key(), (5.0, 100.0));
+        e.policies
+            .insert(key(), vec![("trimtab-read-utilization".into(), Some(70.0))]);
+        let old = ScheduledAction {
+            min_capacity: 300.0,
+            max_capacity: 300.0,
+            ..weekday_raise()
+        };
+        e.scheduled.insert(key(), vec![old.clone()]);
+        let want = Desired {
+            scheduled_actions: vec![weekday_raise()],
+            ..desired(70.0)
+        };
+        let steps = plan(&[want], &e).steps;
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps[0].before()["min_capacity"], 300.0);
+        assert!(matches!(steps[0].settle(&e), Settlement::NotApplied(_)));
     }
 }
