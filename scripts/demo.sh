@@ -55,6 +55,9 @@ echo
 echo "DynamoDB: billing mode and target tracking chosen by replaying each table's traffic:"
 "$bin/trimtab" summary "$out/dynamodb-direct.json"
 echo
+echo "DynamoDB predictive scaling: a forecast's schedule replayed against target tracking alone:"
+"$bin/trimtab" summary "$out/dynamodb-predictive.json" | sed -n '/^Predictive scaling/,/^Saves/p' | grep -v '^Saves'
+echo
 echo "Performance: SLOs, error budgets, burn-rate alerts; dashboard and alarms kept in step:"
 "$bin/trimtab" summary "$out/performance-direct.json" > "$out/performance-direct.txt"
 head -6 "$out/performance-direct.txt"

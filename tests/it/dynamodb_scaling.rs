@@ -372,7 +372,6 @@ async fn scheduled(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn predictive_scaling_registers_its_scheduled_actions_once_and_leaves_others_alone() {
-    use trimtab_tests::seed::{office_hours, put_consumed};
     let moto = Moto::start().expect("moto");
     let sdk = moto.sdk_config().await;
     let clients = Clients::new(&sdk);
@@ -385,38 +384,11 @@ async fn predictive_scaling_registers_its_scheduled_actions_once_and_leaves_othe
     trimtab_tests::seed::create_decision_table(&sdk, DECISIONS)
         .await
         .expect("decisions");
-    // Three weeks of office-hours writes: the last three days by the minute, the weeks before as
-    // the hourly sums the forecast reads (moto takes a few ms a datapoint).
+    // Three weeks of office-hours writes, the last three days by the minute.
     let cw = aws_sdk_cloudwatch::Client::new(&sdk);
-    let minutes = 21 * 1440;
-    let writes_per_min = office_hours(minutes, end, 4.0, 300.0, "pw");
-    let recent = 3 * 1440;
-    let (older, last_week) = writes_per_min.split_at(minutes - recent);
-    put_consumed(
-        &cw,
-        "orders-api",
-        None,
-        "ConsumedWriteCapacityUnits",
-        last_week,
-        end,
-    )
-    .await
-    .expect("writes");
-    let first = end - 60 * minutes as i64;
-    let hourly: Vec<(i64, f64)> = older
-        .chunks(60)
-        .enumerate()
-        .map(|(h, m)| (first + 3600 * h as i64 + 1800, m.iter().sum()))
-        .collect();
-    trimtab_tests::seed::put_series(
-        &cw,
-        "AWS/DynamoDB",
-        "ConsumedWriteCapacityUnits",
-        &[("TableName", "orders-api")],
-        &hourly,
-    )
-    .await
-    .expect("older writes");
+    trimtab_tests::seed::put_office_writes(&cw, "orders-api", end, (21, 4), (4.0, 300.0))
+        .await
+        .expect("writes");
     // Someone's own month-end scheduled action on the reads: never touched.
     let reads = "dynamodb:table:ReadCapacityUnits";
     trimtab_aws::dynamodb::register_target(&clients, "table/orders-api", reads, 1.0, 50.0)
@@ -440,7 +412,7 @@ async fn predictive_scaling_registers_its_scheduled_actions_once_and_leaves_othe
             let run = dynamodb_scaling::Run {
                 mode,
                 prefix: Some("orders-".into()),
-                lookback_days: 3,
+                lookback_days: 4,
                 throttle_budget_fraction: 0.01,
                 environment: trimtab_core::environment::Environment::Prod,
                 adopt: false,

@@ -1,5 +1,5 @@
 //! The demo account: a fleet of functions with 14 days of metrics, three tables with a day of
-//! per-minute traffic, and the decision table. Used by `seed-demo` and the CLI tests.
+//! per-minute traffic and an office API's with three weeks, and the decision table. Used by `seed-demo` and the CLI tests.
 
 use std::time::SystemTime;
 
@@ -119,6 +119,10 @@ pub async fn seed(
         end,
     )
     .await?;
+    // An office API with three weeks of history (the last four days by the minute): its write
+    // forecast turns into scheduled minimums ahead of the weekday ramps.
+    create_table(sdk, "office-api", Some((5, 300)), &[], &prod).await?;
+    crate::seed::put_office_writes(cw, "office-api", end, (21, 4), (4.0, 300.0)).await?;
     // Cost Explorer: 90 days of five services, canned for a first and a repeat run.
     let today = now.duration_since(SystemTime::UNIX_EPOCH)?.as_secs() as i64 / 86_400;
     crate::costs::queue(
@@ -126,7 +130,7 @@ pub async fn seed(
         crate::costs::demo_answers(&crate::costs::dataset(today, 90), today),
     )?;
     Ok(format!(
-        "seeded {} functions ({} days of metrics), 3 tables (a day of per-minute traffic) and 90 days of costs",
+        "seeded {} functions ({} days of metrics), 3 tables with a day of per-minute traffic, one with three weeks, and 90 days of costs",
         fleet.len(),
         layout.days
     ))

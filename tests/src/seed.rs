@@ -736,6 +736,38 @@ pub fn office_hours(
         .collect()
 }
 
+/// Writes `days` of office-hours write units for a table (ending at `end_epoch_s`): the last
+/// `by_minute_days` by the minute, the rest as hourly sums (all a forecast reads; moto takes a
+/// few milliseconds a datapoint, and a quiet level of 0 leaves the nights out).
+pub async fn put_office_writes(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    table: &str,
+    end_epoch_s: i64,
+    (days, by_minute_days): (usize, usize),
+    (quiet_per_s, busy_per_s): (f64, f64),
+) -> anyhow::Result<()> {
+    let metric = "ConsumedWriteCapacityUnits";
+    let minutes = days * 1440;
+    let all = office_hours(minutes, end_epoch_s, quiet_per_s, busy_per_s, table);
+    let (older, recent) = all.split_at(minutes - by_minute_days * 1440);
+    put_consumed(cloudwatch, table, None, metric, recent, end_epoch_s).await?;
+    let first = end_epoch_s - 60 * minutes as i64;
+    let hourly: Vec<(i64, f64)> = older
+        .chunks(60)
+        .enumerate()
+        .map(|(h, m)| (first + 3600 * h as i64 + 1800, m.iter().sum::<f64>()))
+        .filter(|(_, v)| *v > 0.0)
+        .collect();
+    put_series(
+        cloudwatch,
+        "AWS/DynamoDB",
+        metric,
+        &[("TableName", table)],
+        &hourly,
+    )
+    .await
+}
+
 /// Per-minute units of a mostly idle table with a few short bursts.
 pub fn bursty(minutes: usize, burst_per_s: f64, seed: &str) -> Vec<f64> {
     let mut noise = Noise::new(seed);

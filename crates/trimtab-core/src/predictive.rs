@@ -427,6 +427,14 @@ mod tests {
             Setting::new(Platform::default(), 0.00065),
         );
         assert_eq!(a.chosen, "predictive", "{a:#?}");
+        eprintln!(
+            "predictive ${:?}/month {:?}% throttled at {:?}% vs reactive ${}/month {}%",
+            a.predictive_cost_usd,
+            a.predictive_throttled_pct,
+            a.predictive_target_pct,
+            a.reactive_cost_usd,
+            a.reactive_throttled_pct
+        );
         let (pc, pt) = (
             a.predictive_cost_usd.unwrap_or(f64::MAX),
             a.predictive_throttled_pct.unwrap_or(f64::MAX),

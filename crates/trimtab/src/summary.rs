@@ -303,6 +303,60 @@ fn render_costs(r: &Value) -> anyhow::Result<String> {
 }
 
 /// A DynamoDB scaling report: one row per table or index and dimension, then the plan.
+/// Predictive against reactive per dimension that has the comparison: both sides, or why the
+/// forecast declined.
+fn write_predictive(
+    out: &mut String,
+    resources: &[Value],
+    name: &dyn Fn(&Value) -> String,
+) -> std::fmt::Result {
+    let judged: Vec<&Value> = resources
+        .iter()
+        .filter(|r| r.get("predictive").is_some())
+        .collect();
+    if judged.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\nPredictive scaling (forecast schedule + target tracking vs target tracking alone):"
+    )?;
+    for r in judged {
+        let p = &r["predictive"];
+        let f = &r["forecast"];
+        let who = format!("{} {}", name(r), text(r, "dimension"));
+        if text(f, "method") == "none" {
+            writeln!(out, "  {who}: reactive; no forecast: {}", text(f, "reason"))?;
+            continue;
+        }
+        let side = |usd: &str, pct: &str| match (num(p, usd), num(p, pct)) {
+            (Some(u), Some(t)) => format!("${u:.2}/month, {t:.3}% throttled"),
+            _ => "-".to_owned(),
+        };
+        writeln!(
+            out,
+            "  {who}: {} (forecast {} WAPE {:.1}%, interval coverage {:.0}%): predictive {} vs reactive {}",
+            text(p, "chosen"),
+            text(f, "method"),
+            num(f, "backtest_wape_pct").unwrap_or(0.0),
+            num(f, "interval_coverage_pct").unwrap_or(0.0),
+            side("predictive_cost_usd", "predictive_throttled_pct"),
+            side("reactive_cost_usd", "reactive_throttled_pct"),
+        )?;
+        for a in items(r, "recommended_scheduled_actions") {
+            writeln!(
+                out,
+                "    {} {} {}: min {}",
+                text(a, "name"),
+                text(a, "schedule"),
+                text(a, "timezone"),
+                num(a, "min_capacity").unwrap_or(0.0)
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn render_tables(report: &Value, resources: &[Value]) -> anyhow::Result<String> {
     let name = |r: &Value| match r.get("index_name").and_then(Value::as_str) {
         Some(i) => format!("{}/{i}", text(r, "table_name")),
@@ -373,6 +427,7 @@ fn render_tables(report: &Value, resources: &[Value]) -> anyhow::Result<String> 
             ),
         )?;
     }
+    write_predictive(&mut out, resources, &name)?;
     writeln!(
         out,
         "\nSaves ${:.2}/month.",
@@ -523,5 +578,31 @@ mod tests {
         assert!(out.contains("provisioned -> on-demand"), "{out}");
         assert!(out.contains("0 (70%: 6351000)"), "{out}");
         assert!(out.contains("plan (0 of 1 applied)"), "{out}");
+        let predictive = serde_json::json!({
+            "resources": [
+                {"table_name": "office", "dimension": "write",
+                 "forecast": {"method": "weekly_profile", "backtest_wape_pct": 4.2, "interval_coverage_pct": 81.0},
+                 "predictive": {"chosen": "predictive", "predictive_cost_usd": 40.0, "predictive_throttled_pct": 0.0,
+                                "reactive_cost_usd": 55.5, "reactive_throttled_pct": 0.2},
+                 "recommended_scheduled_actions": [{"name": "trimtab-weekdays-0748",
+                    "schedule": "cron(48 7 ? * MON-FRI *)", "timezone": "UTC", "min_capacity": 420.0, "max_capacity": 900.0}]},
+                {"table_name": "new", "dimension": "read",
+                 "forecast": {"method": "none", "reason": "24 hours of history"},
+                 "predictive": {"chosen": "reactive"}}],
+            "plan": [], "applied": [], "monthly_savings_usd": 0.0
+        });
+        let out = render(&predictive).expect("renders");
+        assert!(
+            out.contains("predictive $40.00/month, 0.000% throttled vs reactive $55.50/month, 0.200% throttled"),
+            "{out}"
+        );
+        assert!(
+            out.contains("trimtab-weekdays-0748 cron(48 7 ? * MON-FRI *) UTC: min 420"),
+            "{out}"
+        );
+        assert!(
+            out.contains("new read: reactive; no forecast: 24 hours of history"),
+            "{out}"
+        );
     }
 }
