@@ -233,3 +233,47 @@ async fn two_invocations_of_one_warm_process_each_report_their_own_requests() {
         assert!((usd - metrics["quantity"].as_f64().unwrap_or(0.0) * 0.00001).abs() < 1e-9);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_concurrency_quota_is_judged_against_the_trend_of_its_peaks() {
+    let moto = Moto::start().expect("moto");
+    let sdk = moto.sdk_config().await;
+    let seeder = Seeder::new(&sdk).await.expect("seeder");
+    seeder
+        .create_function(&fleet::io_bound_over_provisioned("quota-api"))
+        .await
+        .expect("create");
+    moto.fidelity.set_concurrency_quota(100);
+    // The account's own ConcurrentExecutions (no dimension), hourly for 14 days: a daily peak
+    // at 14:00 UTC of 35 growing 3 a day, 4 the rest of the time.
+    let now = trimtab_act::epoch_s(SystemTime::now());
+    let first = now / 3600 * 3600 - 14 * 86_400;
+    let points: Vec<(i64, f64)> = (0..14 * 24)
+        .map(|h| {
+            let t = first + 3600 * h + 1800;
+            let day = h as f64 / 24.0;
+            let busy = (t.rem_euclid(86_400) / 3600) == 14;
+            (t, if busy { 35.0 + 3.0 * day } else { 4.0 })
+        })
+        .collect();
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk);
+    trimtab_tests::seed::put_series(&cw, "AWS/Lambda", "ConcurrentExecutions", &[], &points)
+        .await
+        .expect("account peaks");
+    moto.fidelity.clear_seen();
+    let report = run_rightsizing(&moto, json!({"lookback_days": 14}))
+        .await
+        .expect("report");
+    crate::assert_role_allows(&moto, "RightSizingFunction");
+    let risk = &report["capacity_risk"];
+    assert_eq!(risk["quota"], 100.0, "{risk:#}");
+    assert_eq!(risk["quota_name"], "lambda_concurrent_executions");
+    assert!(
+        (risk["trend_per_day"].as_f64().unwrap_or(0.0) - 3.0).abs() < 0.5,
+        "{risk:#}"
+    );
+    // 74 to 77 today, 80 within a few days: the crossing is this week, not "never".
+    let on = risk["crosses_on"].as_str().expect("a crossing date");
+    let in_days = trimtab_core::calendar::parse_date(on).expect("date") - now / 86_400;
+    assert!((1..=4).contains(&in_days), "{risk:#}");
+}

@@ -11,6 +11,8 @@
 //!   `PreconditionFailedException`.
 //! - An update leaves `LastUpdateStatus` `InProgress` for [`Fidelity::set_update_duration`]
 //!   (default 1 s); meanwhile another update gets 409 `ResourceConflictException`.
+//! - `GetAccountSettings` (which moto lacks) answers an `AccountLimit` with a concurrency quota
+//!   of [`Fidelity::set_concurrency_quota`] (default 1,000, AWS's default).
 //! - Provisioned concurrency (which moto lacks) is `IN_PROGRESS`, then `READY` after
 //!   [`Fidelity::set_allocation_duration`]; `$LATEST` and unknown aliases are refused.
 //! - The template's `trimtab:lock` deny: writes to a function tagged `trimtab:lock=true` get 403
@@ -154,6 +156,8 @@ struct State {
     upstream: String,
     update_duration: Duration,
     allocation_duration: Duration,
+    /// `AccountLimit.ConcurrentExecutions` that `GetAccountSettings` reports.
+    concurrency_quota: u32,
     lock_deny: bool,
     functions: HashMap<String, FunctionState>,
     provisioned: HashMap<(String, String), Provisioned>,
@@ -238,6 +242,7 @@ impl Fidelity {
             upstream: upstream.trim_start_matches("http://").to_owned(),
             update_duration: Duration::from_secs(1),
             allocation_duration: Duration::from_secs(1),
+            concurrency_quota: 1000,
             lock_deny: true,
             functions: HashMap::new(),
             provisioned: HashMap::new(),
@@ -296,6 +301,11 @@ impl Fidelity {
     /// How long provisioned concurrency stays `IN_PROGRESS`.
     pub fn set_allocation_duration(&self, d: Duration) {
         self.state().allocation_duration = d;
+    }
+
+    /// The account's concurrency quota `GetAccountSettings` reports (default 1,000).
+    pub fn set_concurrency_quota(&self, quota: u32) {
+        self.state().concurrency_quota = quota;
     }
 
     /// Arms a fault.
@@ -560,6 +570,7 @@ fn lambda_operation(method: &hyper::Method, path: &str, query: &str) -> (String,
     let get = method == hyper::Method::GET;
     let (op, function) = match (parts.as_slice(), method.as_str()) {
         ([_, "functions"], "GET") => ("ListFunctions", None),
+        ([_, "account-settings"], "GET") => ("GetAccountSettings", None),
         ([_, "functions"], "POST") => ("CreateFunction", None),
         ([_, "functions", f], "GET") => ("GetFunction", Some(*f)),
         ([_, "functions", f], "DELETE") => ("DeleteFunction", Some(*f)),
@@ -866,6 +877,23 @@ async fn apply_rules(call: &Call, state: &Arc<Mutex<State>>) -> Result<Answer, D
             Ok(provisioned_concurrency(call, state, &upstream, &function).await)
         }
         "application-autoscaling:DeregisterScalableTarget" => Ok(deregister(call, &upstream).await),
+        "lambda:GetAccountSettings" => {
+            // moto lacks GetAccountSettings: the layer answers as the API reference shows it.
+            let quota = lock(state).concurrency_quota;
+            Ok(json_answer(
+                200,
+                &json!({
+                    "AccountLimit": {
+                        "TotalCodeSize": 80_530_636_800_u64,
+                        "CodeSizeUnzipped": 262_144_000,
+                        "CodeSizeZipped": 52_428_800,
+                        "ConcurrentExecutions": quota,
+                        "UnreservedConcurrentExecutions": quota,
+                    },
+                    "AccountUsage": {"TotalCodeSize": 0, "FunctionCount": 0},
+                }),
+            ))
+        }
         "application-autoscaling:PutScheduledAction"
         | "application-autoscaling:DeleteScheduledAction" => {
             Ok(scheduled_action(call, &upstream).await)

@@ -202,6 +202,8 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Answer {
         ("apigateway", "GetApis".to_owned())
     } else if path.ends_with("/concurrency") {
         ("lambda", "GetFunctionConcurrency".to_owned())
+    } else if path.contains("/account-settings") {
+        ("lambda", "GetAccountSettings".to_owned())
     } else {
         ("lambda", "ListFunctions".to_owned())
     };
@@ -222,6 +224,10 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Answer {
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     match (service, op.as_str()) {
         ("lambda", "ListFunctions") => list_functions(&estate, &query),
+        ("lambda", "GetAccountSettings") => json_answer(&json!({
+            "AccountLimit": {"ConcurrentExecutions": 1000, "UnreservedConcurrentExecutions": 900},
+            "AccountUsage": {"FunctionCount": 0, "TotalCodeSize": 0}
+        })),
         ("lambda", "GetFunctionConcurrency") => {
             json_answer(&json!({"ReservedConcurrentExecutions": 100}))
         }

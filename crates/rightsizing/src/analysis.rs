@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use trimtab_aws::inventory::FunctionConfig;
 use trimtab_aws::metrics::Window;
+use trimtab_core::quota::CapacityRisk;
 use trimtab_core::records::Health;
 use trimtab_core::rightsizing::Recommendation;
 
@@ -26,6 +27,8 @@ pub(crate) struct Analysis {
     pub not_managed: HashMap<String, String>,
     pub metric_queries: usize,
     pub notes: Vec<String>,
+    /// The account's concurrency quota against the forecast of its peaks.
+    pub capacity_risk: Option<CapacityRisk>,
 }
 
 impl Analysis {
@@ -37,6 +40,7 @@ impl Analysis {
             not_managed: HashMap::new(),
             metric_queries: 0,
             notes: Vec::new(),
+            capacity_risk: None,
         }
     }
 

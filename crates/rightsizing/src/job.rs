@@ -12,6 +12,7 @@ use trimtab_aws::schema::SavingsHeadline;
 use trimtab_aws::{Clients, changes, logs};
 use trimtab_core::concurrency::{ConcurrencyInput, advise};
 use trimtab_core::fit::{OperatingPoint, StepPrediction, points_before_changes};
+use trimtab_core::quota::{CapacityRisk, capacity_risk};
 use trimtab_core::records::{DecisionRecord, Health};
 use trimtab_core::rightsizing::{
     FunctionMetrics, FunctionObservation, MemoryEvidence, Recommendation, log_scan_choice,
@@ -162,6 +163,7 @@ fn report(clients: &Clients, plan: &Plan, run_id: String, a: Analysis) -> Report
         rows,
         metric_queries,
         notes,
+        capacity_risk,
         ..
     } = a;
     let functions: Vec<Recommendation> = rows.into_iter().map(|r| r.recommendation).collect();
@@ -183,6 +185,7 @@ fn report(clients: &Clients, plan: &Plan, run_id: String, a: Analysis) -> Report
         requests: OwnRequests::so_far(),
         metric_queries,
         notes,
+        capacity_risk,
     }
 }
 
@@ -270,7 +273,7 @@ pub(crate) async fn analyse(
         &functions,
         &observations,
         &mut recommendations,
-        &mut a.notes,
+        (&mut a.notes, &mut a.capacity_risk),
     )
     .await?;
     for r in &recommendations {
@@ -615,6 +618,39 @@ fn observation(f: &FunctionConfig, metrics: FunctionMetrics, w: Window) -> Funct
     }
 }
 
+/// The account's concurrency quota against the trend of its daily peaks; `None` (with a note)
+/// when the quota cannot be read.
+async fn account_risk(
+    clients: &Clients,
+    window: Window,
+    peaks: Option<&Vec<(i64, f64)>>,
+    notes: &mut Vec<String>,
+) -> Option<CapacityRisk> {
+    let quota = match trimtab_aws::inventory::concurrency_quota(clients).await {
+        Ok(q) => q,
+        Err(e) => {
+            notes.push(format!(
+                "concurrency quota not read, so no capacity risk: {e}"
+            ));
+            return None;
+        }
+    };
+    let hours = usize::try_from(window.seconds() / 3600).unwrap_or(0);
+    let mut grid = vec![0.0; hours];
+    for &(t, v) in peaks.map(Vec::as_slice).unwrap_or_default() {
+        let h = (t - window.start_epoch_s).div_euclid(3600);
+        if let Some(slot) = usize::try_from(h).ok().and_then(|h| grid.get_mut(h)) {
+            *slot = f64::max(*slot, v);
+        }
+    }
+    Some(capacity_risk(
+        "lambda_concurrent_executions",
+        &grid,
+        window.start_epoch_s,
+        quota,
+    ))
+}
+
 /// Mean concurrency above which hourly peaks are fetched to price provisioned concurrency.
 const PROVISIONED_CANDIDATE_CONCURRENCY: f64 = 0.5;
 
@@ -631,7 +667,7 @@ async fn attach_concurrency(
     functions: &[FunctionConfig],
     observations: &[FunctionObservation],
     recommendations: &mut [Recommendation],
-    notes: &mut Vec<String>,
+    (notes, risk): (&mut Vec<String>, &mut Option<CapacityRisk>),
 ) -> Result<usize, JobError> {
     let judged: Vec<usize> = (0..functions.len())
         .filter(|&i| observations[i].metrics.invocations >= plan.settings.min_invocations)
@@ -672,25 +708,18 @@ async fn attach_concurrency(
         .iter()
         .map(|&i| functions[i].name.as_str())
         .collect();
-    let (hourly, fetched) = if names.is_empty() {
-        (metrics::Series::new(), metrics::FetchReport::default())
-    } else {
-        // Hourly peaks only refine concurrency advice: without them the advice is coarser.
-        match metrics::fetch_with_period(
-            clients,
-            metrics::concurrency_queries(&names),
-            window,
-            3600,
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                notes.push(format!("hourly concurrency peaks unavailable: {e}"));
-                (metrics::Series::new(), metrics::FetchReport::default())
-            }
+    // Hourly peaks only refine concurrency advice: without them the advice is coarser. The
+    // account's own peak rides along, for the quota's capacity risk.
+    let mut queries = metrics::concurrency_queries(&names);
+    queries.push(metrics::account_concurrency_query());
+    let (hourly, fetched) = match metrics::fetch_with_period(clients, queries, window, 3600).await {
+        Ok(r) => r,
+        Err(e) => {
+            notes.push(format!("hourly concurrency peaks unavailable: {e}"));
+            (metrics::Series::new(), metrics::FetchReport::default())
         }
     };
+    *risk = account_risk(clients, window, hourly.get("acct"), notes).await;
 
     for (i, read) in judged.iter().map(|&i| (i, read.get(&i))) {
         let (f, o) = (&functions[i], &observations[i]);

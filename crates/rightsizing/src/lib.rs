@@ -185,6 +185,9 @@ pub struct Report {
     pub requests: OwnRequests,
     pub metric_queries: usize,
     pub notes: Vec<String>,
+    /// The account's concurrency quota (`GetAccountSettings`) against the trend of its daily
+    /// peak concurrency: the day it is forecast to reach 80%, if within 90 days.
+    pub capacity_risk: Option<trimtab_core::quota::CapacityRisk>,
 }
 
 /// The Lambda handler: parses the trigger, runs the command, returns its result as JSON.

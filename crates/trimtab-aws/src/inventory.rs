@@ -147,3 +147,18 @@ pub async fn read_tags(
     }
     failed
 }
+
+/// The account's concurrency quota in this region (`GetAccountSettings`:
+/// `AccountLimit.ConcurrentExecutions`, 1,000 by default, raisable through Service Quotas).
+pub async fn concurrency_quota(c: &Clients) -> Result<f64, AwsError> {
+    let op = "lambda:GetAccountSettings";
+    let out = c
+        .lambda
+        .get_account_settings()
+        .send()
+        .await
+        .map_err(|e| AwsError::new(op, "account", e))?;
+    out.account_limit()
+        .map(|l| f64::from(l.concurrent_executions()))
+        .ok_or_else(|| AwsError::invalid(op, "account".to_owned(), "no AccountLimit".to_owned()))
+}

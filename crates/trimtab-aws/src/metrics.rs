@@ -305,6 +305,18 @@ pub fn concurrency_queries(functions: &[&str]) -> Vec<Query> {
         .collect()
 }
 
+/// The account's peak concurrency (`ConcurrentExecutions` without a dimension: every function in
+/// the region), id `acct`.
+pub fn account_concurrency_query() -> Query {
+    Query {
+        id: "acct".to_owned(),
+        namespace: "AWS/Lambda",
+        metric_name: "ConcurrentExecutions",
+        dimensions: Vec::new(),
+        stat: "Maximum",
+    }
+}
+
 /// The statistics right-sizing reads for one function: (suffix, namespace, metric, stat).
 const LAMBDA_STATS: [(&str, &str, &str, &str); 12] = [
     ("inv", "AWS/Lambda", "Invocations", "Sum"),

@@ -21,6 +21,7 @@ pub mod monitor;
 pub mod own_cost;
 pub mod predictive;
 pub mod pricing;
+pub mod quota;
 pub mod records;
 pub mod rightsizing;
 pub mod scaling_plan;
