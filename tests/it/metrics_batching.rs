@@ -1,5 +1,5 @@
 //! The control plane's own bill: metrics for a fleet of 300 functions take ceil(queries / 500)
-//! GetMetricData calls, counted by moto's request recorder, not by the code under test; and a
+//! GetMetricData calls (plus one hourly call for the account's peak concurrency), counted by moto's request recorder, not by the code under test; and a
 //! read-only run over 200 functions side by side with the per-function script.
 
 use std::time::SystemTime;
@@ -69,9 +69,11 @@ async fn three_hundred_functions_take_ceil_queries_over_500_calls() {
     let report = run_rightsizing(&moto, json!({"percentiles": false}))
         .await
         .expect("report");
+    // 12 statistics a function, 500 a call; and one hourly call for the account's peak
+    // concurrency (the quota's capacity risk).
     let queries: u64 = 300 * 12;
-    assert_eq!(report["metric_queries"], queries);
-    let expected = queries.div_ceil(500);
+    assert_eq!(report["metric_queries"], queries + 1);
+    let expected = queries.div_ceil(500) + 1;
     assert_eq!(recorded_get_metric_data_calls(&moto), expected);
     assert_eq!(report["api_calls"]["cloudwatch:GetMetricData"], expected);
     // Every function found, 50 a page as AWS pages.
@@ -81,13 +83,14 @@ async fn three_hundred_functions_take_ceil_queries_over_500_calls() {
     // With percentiles asked for: 15 queries a function, still ceil(queries / 500) calls. (moto
     // answers percentile queries only when no datapoint matches them, as here.)
     let report = run_rightsizing(&moto, json!({})).await.expect("report");
-    assert_eq!(report["metric_queries"], 300 * 15);
+    assert_eq!(report["metric_queries"], 300 * 15 + 1);
     let calls = report["api_calls"]["cloudwatch:GetMetricData"].as_u64();
-    assert_eq!(calls, Some((300 * 15_u64).div_ceil(500)));
+    assert_eq!(calls, Some((300 * 15_u64).div_ceil(500) + 1));
 }
 
 /// A read-only run over 200 functions makes no call per function besides batched metrics: the
-/// listing pages, ceil(queries / 500) `GetMetricData`, the reserved cap of the 5 functions that
+/// listing pages, ceil(queries / 500) `GetMetricData` (and one hourly call for the account's
+/// peak concurrency, with one `GetAccountSettings` for its quota), the reserved cap of the 5 functions that
 /// throttled, REPORT lines of at most `log_scan_functions` (the costliest without Insights). The
 /// per-function script asks 2,004 times for the same fleet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +156,11 @@ async fn two_hundred_functions_side_by_side_with_the_per_function_script() {
     assert_eq!(report["functions"].as_array().map(Vec::len), Some(200));
     let n = |op: &str| ours.get(op).copied().unwrap_or(0);
     assert_eq!(n("lambda:ListFunctions"), 4, "{ours:?}");
-    assert_eq!(n("cloudwatch:GetMetricData"), (200_u64 * 12).div_ceil(500));
+    // And one hourly call for the account's peak concurrency.
+    assert_eq!(
+        n("cloudwatch:GetMetricData"),
+        (200_u64 * 12).div_ceil(500) + 1
+    );
     assert_eq!(
         n("lambda:GetFunctionConcurrency"),
         5,
@@ -164,10 +171,16 @@ async fn two_hundred_functions_side_by_side_with_the_per_function_script() {
         25,
         "the log-read budget: {ours:?}"
     );
+    assert_eq!(
+        n("lambda:GetAccountSettings"),
+        1,
+        "the quota, once: {ours:?}"
+    );
     let known = [
         "lambda:ListFunctions",
         "cloudwatch:GetMetricData",
         "lambda:GetFunctionConcurrency",
+        "lambda:GetAccountSettings",
         "logs:FilterLogEvents",
     ];
     assert!(

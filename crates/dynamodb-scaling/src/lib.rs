@@ -490,6 +490,14 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered<'_>, out: &mut Judge
                     settings,
                     adopt,
                     scheduled_actions: scheduled_actions.clone(),
+                    // Where the schedule cannot be written: target tracking alone.
+                    unscheduled: predictive
+                        .as_ref()
+                        .filter(|_| !scheduled_actions.is_empty())
+                        .map(|p| ScalingSettings {
+                            target_pct: p.reactive_target_pct,
+                            ..settings
+                        }),
                 });
             }
             out.resources.push(ResourceRow {
@@ -632,6 +640,23 @@ fn choose_predictive(
         a.projected_monthly_cost_usd = usd;
         a.projected_throttled_requests = throttled;
     };
+    // Without a target-tracking policy that keeps within the budgets on its own, the
+    // recommendation's (with its business-hours minimum) is the bar: predictive must throttle
+    // no more than it.
+    let within = alone.is_some()
+        || p.predictive_throttled_requests
+            .is_some_and(|t| t <= a.projected_throttled_requests);
+    if p.chosen == "predictive" && !within {
+        let mut p = p;
+        p.chosen = "reactive".to_owned();
+        p.reason = format!(
+            "{}; but it throttles more than the recommended policy with its business-hours minimum: reactive",
+            p.reason
+        );
+        p.schedule.clear();
+        a.reasons.push(format!("predictive: {}", p.reason));
+        return Some(p);
+    }
     if p.chosen == "predictive" {
         let target = p.predictive_target_pct.unwrap_or(reactive.target_pct);
         let usd = p

@@ -618,12 +618,13 @@ fn observation(f: &FunctionConfig, metrics: FunctionMetrics, w: Window) -> Funct
     }
 }
 
-/// The account's concurrency quota against the trend of its daily peaks; `None` (with a note)
-/// when the quota cannot be read.
+/// The account's concurrency quota against the trend of its daily peaks (an account without
+/// any peak in the window has none to trend); `None` (with a note) when the quota cannot be
+/// read.
 async fn account_risk(
     clients: &Clients,
     window: Window,
-    peaks: Option<&Vec<(i64, f64)>>,
+    peaks: &[(i64, f64)],
     notes: &mut Vec<String>,
 ) -> Option<CapacityRisk> {
     let quota = match trimtab_aws::inventory::concurrency_quota(clients).await {
@@ -637,7 +638,7 @@ async fn account_risk(
     };
     let hours = usize::try_from(window.seconds() / 3600).unwrap_or(0);
     let mut grid = vec![0.0; hours];
-    for &(t, v) in peaks.map(Vec::as_slice).unwrap_or_default() {
+    for &(t, v) in peaks {
         let h = (t - window.start_epoch_s).div_euclid(3600);
         if let Some(slot) = usize::try_from(h).ok().and_then(|h| grid.get_mut(h)) {
             *slot = f64::max(*slot, v);
@@ -713,13 +714,18 @@ async fn attach_concurrency(
     let mut queries = metrics::concurrency_queries(&names);
     queries.push(metrics::account_concurrency_query());
     let (hourly, fetched) = match metrics::fetch_with_period(clients, queries, window, 3600).await {
-        Ok(r) => r,
+        Ok(r) => {
+            let peaks = r.0.get("acct").cloned().unwrap_or_default();
+            *risk = account_risk(clients, window, &peaks, notes).await;
+            r
+        }
         Err(e) => {
-            notes.push(format!("hourly concurrency peaks unavailable: {e}"));
+            notes.push(format!(
+                "hourly concurrency peaks unavailable, so no capacity risk either: {e}"
+            ));
             (metrics::Series::new(), metrics::FetchReport::default())
         }
     };
-    *risk = account_risk(clients, window, hourly.get("acct"), notes).await;
 
     for (i, read) in judged.iter().map(|&i| (i, read.get(&i))) {
         let (f, o) = (&functions[i], &observations[i]);

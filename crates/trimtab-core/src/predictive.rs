@@ -81,6 +81,8 @@ pub struct PredictiveAdvice {
     pub reactive_throttled_requests: f64,
     pub predictive_throttled_requests: Option<f64>,
     pub backtest_wape_pct: Option<f64>,
+    /// The target target tracking alone runs at.
+    pub reactive_target_pct: f64,
     /// The target the predictive policy runs at (its schedule serves the ramps).
     pub predictive_target_pct: Option<f64>,
     /// The schedule behind `predictive_target_pct` (the report shows it as
@@ -160,6 +162,7 @@ pub fn plan(demand: Demand<'_>, reactive: &Policy, setting: Setting) -> Predicti
         reactive_throttled_requests: (react.throttled_units * month).round(),
         predictive_throttled_requests: None,
         backtest_wape_pct: None,
+        reactive_target_pct: reactive.target_pct,
         predictive_target_pct: None,
         schedule: Vec::new(),
         reason: String::new(),

@@ -41,7 +41,8 @@ pub struct CapacityRisk {
 }
 
 /// Judges `hourly_peaks` (the highest value of each hour, the first hour starting at
-/// `first_hour_epoch_s`; hours without data as 0) against `quota`.
+/// `first_hour_epoch_s`; hours without data as 0) against `quota`. The trend is drawn through
+/// the whole UTC days; a crossing `k` days ahead is dated from the last of them.
 pub fn capacity_risk(
     quota_name: &str,
     hourly_peaks: &[f64],
@@ -53,10 +54,12 @@ pub fn capacity_risk(
         .unwrap_or(0)
         .min(hourly_peaks.len());
     let start_day = first_day + i64::from(skip > 0);
+    // Whole UTC days only: a part-day's peak (tonight's, say) is no day's peak.
     let days: Vec<f64> = hourly_peaks[skip..]
-        .chunks(24)
+        .chunks_exact(24)
         .map(|d| d.iter().copied().fold(0.0, f64::max))
         .collect();
+    let end_day = (first_hour_epoch_s + 3600 * hourly_peaks.len() as i64 - 1).div_euclid(86_400);
     let peak = hourly_peaks.iter().copied().fold(0.0, f64::max);
     let threshold = THRESHOLD * quota;
     let mut risk = CapacityRisk {
@@ -76,7 +79,7 @@ pub fn capacity_risk(
     }
     let last_day = start_day + days.len() as i64 - 1;
     if peak >= threshold {
-        risk.crosses_on = Some(format_date(last_day.max(start_day)));
+        risk.crosses_on = Some(format_date(end_day));
         risk.reason = format!(
             "a peak of {peak:.0} already reached {:.0}% of the quota of {quota:.0}",
             100.0 * peak / quota

@@ -104,6 +104,10 @@ pub struct Desired {
     /// made before are removed.
     #[serde(default)]
     pub scheduled_actions: Vec<ScheduledAction>,
+    /// What the target should hold where the schedule cannot be written (someone else's
+    /// scheduled actions are on it): target tracking alone. `None`: `settings`.
+    #[serde(default)]
+    pub unscheduled: Option<ScalingSettings>,
 }
 
 /// A scheduled action exactly as `PutScheduledAction` takes it: `schedule` in Application Auto
@@ -490,24 +494,26 @@ pub fn plan(desired: &[Desired], existing: &Existing) -> PlanOutcome {
             continue;
         }
         let steps = &mut out.steps;
-        let s = d.settings;
-        // Trimtab's scheduled actions in force: while one of them holds the range, the range is
-        // as Trimtab wants it.
-        let ours: Vec<&ScheduledAction> = existing
-            .scheduled
-            .get(&key)
-            .into_iter()
-            .flatten()
-            .filter(|a| is_trimtab_policy(&a.name))
-            .collect();
+        // Trimtab's own schedule: nothing beside someone else's, and then the settings that hold
+        // without it.
+        let (wanted, s): (&[ScheduledAction], ScalingSettings) = if foreign_scheduled.is_empty() {
+            (&d.scheduled_actions, d.settings)
+        } else {
+            (&[], d.unscheduled.unwrap_or(d.settings))
+        };
+        let all: &[ScheduledAction] = existing.scheduled.get(&key).map_or(&[], Vec::as_slice);
+        let ours: Vec<&ScheduledAction> =
+            all.iter().filter(|a| is_trimtab_policy(&a.name)).collect();
+        // While a scheduled action holds the range (one of Trimtab's that stays, or someone
+        // else's), the range is left to it: registering the base range would undo it mid-day.
+        let holders = all
+            .iter()
+            .filter(|a| !is_trimtab_policy(&a.name) || wanted.iter().any(|w| w.name == a.name));
         let registered = existing.targets.get(&key).copied();
         let same_range = registered.is_some_and(|(lo, hi)| {
             let is = |min: f64, max: f64| (lo - min).abs() < EPSILON && (hi - max).abs() < EPSILON;
             is(s.min_capacity, s.max_capacity)
-                || ours.iter().any(|a| {
-                    d.scheduled_actions.iter().any(|w| w.same(a))
-                        && is(a.min_capacity, a.max_capacity)
-                })
+                || holders.clone().any(|a| is(a.min_capacity, a.max_capacity))
         });
         if !same_range {
             steps.push(Step::RegisterScalableTarget {
@@ -541,12 +547,6 @@ pub fn plan(desired: &[Desired], existing: &Existing) -> PlanOutcome {
                 was,
             });
         }
-        // Trimtab's own schedule: nothing beside someone else's.
-        let wanted: &[ScheduledAction] = if foreign_scheduled.is_empty() {
-            &d.scheduled_actions
-        } else {
-            &[]
-        };
         for w in wanted {
             let now = ours.iter().find(|a| a.name == w.name);
             if now.is_some_and(|a| a.same(w)) {
@@ -580,6 +580,7 @@ mod tests {
         Desired {
             adopt: false,
             scheduled_actions: Vec::new(),
+            unscheduled: None,
             resource_id: "table/orders".into(),
             scalable_dimension: "dynamodb:table:ReadCapacityUnits".into(),
             dimension: Dimension::Read,
@@ -773,9 +774,22 @@ mod tests {
             max_capacity: 100.0,
         };
         e.scheduled.insert(key(), vec![theirs]);
-        let out = plan(&[want], &e);
+        let out = plan(std::slice::from_ref(&want), &e);
         assert!(out.steps.is_empty(), "{:?}", out.steps);
         assert_eq!(out.foreign[0].scheduled_actions, ["month-end"]);
+        // Their action holding the range is left to it; without the schedule, target tracking
+        // alone is what the target gets.
+        e.targets.insert(key(), (50.0, 100.0));
+        assert!(plan(std::slice::from_ref(&want), &e).steps.is_empty());
+        let alone = Desired {
+            settings: ScalingSettings {
+                target_pct: 90.0,
+                ..want.settings
+            },
+            unscheduled: Some(want.settings),
+            ..want.clone()
+        };
+        assert!(plan(&[alone], &e).steps.is_empty());
         // A changed schedule of ours is replaced under its name; the record keeps the old one.
         let mut e = Existing::default();
         e.targets.insert(key(), (5.0, 100.0));
@@ -791,9 +805,21 @@ mod tests {
             scheduled_actions: vec![weekday_raise()],
             ..desired(70.0)
         };
-        let steps = plan(&[want], &e).steps;
+        let steps = plan(std::slice::from_ref(&want), &e).steps;
         assert_eq!(steps.len(), 1);
         assert_eq!(steps[0].before()["min_capacity"], 300.0);
         assert!(matches!(steps[0].settle(&e), Settlement::NotApplied(_)));
+        // Mid-day, the old raise holds the range: the new one is written, the range left alone
+        // (the base range now would drop the minimum until tomorrow's raise).
+        e.targets.insert(key(), (300.0, 300.0));
+        let steps = plan(std::slice::from_ref(&want), &e).steps;
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        assert!(matches!(steps[0], Step::PutScheduledAction { .. }));
+        // An action of ours on its way out holds nothing: the range goes back with it.
+        let steps = plan(&[desired(70.0)], &e).steps;
+        assert!(
+            matches!(steps[0], Step::RegisterScalableTarget { .. }),
+            "{steps:?}"
+        );
     }
 }
