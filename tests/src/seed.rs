@@ -693,6 +693,22 @@ pub async fn put_consumed(
     Ok(())
 }
 
+/// Per-minute units over `minutes` ending at `end_epoch_s`: `rate(epoch minute)` units a second,
+/// times noise drawn uniformly from `noise` (a `(low, high)` factor).
+fn shaped(
+    minutes: usize,
+    end_epoch_s: i64,
+    seed: &str,
+    (low, high): (f64, f64),
+    rate: impl Fn(i64) -> f64,
+) -> Vec<f64> {
+    let mut noise = Noise::new(seed);
+    let start_min = end_epoch_s / 60 - minutes as i64;
+    (0..minutes)
+        .map(|m| 60.0 * rate(start_min + m as i64) * noise.between(low, high))
+        .collect()
+}
+
 /// A day of per-minute units shaped like a business day (peak mid-afternoon UTC), with noise.
 pub fn business_day(
     minutes: usize,
@@ -701,15 +717,11 @@ pub fn business_day(
     peak_per_s: f64,
     seed: &str,
 ) -> Vec<f64> {
-    let mut noise = Noise::new(seed);
-    let start_min = end_epoch_s / 60 - minutes as i64;
-    (0..minutes)
-        .map(|m| {
-            let hour = ((start_min + m as i64).rem_euclid(1440)) as f64 / 60.0;
-            let shape = (-(hour - 14.0).powi(2) / 18.0).exp();
-            60.0 * (base_per_s + (peak_per_s - base_per_s) * shape) * noise.between(0.85, 1.15)
-        })
-        .collect()
+    shaped(minutes, end_epoch_s, seed, (0.85, 1.15), |minute| {
+        let hour = minute.rem_euclid(1440) as f64 / 60.0;
+        let shape = (-(hour - 14.0).powi(2) / 18.0).exp();
+        base_per_s + (peak_per_s - base_per_s) * shape
+    })
 }
 
 /// Per-minute units of an office API: quiet nights and weekends, and on weekdays a ramp within
@@ -721,19 +733,11 @@ pub fn office_hours(
     busy_per_s: f64,
     seed: &str,
 ) -> Vec<f64> {
-    let mut noise = Noise::new(seed);
-    let start_min = end_epoch_s / 60 - minutes as i64;
-    (0..minutes)
-        .map(|m| {
-            let minute = start_min + m as i64;
-            let day = minute.div_euclid(1440);
-            let of_day = minute.rem_euclid(1440);
-            let weekday = !trimtab_core::calendar::is_weekend(day);
-            let busy = weekday && (8 * 60..18 * 60).contains(&of_day);
-            let rate = if busy { busy_per_s } else { quiet_per_s };
-            60.0 * rate * noise.between(0.9, 1.1)
-        })
-        .collect()
+    shaped(minutes, end_epoch_s, seed, (0.9, 1.1), |minute| {
+        let weekday = !trimtab_core::calendar::is_weekend(minute.div_euclid(1440));
+        let busy = weekday && (8 * 60..18 * 60).contains(&minute.rem_euclid(1440));
+        if busy { busy_per_s } else { quiet_per_s }
+    })
 }
 
 /// Writes `days` of office-hours write units for a table (ending at `end_epoch_s`): the last

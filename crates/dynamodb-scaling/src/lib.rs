@@ -359,32 +359,15 @@ async fn measure<'a>(
         calls = fetched.calls,
         "consumed capacity fetched"
     );
+    // Each slot's datapoints, on the minute grid of the window and the hour grid of the history.
     let grids = slots
         .iter()
-        .map(|s| {
-            ddb::per_minute(
-                series
-                    .get(&s.query_id)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default(),
-                window.start_epoch_s,
-                minutes,
-                period_s,
-            )
-        })
+        .map(|s| ddb::per_minute(points(&series, s), window.start_epoch_s, minutes, period_s))
         .collect();
+    let hours = (HISTORY_DAYS * 24) as usize;
     let hourly = slots
         .iter()
-        .map(|s| {
-            ddb::per_hour(
-                by_hour
-                    .get(&s.query_id)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default(),
-                history.start_epoch_s,
-                (HISTORY_DAYS * 24) as usize,
-            )
-        })
+        .map(|s| ddb::per_hour(points(&by_hour, s), history.start_epoch_s, hours))
         .collect();
     Ok(Gathered {
         tables,
@@ -396,6 +379,11 @@ async fn measure<'a>(
         hourly_start_epoch_min: history.start_epoch_s / 60,
         metric_queries: fetched.queries + hourly_fetched.queries,
     })
+}
+
+/// A slot's datapoints in a fetched series (none: no data).
+fn points<'a>(series: &'a metrics::Series, s: &Slot) -> &'a [(i64, f64)] {
+    series.get(&s.query_id).map_or(&[], Vec::as_slice)
 }
 
 /// What the run judged: a row per dimension, and what target tracking should hold.
@@ -463,7 +451,7 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered<'_>, out: &mut Judge
             };
             let predictive = a.as_mut().and_then(|a| {
                 let price = config.prices.provisioned_usd(s.dimension, 1.0);
-                choose_predictive(a, demand, &overrides, Setting::new(options.platform, price))
+                predictive::choose(a, demand, &overrides, Setting::new(options.platform, price))
             });
             let base = match &a {
                 Some(a) if a.recommended_billing_mode == BillingMode::Provisioned => {
@@ -593,83 +581,6 @@ pub async fn run_job(
     }
     report.requests = OwnRequests::so_far();
     Ok(report)
-}
-
-/// Predictive scaling against target tracking alone, for a dimension recommended provisioned:
-/// the row takes the winner's target, schedule, cost and throttling. Where the recommendation
-/// leaned on an unforecast business-hours minimum and target tracking alone also keeps within
-/// the budgets, that is what is recommended (a schedule is only written from a forecast).
-fn choose_predictive(
-    a: &mut DimensionAdvice,
-    demand: Demand<'_>,
-    overrides: &Overrides,
-    setting: Setting,
-) -> Option<PredictiveAdvice> {
-    if a.recommended_billing_mode != BillingMode::Provisioned {
-        return None;
-    }
-    let alone = a.reactive_policy.clone();
-    let s = overrides.apply(match &alone {
-        Some(p) => ScalingSettings {
-            target_pct: p.target_pct,
-            min_capacity: p.min_capacity,
-            max_capacity: p.max_capacity,
-        },
-        None => ScalingSettings {
-            target_pct: a.recommended_target_utilization.unwrap_or(70.0),
-            min_capacity: a.recommended_min_capacity.unwrap_or(1.0),
-            max_capacity: a.recommended_max_capacity.unwrap_or(40_000.0),
-        },
-    });
-    let reactive = Policy {
-        target_pct: s.target_pct,
-        min_capacity: s.min_capacity,
-        max_capacity: s.max_capacity,
-        schedule: Vec::new(),
-    };
-    let setting = Setting {
-        highest_target_pct: overrides.target_pct.unwrap_or(setting.highest_target_pct),
-        ..setting
-    };
-    let p = predictive::plan(demand, &reactive, setting);
-    let adopt = |a: &mut DimensionAdvice, target, schedule, usd, throttled| {
-        a.recommended_target_utilization = Some(target);
-        a.recommended_min_capacity = Some(reactive.min_capacity);
-        a.recommended_max_capacity = Some(reactive.max_capacity);
-        a.recommended_schedule = schedule;
-        a.projected_monthly_cost_usd = usd;
-        a.projected_throttled_requests = throttled;
-    };
-    // Without a target-tracking policy that keeps within the budgets on its own, the
-    // recommendation's (with its business-hours minimum) is the bar: predictive must throttle
-    // no more than it.
-    let within = alone.is_some()
-        || p.predictive_throttled_requests
-            .is_some_and(|t| t <= a.projected_throttled_requests);
-    if p.chosen == "predictive" && !within {
-        let mut p = p;
-        p.chosen = "reactive".to_owned();
-        p.reason = format!(
-            "{}; but it throttles more than the recommended policy with its business-hours minimum: reactive",
-            p.reason
-        );
-        p.schedule.clear();
-        a.reasons.push(format!("predictive: {}", p.reason));
-        return Some(p);
-    }
-    if p.chosen == "predictive" {
-        let target = p.predictive_target_pct.unwrap_or(reactive.target_pct);
-        let usd = p
-            .predictive_cost_usd
-            .unwrap_or(a.projected_monthly_cost_usd);
-        let throttled = p.predictive_throttled_requests.unwrap_or(0.0);
-        adopt(a, target, p.schedule.clone(), usd, throttled);
-    } else if alone.is_some() && !a.recommended_schedule.is_empty() {
-        let (usd, throttled) = (p.reactive_cost_usd, p.reactive_throttled_requests);
-        adopt(a, reactive.target_pct, Vec::new(), usd, throttled);
-    }
-    a.reasons.push(format!("predictive: {}", p.reason));
-    Some(p)
 }
 
 fn savings(resources: &[ResourceRow]) -> f64 {

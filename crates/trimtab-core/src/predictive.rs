@@ -20,9 +20,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::weekday;
-use crate::capacity::{Platform, Policy, ScheduledRange, SimResult, simulate};
+use crate::capacity::{
+    BillingMode, DimensionAdvice, Platform, Policy, ScheduledRange, SimResult, simulate,
+};
 use crate::forecast::{Outcome, forecast};
-use crate::scaling_plan::ScheduledAction;
+use crate::scaling_plan::{Overrides, ScalingSettings, ScheduledAction};
 use crate::stats::{median, round2};
 
 /// Minutes a raise runs ahead of its hour, beyond the platform's update delay.
@@ -249,6 +251,83 @@ pub fn plan(demand: Demand<'_>, reactive: &Policy, setting: Setting) -> Predicti
         );
     }
     advice
+}
+
+/// Predictive scaling against target tracking alone, for a dimension recommended provisioned:
+/// the row takes the winner's target, schedule, cost and throttling. Where the recommendation
+/// leaned on an unforecast business-hours minimum and target tracking alone also keeps within
+/// the budgets, that is what is recommended (a schedule is only written from a forecast).
+pub fn choose(
+    a: &mut DimensionAdvice,
+    demand: Demand<'_>,
+    overrides: &Overrides,
+    setting: Setting,
+) -> Option<PredictiveAdvice> {
+    if a.recommended_billing_mode != BillingMode::Provisioned {
+        return None;
+    }
+    let alone = a.reactive_policy.clone();
+    let s = overrides.apply(match &alone {
+        Some(p) => ScalingSettings {
+            target_pct: p.target_pct,
+            min_capacity: p.min_capacity,
+            max_capacity: p.max_capacity,
+        },
+        None => ScalingSettings {
+            target_pct: a.recommended_target_utilization.unwrap_or(70.0),
+            min_capacity: a.recommended_min_capacity.unwrap_or(1.0),
+            max_capacity: a.recommended_max_capacity.unwrap_or(40_000.0),
+        },
+    });
+    let reactive = Policy {
+        target_pct: s.target_pct,
+        min_capacity: s.min_capacity,
+        max_capacity: s.max_capacity,
+        schedule: Vec::new(),
+    };
+    let setting = Setting {
+        highest_target_pct: overrides.target_pct.unwrap_or(setting.highest_target_pct),
+        ..setting
+    };
+    let p = plan(demand, &reactive, setting);
+    let adopt = |a: &mut DimensionAdvice, target, schedule, usd, throttled| {
+        a.recommended_target_utilization = Some(target);
+        a.recommended_min_capacity = Some(reactive.min_capacity);
+        a.recommended_max_capacity = Some(reactive.max_capacity);
+        a.recommended_schedule = schedule;
+        a.projected_monthly_cost_usd = usd;
+        a.projected_throttled_requests = throttled;
+    };
+    // Without a target-tracking policy that keeps within the budgets on its own, the
+    // recommendation's (with its business-hours minimum) is the bar: predictive must throttle
+    // no more than it.
+    let within = alone.is_some()
+        || p.predictive_throttled_requests
+            .is_some_and(|t| t <= a.projected_throttled_requests);
+    if p.chosen == "predictive" && !within {
+        let mut p = p;
+        p.chosen = "reactive".to_owned();
+        p.reason = format!(
+            "{}; but it throttles more than the recommended policy with its business-hours minimum: reactive",
+            p.reason
+        );
+        p.schedule.clear();
+        a.reasons.push(format!("predictive: {}", p.reason));
+        return Some(p);
+    }
+    if p.chosen == "predictive" {
+        let target = p.predictive_target_pct.unwrap_or(reactive.target_pct);
+        let usd = p
+            .predictive_cost_usd
+            .unwrap_or(a.projected_monthly_cost_usd);
+        let throttled = p.predictive_throttled_requests.unwrap_or(0.0);
+        adopt(a, target, p.schedule.clone(), usd, throttled);
+    } else if alone.is_some() && !a.recommended_schedule.is_empty() {
+        let (usd, throttled) = (p.reactive_cost_usd, p.reactive_throttled_requests);
+        adopt(a, reactive.target_pct, Vec::new(), usd, throttled);
+    }
+    a.reasons.push(format!("predictive: {}", p.reason));
+    Some(p)
 }
 
 /// The report's view of a forecast.

@@ -599,6 +599,15 @@ mod tests {
         )
     }
 
+    /// The target in step with `desired(70.0)`: its range, and Trimtab's policy at 70%.
+    fn in_step() -> Existing {
+        let mut e = Existing::default();
+        e.targets.insert(key(), (5.0, 100.0));
+        e.policies
+            .insert(key(), vec![("trimtab-read-utilization".into(), Some(70.0))]);
+        e
+    }
+
     #[test]
     fn nothing_there_means_register_and_put() {
         let steps = plan(&[desired(70.0)], &Existing::default()).steps;
@@ -608,11 +617,7 @@ mod tests {
 
     #[test]
     fn in_step_means_no_writes() {
-        let mut e = Existing::default();
-        e.targets.insert(key(), (5.0, 100.0));
-        e.policies
-            .insert(key(), vec![("trimtab-read-utilization".into(), Some(70.0))]);
-        assert_eq!(plan(&[desired(70.0)], &e), PlanOutcome::default());
+        assert_eq!(plan(&[desired(70.0)], &in_step()), PlanOutcome::default());
     }
 
     #[test]
@@ -731,10 +736,7 @@ mod tests {
             scheduled_actions: vec![weekday_raise()],
             ..desired(70.0)
         };
-        let mut e = Existing::default();
-        e.targets.insert(key(), (5.0, 100.0));
-        e.policies
-            .insert(key(), vec![("trimtab-read-utilization".into(), Some(70.0))]);
+        let mut e = in_step();
         let steps = plan(std::slice::from_ref(&want), &e).steps;
         assert_eq!(steps.len(), 1, "{steps:?}");
         assert!(steps[0].describe().starts_with(
@@ -762,10 +764,7 @@ mod tests {
             scheduled_actions: vec![weekday_raise()],
             ..desired(70.0)
         };
-        let mut e = Existing::default();
-        e.targets.insert(key(), (5.0, 100.0));
-        e.policies
-            .insert(key(), vec![("trimtab-read-utilization".into(), Some(70.0))]);
+        let mut e = in_step();
         let theirs = ScheduledAction {
             name: "month-end".into(),
             schedule: "cron(0 6 L * ? *)".into(),
@@ -791,10 +790,7 @@ mod tests {
         };
         assert!(plan(&[alone], &e).steps.is_empty());
         // A changed schedule of ours is replaced under its name; the record keeps the old one.
-        let mut e = Existing::default();
-        e.targets.insert(key(), (5.0, 100.0));
-        e.policies
-            .insert(key(), vec![("trimtab-read-utilization".into(), Some(70.0))]);
+        let mut e = in_step();
         let old = ScheduledAction {
             min_capacity: 300.0,
             max_capacity: 300.0,
