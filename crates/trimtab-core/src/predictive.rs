@@ -631,4 +631,70 @@ mod tests {
         assert_eq!(f.method, "none", "{f:?}");
         assert!(f.reason.is_some());
     }
+
+    /// The recommender's advice for the write dimension of `demand`, from on-demand.
+    fn advice(demand: &[f64], start: i64, fixed_target_pct: Option<f64>) -> DimensionAdvice {
+        use crate::capacity::{CapacityPrices, Dimension, Options, Setup, Trace, recommend_table};
+        let trace = Trace {
+            dimension: Dimension::Write,
+            demand,
+            start_epoch_min: start,
+            setup: Setup::OnDemand,
+        };
+        let options = Options {
+            fixed_target_pct,
+            ..Options::default()
+        };
+        recommend_table(&[trace], &CapacityPrices::us_east_1(), &options).remove(0)
+    }
+
+    #[test]
+    fn the_row_takes_the_winners_target_schedule_and_cost() {
+        let (demand, start) = business(3, 400.0, 0.1);
+        let mut a = advice(&demand, start, None);
+        assert_eq!(
+            a.recommended_billing_mode,
+            BillingMode::Provisioned,
+            "{a:#?}"
+        );
+        let setting = Setting::new(Platform::default(), 0.00065);
+        let p = choose(
+            &mut a,
+            minutes(&demand, start),
+            &Overrides::default(),
+            setting,
+        )
+        .expect("provisioned: judged");
+        assert_eq!(p.chosen, "predictive", "{p:#?}");
+        assert_eq!(a.recommended_target_utilization, p.predictive_target_pct);
+        assert_eq!(a.recommended_schedule, p.schedule);
+        assert_eq!(Some(a.projected_monthly_cost_usd), p.predictive_cost_usd);
+        assert_eq!(
+            Some(a.projected_throttled_requests),
+            p.predictive_throttled_requests
+        );
+        assert!(a.reasons.iter().any(|r| r.starts_with("predictive: ")));
+        // Against target tracking alone, never a scheduled policy.
+        assert!(p.reactive_target_pct <= p.predictive_target_pct.unwrap_or(0.0));
+    }
+
+    #[test]
+    fn a_fixed_target_stays_fixed_and_on_demand_is_not_judged() {
+        let (demand, start) = business(3, 400.0, 0.1);
+        let mut a = advice(&demand, start, Some(60.0));
+        let overrides = Overrides {
+            target_pct: Some(60.0),
+            ..Overrides::default()
+        };
+        let setting = Setting::new(Platform::default(), 0.00065);
+        let p = choose(&mut a, minutes(&demand, start), &overrides, setting).expect("judged");
+        assert_eq!(p.reactive_target_pct, 60.0, "{p:#?}");
+        assert!(p.predictive_target_pct.is_none_or(|t| t == 60.0), "{p:#?}");
+        assert_eq!(a.recommended_target_utilization, Some(60.0));
+        let mut on_demand = DimensionAdvice {
+            recommended_billing_mode: BillingMode::PayPerRequest,
+            ..a
+        };
+        assert!(choose(&mut on_demand, minutes(&demand, start), &overrides, setting).is_none());
+    }
 }
