@@ -216,6 +216,7 @@ fn last_steps(records: &[DecisionRecord]) -> BTreeMap<String, StepPrediction> {
             memory_mb: r.after.memory_mb,
             predicted_ms,
             error_pct,
+            confidence: None,
         };
         let e = out
             .entry(r.function_name.clone())

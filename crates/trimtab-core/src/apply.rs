@@ -158,13 +158,6 @@ pub fn decide(rec: &Recommendation, state: &FunctionState, guards: &Guards) -> V
             guards.min_monthly_savings_usd
         ));
     }
-    if rec.confidence < guards.min_confidence {
-        return Verdict::Skip(format!(
-            "confidence {:.2} is under the {:.2} floor",
-            rec.confidence, guards.min_confidence
-        ));
-    }
-
     let current = rec.current_memory_mb;
     let lo = (f64::from(current) / guards.max_step_factor).ceil() as u32;
     let hi = (f64::from(current) * guards.max_step_factor).floor() as u32;
@@ -172,6 +165,19 @@ pub fn decide(rec: &Recommendation, state: &FunctionState, guards: &Guards) -> V
         .recommended_memory_mb
         .clamp(lo.max(MIN_MEMORY_MB), hi.min(MAX_MEMORY_MB).max(lo));
     let bounded = memory_mb != rec.recommended_memory_mb;
+    // The guard judges the change it makes: a bounded step extrapolates less than the
+    // recommendation it stops short of.
+    let confidence = rec
+        .step_prediction
+        .filter(|s| bounded && s.memory_mb == memory_mb)
+        .and_then(|s| s.confidence)
+        .unwrap_or(rec.confidence);
+    if confidence < guards.min_confidence {
+        return Verdict::Skip(format!(
+            "confidence {confidence:.2} is under the {:.2} floor",
+            guards.min_confidence
+        ));
+    }
     // A bounded raise runs slower than the recommendation assumed: never cut the timeout then.
     let timeout_s = if bounded && memory_mb > current {
         rec.recommended_timeout_s.max(rec.current_timeout_s)
@@ -452,6 +458,40 @@ mod tests {
         assert!(
             matches!(decide(&unsure, &ok_state(), &g), Verdict::Skip(r) if r.contains("confidence"))
         );
+    }
+
+    #[test]
+    fn a_bounded_step_is_judged_on_its_own_confidence() {
+        use crate::fit::StepPrediction;
+        let g = Guards::default();
+        // Recommended far below (a long extrapolation: 0.45), but the step to half of today is
+        // surer (0.55): the step is taken.
+        let mut far = rec(2048, 600, 8.0);
+        far.confidence = 0.45;
+        far.step_prediction = Some(StepPrediction {
+            memory_mb: 1024,
+            predicted_ms: 100.0,
+            error_pct: 5.0,
+            confidence: Some(0.55),
+        });
+        assert!(
+            matches!(decide(&far, &ok_state(), &g), Verdict::Apply(c) if c.after.memory_mb == 1024)
+        );
+        // A step to another size than the bound gives (another step factor) keeps the
+        // recommendation's confidence.
+        let wider = Guards {
+            max_step_factor: 4.0,
+            ..Guards::default()
+        };
+        assert!(
+            matches!(decide(&far, &ok_state(), &wider), Verdict::Skip(r) if r.contains("0.45"))
+        );
+        // An unsure step is not taken although it is bounded.
+        far.step_prediction = far.step_prediction.map(|s| StepPrediction {
+            confidence: Some(0.3),
+            ..s
+        });
+        assert!(matches!(decide(&far, &ok_state(), &g), Verdict::Skip(r) if r.contains("0.30")));
     }
 
     #[test]

@@ -77,6 +77,12 @@ pub struct StepPrediction {
     pub predicted_ms: f64,
     /// The prediction's relative error bound, percent.
     pub error_pct: f64,
+    /// The confidence in this step (the recommendation's confidence judged at the step's size,
+    /// which extrapolates less when the step bound stops short of the recommendation). The apply
+    /// guard judges the change it makes, not the one it stops short of. `None` where unknown (a
+    /// step read back from a record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
 }
 
 impl StepPrediction {

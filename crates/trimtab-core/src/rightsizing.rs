@@ -549,6 +549,7 @@ pub fn recommend(
                 memory_mb: mem,
                 predicted_ms: round2(model.duration_ms(mem)),
                 error_pct: round2(100.0 * error_at(mem).unwrap_or_default()),
+                confidence: Some(confidence(f, &model, mem, error_at(mem))),
             }
         }),
         needs_evidence: evidence_wanted,

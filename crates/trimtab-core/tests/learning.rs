@@ -377,6 +377,7 @@ fn a_step_slower_than_its_bound_stops_the_walk_and_one_past_the_guard_retreats()
         memory_mb: 1024,
         predicted_ms: measured / 1.05,
         error_pct: 1.0,
+        confidence: None,
     });
     let r = judge(&o);
     assert!(r.recommended_memory_mb >= 1024, "{r:#?}");
@@ -391,6 +392,7 @@ fn a_step_slower_than_its_bound_stops_the_walk_and_one_past_the_guard_retreats()
         memory_mb: 1024,
         predicted_ms: c.measured(2048),
         error_pct: 1.0,
+        confidence: None,
     });
     let back = judge(&slow);
     assert_eq!(back.recommended_memory_mb, 2048, "{back:#?}");
