@@ -334,6 +334,111 @@ async fn provisioned_concurrency_is_applied_whole_once_allocated() {
     );
 }
 
+/// Three weeks of hourly peak concurrency ending at `now`: 4 at night and at weekends, 40 from
+/// 09:00 to 17:00 UTC on weekdays.
+async fn put_office_concurrency(a: &Account, function: &str) {
+    let end = a.now.duration_since(UNIX_EPOCH).expect("clock").as_secs() as i64;
+    let end = end - end.rem_euclid(3600);
+    let first = end - 21 * 86_400;
+    let peaks: Vec<(i64, f64)> = (0..21 * 24)
+        .map(|h| {
+            let t = first + 3600 * h;
+            let day = t.div_euclid(86_400);
+            // 1970-01-01 was a Thursday: Monday is 0.
+            let weekday = (day + 3).rem_euclid(7) < 5;
+            let busy = weekday && (9..17).contains(&(t.rem_euclid(86_400) / 3600));
+            (t + 1800, if busy { 40.0 } else { 4.0 })
+        })
+        .collect();
+    trimtab_tests::seed::put_series(
+        &a.seeder.cloudwatch,
+        "AWS/Lambda",
+        "ConcurrentExecutions",
+        &[("FunctionName", function)],
+        &peaks,
+    )
+    .await
+    .expect("hourly peaks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioned_concurrency_follows_the_forecast_with_its_scheduled_actions() {
+    let (a, w) = cold_start_account("office-checkout").await;
+    put_office_concurrency(&a, &w.name).await;
+    a.moto.fidelity.clear_seen();
+    let report = run_at(&a, a.now).await;
+    crate::assert_role_allows(&a.moto, "RightSizingFunction");
+    let c = &row(&report, &w.name)["concurrency"];
+    assert_ne!(c["forecast"]["method"], "none", "{c:#}");
+    assert_eq!(c["predictive"]["chosen"], "predictive", "{c:#}");
+    assert!(
+        c["predictive"]["predictive_cold_starts"].as_f64()
+            < c["predictive"]["reactive_cold_starts"].as_f64(),
+        "{c:#}"
+    );
+    let wanted = c["recommended_scheduled_actions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        wanted.first().is_some_and(|x| x["name"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("trimtab-weekdays-08")),
+        "{c:#}"
+    );
+    assert_eq!(
+        c["provisioned"]["schedule"],
+        c["recommended_scheduled_actions"]
+    );
+    // Application Auto Scaling holds exactly the row's actions on the alias, with their time zone.
+    let described = aws_sdk_applicationautoscaling::Client::new(&a.sdk)
+        .describe_scheduled_actions()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Lambda)
+        .resource_id(format!("function:{}:live", w.name))
+        .send()
+        .await
+        .expect("described");
+    let mut held: Vec<Value> = described
+        .scheduled_actions()
+        .iter()
+        .map(|x| {
+            let r = x.scalable_target_action();
+            json!({
+                "name": x.scheduled_action_name(),
+                "schedule": x.schedule(),
+                "timezone": x.timezone(),
+                "min_capacity": r.and_then(|r| r.min_capacity()).map(f64::from),
+                "max_capacity": r.and_then(|r| r.max_capacity()).map(f64::from),
+            })
+        })
+        .collect();
+    held.sort_by_key(|x| x["name"].to_string());
+    let mut wanted = wanted;
+    wanted.sort_by_key(|x| x["name"].to_string());
+    assert_eq!(held, wanted);
+    let rec = history(&a, &w.name)
+        .await
+        .into_iter()
+        .find(|r| r.provisioned.is_some())
+        .expect("recorded first");
+    assert_eq!(rec.state, RecordState::Applied, "{rec:?}");
+    assert_eq!(
+        rec.provisioned.map(|p| p.scheduled_actions),
+        Some(wanted.len())
+    );
+    // A second run writes nothing.
+    a.moto.fidelity.clear_seen();
+    run_at(&a, a.now + Duration::from_secs(3600)).await;
+    for op in [
+        "lambda:PutProvisionedConcurrencyConfig",
+        "application-autoscaling:PutScheduledAction",
+        "application-autoscaling:DeleteScheduledAction",
+    ] {
+        assert!(a.moto.fidelity.seen(op).is_empty(), "{op}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alias_with_someone_elses_autoscaling_is_left_alone() {
     let (a, w) = cold_start_account("team-scaled-api").await;

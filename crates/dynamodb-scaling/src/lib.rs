@@ -294,9 +294,7 @@ struct Gathered<'a> {
     metric_queries: usize,
 }
 
-/// Days of hourly history the forecast reads: four weeks, so each hour of the week has four
-/// values to take a median of (CloudWatch keeps hourly data 455 days).
-pub const HISTORY_DAYS: i64 = 28;
+pub use trimtab_core::predictive::HISTORY_DAYS;
 
 /// CloudWatch keeps 1-minute data 15 days, 5-minute data beyond.
 fn period_s(run: &Run) -> i64 {
@@ -347,11 +345,7 @@ async fn measure<'a>(
     let (series, fetched) =
         metrics::fetch_with_period(clients, queries.clone(), window, period_s as i32).await?;
     // The same queries by the hour, over the whole weeks before the window's last hour.
-    let hours_end = window.end_epoch_s - window.end_epoch_s.rem_euclid(3600);
-    let history = Window {
-        start_epoch_s: hours_end - HISTORY_DAYS * 86_400,
-        end_epoch_s: hours_end,
-    };
+    let history = window.hours_before_end(HISTORY_DAYS);
     let (by_hour, hourly_fetched) =
         metrics::fetch_with_period(clients, queries, history, 3600).await?;
     tracing::info!(

@@ -12,6 +12,7 @@ use trimtab_aws::schema::SavingsHeadline;
 use trimtab_aws::{Clients, changes, logs};
 use trimtab_core::concurrency::{ConcurrencyInput, advise};
 use trimtab_core::fit::{OperatingPoint, StepPrediction, points_before_changes};
+use trimtab_core::predictive::HISTORY_DAYS;
 use trimtab_core::quota::{CapacityRisk, capacity_risk};
 use trimtab_core::records::{DecisionRecord, Health};
 use trimtab_core::rightsizing::{
@@ -714,10 +715,14 @@ async fn attach_concurrency(
     // account's own peak rides along, for the quota's capacity risk.
     let mut queries = metrics::concurrency_queries(&names);
     queries.push(metrics::account_concurrency_query());
-    let (hourly, fetched) = match metrics::fetch_with_period(clients, queries, window, 3600).await {
+    // Over four weeks, for the forecasts (the lookback window is too short to show a week's
+    // shape more than once or twice).
+    let history = window.hours_before_end(HISTORY_DAYS);
+    let (hourly, fetched) = match metrics::fetch_with_period(clients, queries, history, 3600).await
+    {
         Ok(r) => {
             let peaks = r.0.get("acct").cloned().unwrap_or_default();
-            *risk = account_risk(clients, window, &peaks, notes).await;
+            *risk = account_risk(clients, history, &peaks, notes).await;
             r
         }
         Err(e) => {

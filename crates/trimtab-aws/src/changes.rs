@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use aws_sdk_applicationautoscaling::types::{
-    MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ScalableTargetAction,
-    ServiceNamespace, TargetTrackingScalingPolicyConfiguration,
+    MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ServiceNamespace,
+    TargetTrackingScalingPolicyConfiguration,
 };
 use aws_sdk_lambda::client::Waiters;
 use aws_sdk_lambda::types::{LastUpdateStatus, ProvisionedConcurrencyStatusEnum};
@@ -418,31 +418,10 @@ async fn provision_step_once(
                 .map_err(|e| AwsError::new(op, &resource_id, e))?;
         }
         ProvisionStep::Schedule(n) => {
-            let Some(action) = advice.schedule.get(n) else {
-                return Ok(());
-            };
-            c.autoscaling
-                .put_scheduled_action()
-                .service_namespace(ServiceNamespace::Lambda)
-                .scheduled_action_name(format!("trimtab-{}", action.name))
-                .resource_id(&resource_id)
-                .scalable_dimension(dimension)
-                .schedule(&action.schedule)
-                .scalable_target_action(
-                    ScalableTargetAction::builder()
-                        .min_capacity(to_i32(action.min_capacity))
-                        .max_capacity(to_i32(action.max_capacity))
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| {
-                    AwsError::new(
-                        "application-autoscaling:PutScheduledAction",
-                        &resource_id,
-                        e,
-                    )
-                })?;
+            if let Some(action) = advice.schedule.get(n) {
+                crate::dynamodb::put_scheduled_action(c, &resource_id, dimension.as_str(), action)
+                    .await?;
+            }
         }
     }
     Ok(())

@@ -320,7 +320,7 @@ pub async fn put_scheduled_action(
     let op = "application-autoscaling:PutScheduledAction";
     c.autoscaling
         .put_scheduled_action()
-        .service_namespace(ServiceNamespace::Dynamodb)
+        .service_namespace(namespace_of(dimension))
         .scheduled_action_name(&a.name)
         .resource_id(resource)
         .scalable_dimension(ScalableDimension::from(dimension))
@@ -338,6 +338,12 @@ pub async fn put_scheduled_action(
     Ok(())
 }
 
+/// The service namespace a scalable dimension belongs to (`dynamodb:table:...` -> `dynamodb`,
+/// `lambda:function:ProvisionedConcurrency` -> `lambda`).
+fn namespace_of(dimension: &str) -> ServiceNamespace {
+    ServiceNamespace::from(dimension.split(':').next().unwrap_or_default())
+}
+
 /// Deletes a scheduled action (`ObjectNotFoundException` when it is not there).
 pub async fn delete_scheduled_action(
     c: &Clients,
@@ -348,7 +354,7 @@ pub async fn delete_scheduled_action(
     let op = "application-autoscaling:DeleteScheduledAction";
     c.autoscaling
         .delete_scheduled_action()
-        .service_namespace(ServiceNamespace::Dynamodb)
+        .service_namespace(namespace_of(dimension))
         .scheduled_action_name(name)
         .resource_id(resource)
         .scalable_dimension(ScalableDimension::from(dimension))

@@ -56,6 +56,15 @@ impl Window {
     pub fn seconds(&self) -> i64 {
         self.end_epoch_s - self.start_epoch_s
     }
+
+    /// The `days` of whole hours up to this window's last whole hour: a forecast's history.
+    pub fn hours_before_end(&self, days: i64) -> Self {
+        let end = self.end_epoch_s - self.end_epoch_s.rem_euclid(3600);
+        Self {
+            start_epoch_s: end - days * 86_400,
+            end_epoch_s: end,
+        }
+    }
 }
 
 /// Aggregation of one query's datapoints over the window.

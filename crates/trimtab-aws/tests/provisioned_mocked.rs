@@ -12,7 +12,8 @@ use aws_sdk_lambda::types::ProvisionedConcurrencyStatusEnum;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use trimtab_aws::Clients;
 use trimtab_aws::changes::{ProvisionStep, provision_step};
-use trimtab_core::concurrency::{ProvisionedAdvice, ScheduledCapacity};
+use trimtab_core::concurrency::ProvisionedAdvice;
+use trimtab_core::scaling_plan::ScheduledAction;
 
 fn advice() -> ProvisionedAdvice {
     ProvisionedAdvice {
@@ -21,11 +22,12 @@ fn advice() -> ProvisionedAdvice {
         target_utilization_fraction: 0.7,
         on_demand_monthly_usd: 300.0,
         provisioned_monthly_usd: 260.0,
-        schedule: vec![ScheduledCapacity {
-            name: "business-hours-start".into(),
-            schedule: "cron(0 8 ? * MON-FRI *)".into(),
-            min_capacity: 20,
-            max_capacity: 40,
+        schedule: vec![ScheduledAction {
+            name: "trimtab-weekdays-0847".into(),
+            schedule: "cron(47 8 ? * MON-FRI *)".into(),
+            timezone: "UTC".into(),
+            min_capacity: 20.0,
+            max_capacity: 40.0,
         }],
         reason: "pays".into(),
     }
@@ -78,7 +80,14 @@ async fn provisioning_sets_the_minimum_registers_the_range_and_tracks_utilisatio
                 .expect("arn set")
         });
     let scheduled = mock!(aws_sdk_applicationautoscaling::Client::put_scheduled_action)
-        .match_requests(|r| r.schedule() == Some("cron(0 8 ? * MON-FRI *)"))
+        .match_requests(|r| {
+            r.schedule() == Some("cron(47 8 ? * MON-FRI *)")
+                && r.scheduled_action_name() == Some("trimtab-weekdays-0847")
+                && r.timezone() == Some("UTC")
+                && r.service_namespace() == Some(&ServiceNamespace::Lambda)
+                && r.scalable_target_action()
+                    .is_some_and(|a| (a.min_capacity(), a.max_capacity()) == (Some(20), Some(40)))
+        })
         .then_output(|| PutScheduledActionOutput::builder().build());
     let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, &[&put_pc]);
     let aas = mock_client!(

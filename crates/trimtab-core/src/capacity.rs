@@ -97,13 +97,21 @@ pub struct Policy {
     pub schedule: Vec<ScheduledRange>,
 }
 
-/// Simulation knobs that are facts of the platform, not choices.
+/// Simulation knobs that are facts of the platform, not choices. The default is DynamoDB's.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Platform {
     /// Minutes from a scaling decision to the new capacity being in force.
     pub update_delay_min: usize,
     /// Seconds of unused capacity kept as burst.
     pub burst_window_s: f64,
+    /// One-minute datapoints above the target that scale out (the high alarm's periods).
+    pub scale_out_datapoints: usize,
+    /// The low alarm's threshold (utilisation its 15 datapoints must stay under to scale in) as
+    /// `(k, offset)`: `k x target + offset`, fractions.
+    pub scale_in_below: (f64, f64),
+    /// Whether DynamoDB's daily decrease budget applies (4 in the first hour of a UTC day, then
+    /// one an hour).
+    pub decrease_budget: bool,
 }
 
 impl Default for Platform {
@@ -111,6 +119,24 @@ impl Default for Platform {
         Self {
             update_delay_min: 2,
             burst_window_s: 300.0,
+            scale_out_datapoints: 2,
+            scale_in_below: (1.0, -0.2),
+            decrease_budget: true,
+        }
+    }
+}
+
+impl Platform {
+    /// Lambda provisioned concurrency on an alias: 3 of 3 one-minute datapoints above the target
+    /// scale out, 15 of 15 under 90% of it scale in; no burst (requests beyond it spill over to
+    /// on-demand instances, cold), no decrease budget; allocation takes minutes.
+    pub fn lambda_provisioned() -> Self {
+        Self {
+            update_delay_min: 3,
+            burst_window_s: 0.0,
+            scale_out_datapoints: 3,
+            scale_in_below: (0.9, 0.0),
+            decrease_budget: false,
         }
     }
 }
@@ -151,7 +177,11 @@ pub fn simulate(
     mut timeline: Option<&mut Vec<f64>>,
 ) -> SimResult {
     let target = (policy.target_pct / 100.0).clamp(0.01, 1.0);
-    let low_ratio = ((policy.target_pct - 20.0) / 100.0).max(0.0);
+    let low_ratio = {
+        let (k, offset) = platform.scale_in_below;
+        (k * target + offset).max(0.0)
+    };
+    let out_n = platform.scale_out_datapoints.max(1);
     let (mut min_cap, mut max_cap) = (policy.min_capacity.max(1.0), policy.max_capacity.max(1.0));
     let mut p = initial_capacity.clamp(min_cap, max_cap);
     let mut burst = p * platform.burst_window_s;
@@ -194,8 +224,9 @@ pub fn simulate(
                 max_cap = s.max_capacity.max(min_cap);
                 let into = p.clamp(min_cap, max_cap);
                 if into != p && pending.is_none() {
-                    let may_decrease =
-                        decreases_today < 4 || last_decrease.is_none_or(|l| m >= l + 60);
+                    let may_decrease = !platform.decrease_budget
+                        || decreases_today < 4
+                        || last_decrease.is_none_or(|l| m >= l + 60);
                     if into > p || may_decrease {
                         pending = Some((m + platform.update_delay_min, into));
                     }
@@ -225,7 +256,7 @@ pub fn simulate(
         let high = target * p * 60.0;
         let low = low_ratio * p * 60.0;
         if capacity_changed {
-            high_run = trailing(demand, m, 2, |x| x > high);
+            high_run = trailing(demand, m, out_n, |x| x > high);
             low_run = trailing(demand, m, 15, |x| x < low);
         } else {
             high_run = if d > high { high_run + 1 } else { 0 };
@@ -234,8 +265,11 @@ pub fn simulate(
         if pending.is_some() {
             continue;
         }
-        if high_run >= 2 {
-            let recent = demand[m - 1].max(d) / 60.0;
+        if high_run >= out_n {
+            let recent = demand[m + 1 - out_n..=m]
+                .iter()
+                .fold(0.0_f64, |a, &x| a.max(x))
+                / 60.0;
             let to = (recent / target).ceil().clamp(min_cap, max_cap);
             if to > p {
                 pending = Some((m + platform.update_delay_min, to));
@@ -247,7 +281,9 @@ pub fn simulate(
                 .fold(0.0_f64, |a, &x| a.max(x))
                 / 60.0;
             let to = (recent / target).ceil().clamp(min_cap, max_cap);
-            let may_decrease = decreases_today < 4 || last_decrease.is_none_or(|l| m >= l + 60);
+            let may_decrease = !platform.decrease_budget
+                || decreases_today < 4
+                || last_decrease.is_none_or(|l| m >= l + 60);
             if to < p && may_decrease {
                 pending = Some((m + platform.update_delay_min, to));
                 r.scale_ins += 1;

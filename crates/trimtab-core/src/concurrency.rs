@@ -6,11 +6,20 @@
 //! `peak concurrency / target` hour by hour (scale-out after 3 one-minute datapoints above target,
 //! scale-in after 15 below 90% of it), so each hour is priced at the capacity its peak calls for.
 //! Invocations on provisioned capacity pay the lower provisioned duration rate.
+//!
+//! Where it pays, the range is scheduled from a forecast of the hourly peaks
+//! ([`crate::predictive`]): a minimum raised ahead of the forecast weekday ramps, so that the
+//! morning's requests meet warm instances instead of spilling over to cold ones while target
+//! tracking reacts. Both ways are replayed on the history (each hour held at its peak: only
+//! hourly peaks are read), and the schedule is adopted only where it is cheaper at no more
+//! spillover, or spills less at no more cost, with the cold starts it removes priced.
 
 use serde::{Deserialize, Serialize};
 
-use crate::business_hours;
+use crate::capacity::{Platform, Policy};
+use crate::predictive::{self, Demand, ForecastSummary, PredictiveAdvice, Setting};
 use crate::pricing::{Architecture, PriceTable, SECONDS_PER_MONTH, gb_seconds};
+use crate::scaling_plan::ScheduledAction;
 use crate::stats::{quantile_sorted, round2};
 
 /// Default target utilisation of provisioned concurrency autoscaling.
@@ -30,22 +39,13 @@ pub struct ConcurrencyInput {
     /// Whether `reserved_concurrency` was read (`None` then means no cap). It is read only for
     /// functions that throttled: elsewhere a cap changes nothing the advice rests on.
     pub reserved_read: bool,
-    /// Peak concurrency per hour: (hour start, epoch seconds; value).
+    /// Peak concurrency per hour: (hour start, epoch seconds; value), over the forecast's
+    /// history (weeks; hours with no datapoint had no invocations).
     pub hourly_peak_concurrency: Vec<(i64, f64)>,
     pub cold_starts: Option<f64>,
     pub init_duration_avg_ms: Option<f64>,
     /// A latency objective for the function (its `trimtab:latency-objective-ms` tag).
     pub latency_objective_ms: Option<f64>,
-}
-
-/// A scheduled change of the provisioned range (Application Auto Scaling `PutScheduledAction`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScheduledCapacity {
-    pub name: String,
-    /// `cron(...)` in UTC.
-    pub schedule: String,
-    pub min_capacity: u32,
-    pub max_capacity: u32,
 }
 
 /// Provisioned concurrency worth having.
@@ -56,8 +56,9 @@ pub struct ProvisionedAdvice {
     pub target_utilization_fraction: f64,
     pub on_demand_monthly_usd: f64,
     pub provisioned_monthly_usd: f64,
-    /// Business-hours schedule when the load is clearly periodic.
-    pub schedule: Vec<ScheduledCapacity>,
+    /// The forecast schedule, where predictive scaling won (exactly what is passed to
+    /// `PutScheduledAction`); empty: target tracking alone.
+    pub schedule: Vec<ScheduledAction>,
     pub reason: String,
 }
 
@@ -78,6 +79,15 @@ pub struct ConcurrencyAdvice {
     /// code and dependencies must support arm64, and duration can differ, so it is never applied.
     pub arm64_monthly_savings_usd: Option<f64>,
     pub reasons: Vec<String>,
+    /// The forecast of the hourly peak concurrency (where hourly peaks were read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<ForecastSummary>,
+    /// Predictive against target tracking alone, where provisioned concurrency is advised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictive: Option<PredictiveAdvice>,
+    /// The provisioned range's scheduled actions (the winner's: empty for target tracking alone).
+    #[serde(default)]
+    pub recommended_scheduled_actions: Vec<ScheduledAction>,
 }
 
 fn ceil_u32(x: f64) -> u32 {
@@ -136,7 +146,7 @@ pub fn advise(input: &ConcurrencyInput, prices: &PriceTable) -> ConcurrencyAdvic
     let exec_gb_s = gb_seconds(input.memory_mb, input.invocations * input.duration_avg_ms) * month;
     let on_demand_usd = prices.duration_usd(arch, 0.0, exec_gb_s);
 
-    let provisioned = provisioned_advice(
+    let (provisioned, predictive) = provisioned_advice(
         input,
         prices,
         arch,
@@ -145,6 +155,11 @@ pub fn advise(input: &ConcurrencyInput, prices: &PriceTable) -> ConcurrencyAdvic
         on_demand_usd,
         &mut reasons,
     );
+    let forecast = match &predictive {
+        Some(p) => p.forecast.clone(),
+        None => held_hours(&input.hourly_peak_concurrency)
+            .map(|h| predictive::forecast_summary(&h.hourly, h.start_epoch_min)),
+    };
 
     let arm64_monthly_savings_usd = (arch == Architecture::X86_64 && exec_gb_s > 0.0).then(|| {
         let arm = prices.duration_usd(Architecture::Arm64, 0.0, exec_gb_s);
@@ -158,10 +173,47 @@ pub fn advise(input: &ConcurrencyInput, prices: &PriceTable) -> ConcurrencyAdvic
         reserved_concurrency_read: input.reserved_read || input.reserved_concurrency.is_some(),
         recommended_reserved_concurrency: recommended_reserved,
         throttled_by_reserved_cap: throttled_by_cap,
+        recommended_scheduled_actions: provisioned
+            .as_ref()
+            .map(|p| p.schedule.clone())
+            .unwrap_or_default(),
         provisioned,
         arm64_monthly_savings_usd,
         reasons,
+        forecast,
+        predictive,
     }
+}
+
+/// Hourly peaks as a dense series from the first hour to the last: per minute (each hour held at
+/// its peak, one unit a second per concurrent request, as the simulator takes demand) and per
+/// hour (units an hour, as the forecast takes it).
+struct Held {
+    per_minute: Vec<f64>,
+    hourly: Vec<f64>,
+    start_epoch_min: i64,
+}
+
+fn held_hours(hours: &[(i64, f64)]) -> Option<Held> {
+    let first = hours.iter().map(|(t, _)| t.div_euclid(3600)).min()?;
+    let last = hours.iter().map(|(t, _)| t.div_euclid(3600)).max()?;
+    let mut hourly = vec![0.0; usize::try_from(last - first + 1).ok()?];
+    for (t, c) in hours {
+        let slot = &mut hourly[usize::try_from(t.div_euclid(3600) - first).ok()?];
+        *slot = f64::max(*slot, c.max(0.0));
+    }
+    let per_minute = hourly
+        .iter()
+        .flat_map(|&c| std::iter::repeat_n(c * 60.0, 60))
+        .collect();
+    for h in &mut hourly {
+        *h *= 3600.0;
+    }
+    Some(Held {
+        per_minute,
+        hourly,
+        start_epoch_min: first * 60,
+    })
 }
 
 fn provisioned_advice(
@@ -172,10 +224,10 @@ fn provisioned_advice(
     exec_gb_s: f64,
     on_demand_usd: f64,
     reasons: &mut Vec<String>,
-) -> Option<ProvisionedAdvice> {
+) -> (Option<ProvisionedAdvice>, Option<PredictiveAdvice>) {
     let hours = &input.hourly_peak_concurrency;
     if hours.len() < 24 || exec_gb_s <= 0.0 {
-        return None;
+        return (None, None);
     }
     let u = DEFAULT_TARGET_UTILIZATION;
     let p = prices.architecture(arch);
@@ -200,7 +252,7 @@ fn provisioned_advice(
         _ => None,
     };
     if !pays && cold_breach.is_none() {
-        return None;
+        return (None, None);
     }
     let mut sorted = levels.clone();
     sorted.sort_by(f64::total_cmp);
@@ -219,48 +271,51 @@ fn provisioned_advice(
         ),
     };
     reasons.push(reason.clone());
-    let schedule = business_hours(hours, u, max_capacity);
-    Some(ProvisionedAdvice {
+    let mut advice = ProvisionedAdvice {
         min_capacity: min_capacity.max(1),
         max_capacity: max_capacity.max(min_capacity.max(1)),
         target_utilization_fraction: u,
         on_demand_monthly_usd: round2(on_demand_usd),
         provisioned_monthly_usd: round2(provisioned_usd),
-        schedule,
+        schedule: Vec::new(),
         reason,
-    })
-}
-
-/// A weekday business-hours schedule when the load has that shape (`business_hours::detect`):
-/// the minimum goes up an hour before the busy hours start and back down after they end.
-fn business_hours(hours: &[(i64, f64)], u: f64, max_capacity: u32) -> Vec<ScheduledCapacity> {
-    let Some(b) = business_hours::detect(hours) else {
-        return Vec::new();
     };
-    let busy_min = (b.busy_mean / u).ceil().max(1.0) as u32;
-    let quiet_min = (b.quiet_mean / u).ceil().max(1.0) as u32;
-    let start = (b.first_hour + 23) % 24;
-    let end = (b.last_hour + 1) % 24;
-    // A business day across midnight UTC ends on the next day.
-    let end_days = if b.wraps || end < start {
-        "TUE-SAT"
-    } else {
-        "MON-FRI"
+    let gb = f64::from(input.memory_mb) / 1024.0;
+    let setting = Setting {
+        spillover_usd_per_unit: Some(
+            gb * (prices.duration_usd(arch, 0.0, 1.0) - p.provisioned_duration_usd_per_gb_s),
+        ),
+        ..Setting::new(
+            Platform::lambda_provisioned(),
+            gb * 3600.0 * p.provisioned_concurrency_usd_per_gb_s,
+        )
     };
-    vec![
-        ScheduledCapacity {
-            name: "business-hours-start".into(),
-            schedule: format!("cron(0 {start} ? * MON-FRI *)"),
-            min_capacity: busy_min.min(max_capacity),
-            max_capacity,
-        },
-        ScheduledCapacity {
-            name: "business-hours-end".into(),
-            schedule: format!("cron(0 {end} ? * {end_days} *)"),
-            min_capacity: quiet_min.min(max_capacity),
-            max_capacity,
-        },
-    ]
+    let predictive = held_hours(hours).map(|h| {
+        let reactive = Policy {
+            target_pct: 100.0 * u,
+            min_capacity: f64::from(advice.min_capacity),
+            max_capacity: f64::from(advice.max_capacity),
+            schedule: Vec::new(),
+        };
+        let demand = Demand {
+            per_minute: &h.per_minute,
+            start_epoch_min: h.start_epoch_min,
+            hourly: &h.hourly,
+            hourly_start_epoch_min: h.start_epoch_min,
+        };
+        predictive::plan(demand, &reactive, setting)
+    });
+    if let Some(pa) = predictive.as_ref().filter(|pa| pa.chosen == "predictive") {
+        let target = pa.predictive_target_pct.unwrap_or(100.0 * u);
+        advice.target_utilization_fraction = round2(target / 100.0);
+        advice.schedule = pa.scheduled_actions();
+        let delta = pa.predictive_cost_usd.unwrap_or(pa.reactive_cost_usd) - pa.reactive_cost_usd;
+        advice.provisioned_monthly_usd = round2(provisioned_usd + delta);
+    }
+    if let Some(pa) = &predictive {
+        reasons.push(format!("predictive: {}", pa.reason));
+    }
+    (Some(advice), predictive)
 }
 
 #[cfg(test)]
@@ -347,30 +402,115 @@ mod tests {
         assert!(p.provisioned_monthly_usd > p.on_demand_monthly_usd);
     }
 
-    #[test]
-    fn a_weekday_daytime_load_gets_a_business_hours_schedule() {
-        let hours: Vec<(i64, f64)> = (0..14 * 24)
-            .map(|h| {
-                let t = MONDAY + h * 3600;
-                let day = (h / 24) % 7;
-                let hour = h % 24;
-                let busy = day < 5 && (9..17).contains(&hour);
-                (t, if busy { 60.0 } else { 4.0 })
-            })
-            .collect();
-        let invocations = 30.0 * 2.0 * WEEK_S / 0.2;
-        let i = ConcurrencyInput {
-            hourly_peak_concurrency: hours,
-            window_s: 2.0 * WEEK_S,
-            ..input(invocations, 200.0)
+    /// Hourly peaks of a weekday daytime API for `weeks` weeks from a Monday: `busy` concurrent
+    /// from 09:00 to 17:00 UTC on weekdays, 4 otherwise, with +-`noise` relative jitter; when
+    /// `shapeless`, busy hours fall at random instead.
+    fn office_hours(weeks: i64, busy: f64, noise: f64, shapeless: bool) -> Vec<(i64, f64)> {
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut uniform = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
         };
-        let p = advise(&i, &PriceTable::us_east_1())
-            .provisioned
-            .expect("pays");
-        assert_eq!(p.schedule.len(), 2);
-        assert_eq!(p.schedule[0].schedule, "cron(0 8 ? * MON-FRI *)");
-        assert_eq!(p.schedule[1].schedule, "cron(0 17 ? * MON-FRI *)");
-        assert!(p.schedule[0].min_capacity > p.schedule[1].min_capacity);
+        (0..weeks * 168)
+            .map(|h| {
+                let (day, hour) = ((h / 24) % 7, h % 24);
+                let busy_hour = if shapeless {
+                    uniform() < 0.25
+                } else {
+                    day < 5 && (9..17).contains(&hour)
+                };
+                let level = if busy_hour { busy } else { 4.0 };
+                (
+                    MONDAY + h * 3600,
+                    level * (1.0 + noise * (2.0 * uniform() - 1.0)),
+                )
+            })
+            .collect()
+    }
+
+    /// A function with these hourly peaks whose mean concurrency is 70% of its mean hourly peak
+    /// (200 ms requests), and whose cold starts (900 ms) break its 300 ms objective: provisioned
+    /// concurrency is advised for the cold starts, not for the price.
+    fn busy_office(hours: Vec<(i64, f64)>) -> ConcurrencyInput {
+        let weeks = hours.len() as f64 / 168.0;
+        let mean_peak = hours.iter().map(|(_, c)| c).sum::<f64>() / hours.len() as f64;
+        let invocations = 0.7 * mean_peak * weeks * WEEK_S / 0.2;
+        ConcurrencyInput {
+            hourly_peak_concurrency: hours,
+            window_s: weeks * WEEK_S,
+            latency_objective_ms: Some(300.0),
+            init_duration_avg_ms: Some(900.0),
+            cold_starts: Some(2_000.0),
+            ..input(invocations, 200.0)
+        }
+    }
+
+    #[test]
+    fn a_weekday_ramp_gets_a_forecast_schedule_that_removes_cold_starts() {
+        let a = advise(
+            &busy_office(office_hours(4, 80.0, 0.05, false)),
+            &PriceTable::us_east_1(),
+        );
+        let p = a.provisioned.as_ref().expect("pays");
+        let pa = a.predictive.as_ref().expect("planned");
+        assert_eq!(pa.chosen, "predictive", "{pa:#?}");
+        let f = a.forecast.as_ref().expect("forecast");
+        assert_ne!(f.method, "none", "{f:#?}");
+        assert!(f.backtest_wape_pct.is_some_and(|w| w < 15.0), "{f:#?}");
+        // The raise lands ahead of 09:00 on weekdays, by the allocation delay and a margin.
+        let raise = &p.schedule[0];
+        assert!(raise.name.starts_with("trimtab-weekdays-08"), "{raise:?}");
+        assert_eq!(raise.timezone, "UTC");
+        assert!(raise.min_capacity >= 80.0 && raise.min_capacity <= raise.max_capacity);
+        assert_eq!(a.recommended_scheduled_actions, p.schedule);
+        // Cheaper at no more spillover, or spills less at no more cost; each ramp that target
+        // tracking alone meets with cold instances is met warm.
+        let (rc, pc) = (
+            pa.reactive_cost_usd,
+            pa.predictive_cost_usd.unwrap_or(f64::MAX),
+        );
+        let (rt, pt) = (
+            pa.reactive_throttled_requests,
+            pa.predictive_throttled_requests.unwrap_or(f64::MAX),
+        );
+        assert!((pc < rc && pt <= rt) || (pt < rt && pc <= rc), "{pa:#?}");
+        let (before, after) = (
+            pa.reactive_cold_starts.unwrap_or_default(),
+            pa.predictive_cold_starts.unwrap_or(f64::MAX),
+        );
+        assert!(before >= 20.0 * 76.0 && after < before / 4.0, "{pa:#?}");
+        assert!(pa.usd_per_cold_start_removed.is_some(), "{pa:#?}");
+        eprintln!(
+            "reactive ${rc}/month, {before} cold starts; predictive ${pc}, {after} at {:?}%",
+            pa.predictive_target_pct
+        );
+    }
+
+    #[test]
+    fn shapeless_or_short_histories_keep_target_tracking_alone() {
+        let shapeless = advise(
+            &busy_office(office_hours(4, 80.0, 0.05, true)),
+            &PriceTable::us_east_1(),
+        );
+        assert!(shapeless.provisioned.is_some());
+        assert!(
+            shapeless.recommended_scheduled_actions.is_empty(),
+            "{shapeless:#?}"
+        );
+        assert_eq!(
+            shapeless.predictive.as_ref().map(|p| p.chosen.as_str()),
+            Some("reactive")
+        );
+        let short = advise(
+            &busy_office(office_hours(1, 80.0, 0.05, false)),
+            &PriceTable::us_east_1(),
+        );
+        let f = short.forecast.expect("summarised");
+        assert_eq!(f.method, "none");
+        assert!(f.reason.is_some_and(|r| r.contains("336")));
+        assert!(short.recommended_scheduled_actions.is_empty());
     }
 
     #[test]

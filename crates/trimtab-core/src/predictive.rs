@@ -69,6 +69,10 @@ pub struct ForecastSummary {
 /// Hours ahead the schedule is forecast: a week, so every weekday is seen.
 pub const HORIZON_HOURS: usize = 168;
 
+/// Days of hourly history a forecast reads: four weeks, so each hour of the week has four values
+/// to take a median of (CloudWatch keeps hourly data 455 days).
+pub const HISTORY_DAYS: i64 = 28;
+
 /// Predictive against reactive, as the report shows it. Costs are per month (730 hours) of the
 /// replayed history's traffic; throttling is the share of the demand's units.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +99,15 @@ pub struct PredictiveAdvice {
     /// The forecast it rests on.
     #[serde(skip)]
     pub forecast: Option<ForecastSummary>,
+    /// Lambda provisioned concurrency only: cold starts a month each way (new instances started
+    /// while demand ran above the provisioned capacity, [`cold_starts`]), and what each one
+    /// removed costs (negative: predictive also saves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reactive_cold_starts: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictive_cold_starts: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd_per_cold_start_removed: Option<f64>,
 }
 
 impl PredictiveAdvice {
@@ -112,6 +125,10 @@ impl PredictiveAdvice {
 pub struct Setting {
     pub platform: Platform,
     pub usd_per_unit_hour: f64,
+    /// `Some(usd)`: demand beyond the capacity is not refused but spills over to new instances
+    /// (Lambda provisioned concurrency: on-demand, cold, at a dearer duration rate), each unit at
+    /// `usd`; the advice then counts cold starts. `None`: it is throttled (DynamoDB).
+    pub spillover_usd_per_unit: Option<f64>,
     /// Highest target the schedule may let the policy run at (the reactive one's when the owner
     /// fixed the target).
     pub highest_target_pct: f64,
@@ -123,6 +140,7 @@ impl Setting {
         Self {
             platform,
             usd_per_unit_hour,
+            spillover_usd_per_unit: None,
             highest_target_pct: 90.0,
         }
     }
@@ -134,6 +152,7 @@ pub fn plan(demand: Demand<'_>, reactive: &Policy, setting: Setting) -> Predicti
     let Setting {
         platform,
         usd_per_unit_hour,
+        spillover_usd_per_unit,
         highest_target_pct,
     } = setting;
     let Demand {
@@ -150,8 +169,23 @@ pub fn plan(demand: Demand<'_>, reactive: &Policy, setting: Setting) -> Predicti
     let replay = |p: &Policy| -> (SimResult, f64) {
         let initial = (first_rate / (p.target_pct / 100.0)).ceil();
         let r = simulate(minutes, start_epoch_min, initial, p, platform, None);
-        let usd = r.provisioned_unit_hours * usd_per_unit_hour * month;
+        let usd = (r.provisioned_unit_hours * usd_per_unit_hour
+            + r.throttled_units * spillover_usd_per_unit.unwrap_or(0.0))
+            * month;
         (r, usd)
+    };
+    let cold = |p: &Policy| -> f64 {
+        let initial = (first_rate / (p.target_pct / 100.0)).ceil();
+        let mut timeline = Vec::with_capacity(minutes.len());
+        simulate(
+            minutes,
+            start_epoch_min,
+            initial,
+            p,
+            platform,
+            Some(&mut timeline),
+        );
+        (cold_starts(minutes, &timeline) * month).round()
     };
     let (react, react_usd) = replay(&reactive);
     let pct = |r: &SimResult| round2(100.0 * r.throttled_fraction());
@@ -169,17 +203,16 @@ pub fn plan(demand: Demand<'_>, reactive: &Policy, setting: Setting) -> Predicti
         schedule: Vec::new(),
         reason: String::new(),
         forecast: None,
+        reactive_cold_starts: spillover_usd_per_unit.map(|_| cold(&reactive)),
+        predictive_cold_starts: None,
+        usd_per_cold_start_removed: None,
     };
     let (mut hourly, mut first_how, peak_ratio) = hourly(minutes, start_epoch_min);
     if !demand.hourly.is_empty() {
         hourly = demand.hourly.to_vec();
         first_how = hour_of_week(demand.hourly_start_epoch_min.div_euclid(60));
     }
-    // The history starts with the first demand (a newer table's earlier hours are not zeros).
-    let lead = hourly.iter().position(|&v| v > 0.0).unwrap_or(hourly.len());
-    hourly.drain(..lead);
-    first_how = (first_how + lead) % 168;
-    let outcome = forecast(&hourly, first_how, HORIZON_HOURS);
+    let (hourly, first_how, outcome) = fit(hourly, first_how);
     advice.forecast = Some(summary(&outcome, hourly.len()));
     let f = match outcome {
         Outcome::Made(f) => f,
@@ -231,6 +264,12 @@ pub fn plan(demand: Demand<'_>, reactive: &Policy, setting: Setting) -> Predicti
     advice.predictive_throttled_pct = Some(pct(&r));
     advice.predictive_throttled_requests = Some((r.throttled_units * month).round());
     advice.predictive_target_pct = Some(p.target_pct);
+    if let (Some(_), Some(before)) = (spillover_usd_per_unit, advice.reactive_cold_starts) {
+        let after = cold(&p);
+        advice.predictive_cold_starts = Some(after);
+        advice.usd_per_cold_start_removed =
+            (before > after).then(|| round2((usd - react_usd) / (before - after)));
+    }
     let cheaper = usd < react_usd && r.throttled_units <= react.throttled_units;
     let safer = r.throttled_units < react.throttled_units && usd <= react_usd;
     if cheaper || safer {
@@ -328,6 +367,45 @@ pub fn choose(
     }
     a.reasons.push(format!("predictive: {}", p.reason));
     Some(p)
+}
+
+/// The forecast of an hourly series whose first hour starts at `start_epoch_min`, as the report
+/// shows it (for a series no schedule is planned for).
+pub fn forecast_summary(hourly: &[f64], start_epoch_min: i64) -> ForecastSummary {
+    let (hourly, _, outcome) = fit(
+        hourly.to_vec(),
+        hour_of_week(start_epoch_min.div_euclid(60)),
+    );
+    summary(&outcome, hourly.len())
+}
+
+/// The forecast of `hourly` (the first hour at hour of week `first_how`), from its first demand
+/// on: a newer resource's earlier hours are not zeros. Returns the series used and its first
+/// hour of week.
+fn fit(mut hourly: Vec<f64>, first_how: usize) -> (Vec<f64>, usize, Outcome) {
+    let lead = hourly.iter().position(|&v| v > 0.0).unwrap_or(hourly.len());
+    hourly.drain(..lead);
+    let first_how = (first_how + lead) % 168;
+    let outcome = forecast(&hourly, first_how, HORIZON_HOURS);
+    (hourly, first_how, outcome)
+}
+
+/// Cold starts a replay implies: demand above the capacity in force (`timeline`, units a second)
+/// runs on new instances, each started once per episode (a run of minutes with spillover), so an
+/// episode costs as many cold starts as its largest spill. `demand` is in units a minute, as
+/// [`simulate`] takes it (one unit a second per concurrent request).
+pub fn cold_starts(demand: &[f64], timeline: &[f64]) -> f64 {
+    let (mut total, mut episode) = (0.0, 0.0_f64);
+    for (d, cap) in demand.iter().zip(timeline) {
+        let spill = (d / 60.0 - cap).max(0.0);
+        if spill > 0.0 {
+            episode = episode.max(spill);
+        } else {
+            total += episode.ceil();
+            episode = 0.0;
+        }
+    }
+    total + episode.ceil()
 }
 
 /// The report's view of a forecast.
