@@ -6,12 +6,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+mod capacity;
+
 use trimtab_aws::Clients;
 use trimtab_aws::calls::OwnRequests;
 use trimtab_aws::dynamodb as ddb;
 use trimtab_aws::inventory::{FunctionFilter, list_functions};
 use trimtab_aws::metrics::{self, Fold, Query, Series, Window, fold};
-use trimtab_aws::monitoring::{self, list_api_stages};
+use trimtab_aws::monitoring::{self, ApiStage, list_api_stages};
 use trimtab_core::judge::{SubjectMetrics, TableMetrics, judge_subject, judge_table};
 pub use trimtab_core::judge::{SubjectReport, TableReport};
 use trimtab_core::monitor::{
@@ -107,6 +109,9 @@ pub struct Request {
     pub table_name_prefix: Option<String>,
     /// Monthly ceiling on what the SLO alarms cost, USD (default `TRIMTAB_ALARM_BUDGET_USD`).
     pub alarm_budget_usd: Option<f64>,
+    /// Forecast each API stage's requests and date its throttle limits (`api_capacity`).
+    /// Default: only in the day's first run (00:00 to 00:05 UTC).
+    pub capacity: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +185,9 @@ pub struct Report {
     pub alarms_failed: Vec<String>,
     pub alarms_unchanged: usize,
     pub alarm_upkeep: AlarmUpkeep,
+    /// API stage request forecasts against their throttle limits; null in the runs that do not
+    /// judge capacity (see `Request::capacity`).
+    pub api_capacity: Option<capacity::ApiCapacity>,
     /// The requests this run made (retries included) and what they cost: `api_calls`,
     /// `own_cost_usd`, `own_cost`.
     #[serde(flatten)]
@@ -335,6 +343,7 @@ pub async fn run(
     };
     let Discovered {
         subjects,
+        stages,
         tables,
         notes: discovery_notes,
     } = discover(clients, r).await?;
@@ -347,6 +356,12 @@ pub async fn run(
         measure_tables(clients, batch, windows.slo, &mut m).await?;
     }
     let mut notes = discovery_notes;
+    let api_capacity = if capacity::wanted(r.capacity, now_s) {
+        let counters = (&mut m.metric_queries, &mut notes);
+        Some(capacity::judge(clients, &stages, now_s, counters).await?)
+    } else {
+        None
+    };
     if let Some(why) = &m.percentiles_unavailable {
         notes.push(format!(
             "p95 unavailable from the backend ({why}): mean latency judged instead"
@@ -432,6 +447,7 @@ pub async fn run(
         alarms_failed: kept.failed,
         alarms_unchanged: kept.unchanged,
         alarm_upkeep: upkeep,
+        api_capacity,
         requests: OwnRequests::so_far(),
         metric_queries: m.metric_queries,
         notes,
@@ -455,6 +471,7 @@ async fn discover(clients: &Clients, r: &Request) -> Result<Discovered, JobError
     subjects.extend(functions.iter().map(|f| Subject::function(&f.name)));
     Ok(Discovered {
         subjects,
+        stages: apis,
         tables,
         notes: unreadable
             .iter()
@@ -466,6 +483,8 @@ async fn discover(clients: &Clients, r: &Request) -> Result<Discovered, JobError
 /// What is in scope, and what could not be read (notes).
 struct Discovered {
     subjects: Vec<Subject>,
+    /// The API stages among the subjects, with their throttle limits.
+    stages: Vec<ApiStage>,
     tables: Vec<String>,
     notes: Vec<String>,
 }

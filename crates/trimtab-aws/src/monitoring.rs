@@ -9,13 +9,17 @@ use trimtab_core::monitor::{AlarmBody, AlarmSource, AlarmSpec, ApiKind, Existing
 use crate::{AwsError, Clients, ErrorKind};
 
 /// An API stage, the unit API Gateway reports metrics for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiStage {
     pub kind: ApiKind,
     /// REST: the API's name (its metric dimension); HTTP: the API id.
     pub dimension_value: String,
     pub name: String,
     pub stage: String,
+    /// The stage's own steady-state throttle limit, requests a second, where one is set (a REST
+    /// stage's `*/*` method setting, an HTTP stage's default route setting); otherwise the
+    /// account's applies.
+    pub rate_limit_rps: Option<f64>,
 }
 
 /// Every REST and HTTP API stage whose API name starts with `prefix` (paged), and the APIs
@@ -89,12 +93,18 @@ async fn rest_stages(c: &Clients, id: &str, name: &str) -> Result<Vec<ApiStage>,
     Ok(stages
         .item()
         .iter()
-        .filter_map(|s| s.stage_name())
-        .map(|stage| ApiStage {
-            kind: ApiKind::Rest,
-            dimension_value: name.to_owned(),
-            name: name.to_owned(),
-            stage: stage.to_owned(),
+        .filter_map(|s| {
+            let limit = s
+                .method_settings()
+                .and_then(|m| m.get("*/*"))
+                .map(|m| m.throttling_rate_limit());
+            Some(ApiStage {
+                kind: ApiKind::Rest,
+                dimension_value: name.to_owned(),
+                name: name.to_owned(),
+                stage: s.stage_name()?.to_owned(),
+                rate_limit_rps: limit.filter(|l| *l > 0.0),
+            })
         })
         .collect())
 }
@@ -112,23 +122,39 @@ async fn http_stages(c: &Clients, id: &str, name: &str) -> Result<Vec<ApiStage>,
             .send()
             .await
             .map_err(|e| AwsError::new("apigatewayv2:GetStages", name, e))?;
-        out.extend(
-            page.items()
-                .iter()
-                .filter_map(|s| s.stage_name())
-                .map(|stage| ApiStage {
-                    kind: ApiKind::Http,
-                    dimension_value: id.to_owned(),
-                    name: name.to_owned(),
-                    stage: stage.to_owned(),
-                }),
-        );
+        out.extend(page.items().iter().filter_map(|s| {
+            let limit = s
+                .default_route_settings()
+                .and_then(|r| r.throttling_rate_limit());
+            Some(ApiStage {
+                kind: ApiKind::Http,
+                dimension_value: id.to_owned(),
+                name: name.to_owned(),
+                stage: s.stage_name()?.to_owned(),
+                rate_limit_rps: limit.filter(|l| *l > 0.0),
+            })
+        }));
         token = page.next_token().map(ToOwned::to_owned);
         if token.is_none() {
             break;
         }
     }
     Ok(out)
+}
+
+/// The account's per-Region API Gateway throttle limit (`GetAccount` `throttleSettings`), requests
+/// a second: shared by every REST, HTTP and WebSocket API in the Region.
+pub async fn account_rate_limit(c: &Clients) -> Result<Option<f64>, AwsError> {
+    let account = c
+        .apigateway
+        .get_account()
+        .send()
+        .await
+        .map_err(|e| AwsError::new("apigateway:GetAccount", "account", e))?;
+    Ok(account
+        .throttle_settings()
+        .map(|t| t.rate_limit())
+        .filter(|l| *l > 0.0))
 }
 
 /// The body of a dashboard, `None` when it does not exist.

@@ -5,6 +5,7 @@
 //! plans) the shell prints, records or carries out. Every function is deterministic.
 
 pub mod actuation;
+pub mod api_capacity;
 pub mod apply;
 pub mod business_hours;
 pub mod calendar;

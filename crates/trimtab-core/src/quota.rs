@@ -3,7 +3,9 @@
 //!
 //! Peaks are what a quota meets, and they rarely have a stable hourly shape, so the forecast here
 //! is of daily peaks: a least-squares line through them (the trend), widened by the 90th
-//! percentile of the days' distances above it (how far a day's peak runs over the trend). The
+//! percentile of the days' distances above it (how far a day's peak runs over the trend). With
+//! two weeks or more the line is drawn through each day's peak of the week to it (the upper
+//! envelope), so that quiet weekends do not pull the trend of the busy days' peaks down. The
 //! crossing is the first day, up to [`HORIZON_DAYS`] ahead, on which that upper line reaches
 //! [`THRESHOLD`] of the quota; a peak already there in the history is a crossing today.
 
@@ -18,6 +20,8 @@ pub const THRESHOLD: f64 = 0.8;
 pub const HORIZON_DAYS: i64 = 90;
 /// Fewest days of peaks a trend is drawn through.
 pub const MIN_DAYS: usize = 7;
+/// Days of peaks from which the trend follows the weekly envelope.
+const ENVELOPE_FROM_DAYS: usize = 14;
 
 /// A quota against the forecast of what it limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,12 +57,15 @@ pub fn capacity_risk(
     let skip = usize::try_from((86_400 - first_hour_epoch_s.rem_euclid(86_400)) % 86_400 / 3600)
         .unwrap_or(0)
         .min(hourly_peaks.len());
-    let start_day = first_day + i64::from(skip > 0);
     // Whole UTC days only: a part-day's peak (tonight's, say) is no day's peak.
-    let days: Vec<f64> = hourly_peaks[skip..]
+    let mut days: Vec<f64> = hourly_peaks[skip..]
         .chunks_exact(24)
         .map(|d| d.iter().copied().fold(0.0, f64::max))
         .collect();
+    // From the first day with demand: a newer resource's earlier days are not zeros.
+    let lead = days.iter().position(|&d| d > 0.0).unwrap_or(days.len());
+    days.drain(..lead);
+    let start_day = first_day + i64::from(skip > 0) + lead as i64;
     let end_day = (first_hour_epoch_s + 3600 * hourly_peaks.len() as i64 - 1).div_euclid(86_400);
     let peak = hourly_peaks.iter().copied().fold(0.0, f64::max);
     let threshold = THRESHOLD * quota;
@@ -93,13 +100,29 @@ pub fn capacity_risk(
         );
         return risk;
     }
-    // Least squares through (day, peak).
+    // Least squares through (day, peak), or through (day, the week's peak to it).
+    let points: Vec<(f64, f64)> = if days.len() >= ENVELOPE_FROM_DAYS {
+        (6..days.len())
+            .map(|x| {
+                (
+                    x as f64,
+                    days[x - 6..=x].iter().copied().fold(0.0, f64::max),
+                )
+            })
+            .collect()
+    } else {
+        days.iter()
+            .enumerate()
+            .map(|(x, &y)| (x as f64, y))
+            .collect()
+    };
     let n = days.len() as f64;
-    let mean_x = (n - 1.0) / 2.0;
-    let mean_y = days.iter().sum::<f64>() / n;
+    let m = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / m;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / m;
     let (mut sxy, mut sxx) = (0.0, 0.0);
-    for (x, y) in days.iter().enumerate() {
-        let dx = x as f64 - mean_x;
+    for (x, y) in &points {
+        let dx = x - mean_x;
         sxy += dx * (y - mean_y);
         sxx += dx * dx;
     }
@@ -184,6 +207,17 @@ mod tests {
         );
         assert_eq!(r.crosses_on, None, "{r:?}");
         assert!(r.forecast_peak < 800.0);
+    }
+
+    #[test]
+    fn a_newer_resource_is_judged_from_its_first_day_of_demand() {
+        // Ten days of nothing, then 14 days of a flat 500: no growth, so no crossing of 800.
+        let mut hours = vec![0.0; 10 * 24];
+        hours.extend(peaks(14, 500.0, 0.0));
+        let r = capacity_risk("q", &hours, start(), 1000.0);
+        assert_eq!(r.history_days, 14, "{r:?}");
+        assert!(r.trend_per_day.abs() < 1.0, "{r:?}");
+        assert_eq!(r.crosses_on, None, "{r:?}");
     }
 
     #[test]
