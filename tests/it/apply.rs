@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use trimtab_aws::Clients;
 use trimtab_aws::decisions::DecisionTable;
 use trimtab_core::records::{DecisionRecord, FunctionSettings, Health, RecordState};
+use trimtab_core::scaling_plan::ScheduledAction;
 use trimtab_lambda::{Invocation, Mode};
 use trimtab_tests::fidelity::{Fault, FaultKind};
 use trimtab_tests::fleet;
@@ -437,6 +438,74 @@ async fn provisioned_concurrency_follows_the_forecast_with_its_scheduled_actions
     ] {
         assert!(a.moto.fidelity.seen(op).is_empty(), "{op}");
     }
+
+    // The schedule drifts from the forecast (a Trimtab action no longer wanted, the raise's
+    // minimum moved): the next run brings Trimtab's own actions back, one record each.
+    let clients = Clients::new(&a.sdk);
+    let resource = format!("function:{}:live", w.name);
+    let dim = "lambda:function:ProvisionedConcurrency";
+    let stale = ScheduledAction {
+        name: "trimtab-daily-0300".into(),
+        schedule: "cron(0 3 * * ? *)".into(),
+        timezone: "UTC".into(),
+        min_capacity: 1.0,
+        max_capacity: 10.0,
+    };
+    let mut moved: ScheduledAction = serde_json::from_value(wanted[0].clone()).expect("action");
+    moved.min_capacity += 3.0;
+    for action in [&stale, &moved] {
+        trimtab_aws::dynamodb::put_scheduled_action(&clients, &resource, dim, action)
+            .await
+            .expect("drift");
+    }
+    a.moto.fidelity.clear_seen();
+    let report = run_at(&a, a.now + Duration::from_secs(7200)).await;
+    crate::assert_role_allows(&a.moto, "RightSizingFunction");
+    let fidelity = &a.moto.fidelity;
+    assert_eq!(
+        fidelity
+            .seen("application-autoscaling:PutScheduledAction")
+            .len(),
+        1
+    );
+    assert_eq!(
+        fidelity
+            .seen("application-autoscaling:DeleteScheduledAction")
+            .len(),
+        1
+    );
+    let reasons = row(&report, &w.name)["reasons"].to_string();
+    assert_eq!(
+        reasons.matches("brought to the forecast").count(),
+        2,
+        "{reasons}"
+    );
+    let changes = DecisionTable::new(TABLE)
+        .changes(&clients, &format!("{resource} {dim}"))
+        .await
+        .expect("records");
+    assert!(
+        changes.len() >= 2 && changes.iter().all(|r| r.state == RecordState::Applied),
+        "{changes:#?}"
+    );
+    // Someone else schedules the alias too: Trimtab's schedule is then left as it is.
+    let theirs = ScheduledAction {
+        name: "black-friday".into(),
+        ..stale
+    };
+    trimtab_aws::dynamodb::put_scheduled_action(&clients, &resource, dim, &theirs)
+        .await
+        .expect("theirs");
+    a.moto.fidelity.clear_seen();
+    let report = run_at(&a, a.now + Duration::from_secs(10_800)).await;
+    assert!(
+        a.moto
+            .fidelity
+            .seen("application-autoscaling:PutScheduledAction")
+            .is_empty()
+    );
+    let reasons = row(&report, &w.name)["reasons"].to_string();
+    assert!(reasons.contains("someone else's"), "{reasons}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,12 +5,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use trimtab_act::{Clock, Invocation, Lease, LeaseError, failpoint};
+use trimtab_act::planned::Writer;
+use trimtab_act::{Clock, Invocation, Lease, LeaseError};
+use trimtab_aws::Clients;
 use trimtab_aws::decisions::DecisionTable;
 use trimtab_aws::dynamodb as ddb;
-use trimtab_aws::{AwsError, Clients};
-use trimtab_core::actuation::Settlement;
-use trimtab_core::records::{ChangeRecord, DecisionRecord, RecordState};
+use trimtab_core::records::RecordState;
 use trimtab_core::scaling_plan::{Desired, Step, plan};
 use trimtab_lambda::{EventError, JobError};
 
@@ -21,40 +21,6 @@ pub const JOB: &str = "dynamodb-scaling";
 /// What one write needs, when calls answer within an attempt: the call, a live read, two record
 /// writes.
 const WRITE_BUDGET: Duration = Duration::from_secs(60);
-
-struct Ctx<'a> {
-    c: &'a Clients,
-    table: &'a DecisionTable,
-    clock: Clock,
-}
-
-impl Ctx<'_> {
-    async fn settle_and_save(
-        &self,
-        r: &mut ChangeRecord,
-        settlement: Settlement,
-        applied: &str,
-    ) -> Result<(), AwsError> {
-        let was = r.state;
-        r.updated_at_epoch_s = self.clock.now_s();
-        match settlement {
-            Settlement::Applied => {
-                r.state = RecordState::Applied;
-                r.state_reason = Some(applied.to_owned());
-            }
-            Settlement::NotApplied(why) => {
-                r.state = RecordState::NotApplied;
-                r.state_reason = Some(why);
-            }
-            Settlement::Pending(why) => r.state_reason = Some(why),
-            Settlement::Superseded(why) | Settlement::Undo(why) => {
-                r.state = RecordState::Superseded;
-                r.state_reason = Some(why);
-            }
-        }
-        self.table.update(self.c, r, was).await
-    }
-}
 
 /// Carries out `steps` under the lease, after settling what an interrupted run left pending.
 /// Fills the report's `applied`, `reconciled`, `errors` and `skipped`.
@@ -83,12 +49,16 @@ pub(crate) async fn apply(
             return Ok(());
         }
     };
-    let ctx = Ctx {
+    let writer = Writer {
         c: clients,
         table: &table,
         clock,
+        job: JOB,
+        failpoints: "dynamodb",
+        run_id,
+        requested_by: invocation.requested_by.clone(),
     };
-    let outcome = under_lease(&ctx, invocation, &lease, run_id, desired, report).await;
+    let outcome = under_lease(&writer, invocation, &lease, desired, report).await;
     let released = lease.release().await;
     outcome?;
     if let Err(e) = released {
@@ -100,15 +70,14 @@ pub(crate) async fn apply(
 }
 
 async fn under_lease(
-    ctx: &Ctx<'_>,
+    w: &Writer<'_>,
     invocation: &Invocation,
     lease: &Lease,
-    run_id: &str,
     desired: &[Desired],
     report: &mut Report,
 ) -> Result<(), JobError> {
-    report.reconciled = reconcile(ctx, &mut report.errors).await?;
-    let existing = ddb::existing(ctx.c, None).await?;
+    report.reconciled = w.reconcile(&mut report.errors).await?;
+    let existing = ddb::existing(w.c, None).await?;
     let outcome = plan(desired, &existing);
     report.plan = outcome.steps.iter().map(Step::describe).collect();
     report.foreign = outcome.foreign;
@@ -125,146 +94,13 @@ async fn under_lease(
             report.errors.push(format!("stopped: {e}"));
             break;
         }
-        let now_s = ctx.clock.now_s();
-        let mut record = ChangeRecord {
-            record_id: DecisionRecord::id(now_s, &format!("{run_id}-{k}")),
-            job: JOB.into(),
-            resource: step.resource(),
-            run_id: run_id.to_owned(),
-            created_at_epoch_s: now_s,
-            before: step.before(),
-            after: serde_json::to_value(step).unwrap_or_default(),
-            reason: step.describe(),
-            state: RecordState::Pending,
-            state_reason: None,
-            updated_at_epoch_s: now_s,
-            requested_by: invocation.requested_by.clone(),
-        };
-        ctx.table.create(ctx.c, &record).await?;
-        failpoint("dynamodb.after_record");
-        let made = carry_out(ctx.c, step).await;
-        failpoint("dynamodb.after_write");
-        let settlement = match &made {
-            Ok(()) => Settlement::Applied,
-            Err(e) => match live_settlement(ctx.c, step).await {
-                Ok(Settlement::NotApplied(why)) => Settlement::NotApplied(format!("{e}; {why}")),
-                Ok(s) => s,
-                Err(read) => Settlement::Pending(format!(
-                    "{e}; what happened could not be read ({read}): the next run settles it"
-                )),
-            },
-        };
-        match &settlement {
-            Settlement::Applied => report.applied.push(step.describe()),
-            _ => report.errors.push(format!(
-                "{}: {}",
-                step.resource(),
-                made.as_ref()
-                    .err()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            )),
+        let (record, failed) = w.write(k, step).await?;
+        if record.state == RecordState::Applied {
+            report.applied.push(step.describe());
+        } else {
+            let why = failed.map(|e| e.to_string()).unwrap_or_default();
+            report.errors.push(format!("{}: {why}", step.resource()));
         }
-        ctx.settle_and_save(&mut record, settlement, "written")
-            .await?;
-        tracing::info!(step = %step.describe(), state = record.state.name(), "write settled");
     }
     Ok(())
-}
-
-/// Settles a write from what Application Auto Scaling holds for its target now.
-async fn live_settlement(c: &Clients, step: &Step) -> Result<Settlement, AwsError> {
-    let key = step.key();
-    let live = ddb::existing(c, Some(&key)).await?;
-    Ok(step.settle(&live))
-}
-
-/// Settles every change record a crashed run left pending. A record whose target cannot be read
-/// stays pending (noted in `errors`).
-async fn reconcile(ctx: &Ctx<'_>, errors: &mut Vec<String>) -> Result<Vec<ChangeRecord>, JobError> {
-    let pending: Vec<ChangeRecord> = ctx.table.open(ctx.c, JOB).await?;
-    let mut out = Vec::new();
-    for mut r in pending {
-        let Ok(step) = serde_json::from_value::<Step>(r.after.clone()) else {
-            errors.push(format!("record {}: not a recorded write", r.record_id));
-            continue;
-        };
-        match live_settlement(ctx.c, &step).await {
-            Ok(s) => {
-                let s = match s {
-                    Settlement::NotApplied(why) => {
-                        Settlement::NotApplied(format!("reconciled: {why}"))
-                    }
-                    other => other,
-                };
-                ctx.settle_and_save(
-                    &mut r,
-                    s,
-                    "reconciled: the write was made before the run stopped",
-                )
-                .await?;
-                out.push(r);
-            }
-            Err(e) => errors.push(format!(
-                "record {} left pending: its target could not be read: {e}",
-                r.record_id
-            )),
-        }
-    }
-    Ok(out)
-}
-
-async fn carry_out(clients: &Clients, step: &Step) -> Result<(), AwsError> {
-    match step {
-        Step::RegisterScalableTarget {
-            resource_id,
-            scalable_dimension,
-            min_capacity,
-            max_capacity,
-            ..
-        } => {
-            ddb::register_target(
-                clients,
-                resource_id,
-                scalable_dimension,
-                *min_capacity,
-                *max_capacity,
-            )
-            .await
-        }
-        Step::PutScalingPolicy {
-            resource_id,
-            scalable_dimension,
-            dimension,
-            policy_name,
-            target_pct,
-            ..
-        } => {
-            ddb::put_policy(
-                clients,
-                resource_id,
-                scalable_dimension,
-                *dimension,
-                policy_name,
-                *target_pct,
-            )
-            .await
-        }
-        Step::PutScheduledAction {
-            resource_id,
-            scalable_dimension,
-            scheduled_action,
-            ..
-        } => {
-            ddb::put_scheduled_action(clients, resource_id, scalable_dimension, scheduled_action)
-                .await
-        }
-        Step::DeleteScheduledAction {
-            resource_id,
-            scalable_dimension,
-            was,
-        } => {
-            ddb::delete_scheduled_action(clients, resource_id, scalable_dimension, &was.name).await
-        }
-    }
 }

@@ -67,6 +67,20 @@ pub(crate) async fn reconcile(ctx: &Ctx<'_>) -> Result<Open, JobError> {
             )),
         }
     }
+    // Scheduled-action writes on aliases a stopped run left pending.
+    let mut unread = Vec::new();
+    let settled = provision::schedule_writer(ctx)
+        .reconcile(&mut unread)
+        .await?;
+    open.notes.extend(unread);
+    open.notes.extend(settled.iter().map(|r| {
+        format!(
+            "{}: scheduled-action record {} reconciled: {}",
+            r.resource,
+            r.record_id,
+            r.state.name()
+        )
+    }));
     for i in to_archive(&records, ctx.clock.now_s()) {
         let mut r = records[i].clone();
         r.archived = true;

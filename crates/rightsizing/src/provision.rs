@@ -6,13 +6,16 @@
 use std::time::Duration;
 
 use trimtab_act::failpoint;
+use trimtab_act::planned::Writer;
 use trimtab_aws::changes::{self, ProvisionStep};
+use trimtab_aws::dynamodb as autoscaling;
 use trimtab_core::actuation::{
     AllocationStatus, ProvisionedLive, Settlement, may_provision, settle_provision,
 };
-use trimtab_core::apply::{ProvisionFacts, provision_refusal};
+use trimtab_core::apply::{ProvisionFacts, provision_refusal, reschedule_target};
 use trimtab_core::concurrency::ProvisionedAdvice;
 use trimtab_core::records::{DecisionRecord, ProvisionedChange, RecordState};
+use trimtab_core::scaling_plan::{TargetKey, scheduled_steps};
 use trimtab_core::tags::ALIAS_TAG;
 
 use crate::JobError;
@@ -103,6 +106,16 @@ pub(crate) async fn provision_if_advised(
         open_records: &open.records,
         monthly_savings_usd: advice.on_demand_monthly_usd - advice.provisioned_monthly_usd,
     };
+    match reschedule_target(&facts) {
+        Ok(Some(alias)) => return reschedule(ctx, row, &alias, &advice).await,
+        Ok(None) => {}
+        Err(why) => {
+            row.recommendation
+                .reasons
+                .push(format!("provisioned concurrency left as it is: {why}"));
+            return Ok(());
+        }
+    }
     let mut skip = provision_refusal(&facts, &plan.guards);
     let alias = f.tags.get(ALIAS_TAG).cloned().unwrap_or_default();
     if skip.is_none() && !ctx.deadline.allows(PROVISION_BUDGET) {
@@ -142,6 +155,90 @@ pub(crate) async fn provision_if_advised(
             r.state.name()
         ),
     });
+    Ok(())
+}
+
+/// The job key of the scheduled-action writes on aliases Trimtab provisioned (change records,
+/// as DynamoDB's autoscaling writes).
+pub(crate) const SCHEDULES_JOB: &str = "rightsizing-schedules";
+
+/// The writer of those records.
+pub(crate) fn schedule_writer<'a>(ctx: &'a Ctx<'a>) -> Writer<'a> {
+    Writer {
+        c: ctx.c,
+        table: ctx.table,
+        clock: ctx.clock,
+        job: SCHEDULES_JOB,
+        failpoints: "rightsizing.schedule",
+        run_id: ctx.run_id,
+        requested_by: ctx.requested_by.map(ToOwned::to_owned),
+    }
+}
+
+/// Brings the scheduled actions on an alias Trimtab provisioned to the forecast's: each of
+/// Trimtab's own (`trimtab-`) put where missing or different and deleted where no longer wanted,
+/// one change record each; nothing when they already match, and nothing at all while someone
+/// else's autoscaling is on the alias.
+async fn reschedule(
+    ctx: &Ctx<'_>,
+    row: &mut Judged,
+    alias: &str,
+    advice: &ProvisionedAdvice,
+) -> Result<(), JobError> {
+    let f = &row.function;
+    let reasons = &mut row.recommendation.reasons;
+    let key: TargetKey = (
+        changes::alias_resource_id(&f.name, alias),
+        "lambda:function:ProvisionedConcurrency".to_owned(),
+    );
+    let live = match autoscaling::existing(ctx.c, Some(&key)).await {
+        Ok(e) => e,
+        Err(e) => {
+            reasons.push(format!("scheduled actions not read, left as they are: {e}"));
+            return Ok(());
+        }
+    };
+    let all = live.scheduled.get(&key).map_or(&[][..], Vec::as_slice);
+    let foreign: Vec<&str> = all
+        .iter()
+        .map(|a| a.name.as_str())
+        .filter(|n| !n.starts_with("trimtab-"))
+        .collect();
+    if !foreign.is_empty() {
+        reasons.push(format!(
+            "scheduled actions left as they are: someone else's on {alias} ({})",
+            foreign.join(", ")
+        ));
+        return Ok(());
+    }
+    let steps = scheduled_steps(&key, &advice.schedule, all);
+    if steps.is_empty() {
+        return Ok(());
+    }
+    if let Err(why) = ctx.may_start().await {
+        reasons.push(format!(
+            "scheduled actions not brought to the forecast: {why}"
+        ));
+        return Ok(());
+    }
+    let writer = schedule_writer(ctx);
+    for (k, step) in steps.iter().enumerate() {
+        let (record, failed) = writer.write(k, step).await?;
+        reasons.push(match (record.state, failed) {
+            (RecordState::Applied, _) => format!(
+                "scheduled action brought to the forecast: {} (record {})",
+                step.describe(),
+                record.record_id
+            ),
+            (state, e) => format!(
+                "scheduled action not written: {} ({}{}, record {})",
+                step.describe(),
+                state.name(),
+                e.map(|e| format!(": {e}")).unwrap_or_default(),
+                record.record_id
+            ),
+        });
+    }
     Ok(())
 }
 

@@ -2,9 +2,12 @@
 //! provisioned concurrency, DynamoDB autoscaling): who asked and by when the run must be done
 //! ([`Invocation`]), the run's clock, the per-job lease with an owner, and the crash points the
 //! tests arm. The judgement (is a change applied? may it be undone?) is in
-//! `trimtab_core::actuation`; the record-first steps are in each job, on top of these.
+//! `trimtab_core::actuation`; Application Auto Scaling writes, recorded first, are in
+//! [`planned`]; a function's record-first steps are in right-sizing, on top of these.
 //!
 //! docs/actuation.md describes the whole protocol.
+
+pub mod planned;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

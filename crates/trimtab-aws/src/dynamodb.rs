@@ -8,8 +8,9 @@ use aws_sdk_applicationautoscaling::types::{
     ServiceNamespace, TargetTrackingScalingPolicyConfiguration,
 };
 use aws_sdk_dynamodb::types::BillingMode;
+use trimtab_core::actuation::Settlement;
 use trimtab_core::capacity::Dimension;
-use trimtab_core::scaling_plan::{Existing, ScheduledAction, TargetKey};
+use trimtab_core::scaling_plan::{Existing, ScheduledAction, Step, TargetKey};
 
 use crate::metrics::Query;
 use crate::{AwsError, Clients};
@@ -155,21 +156,23 @@ fn metric_type(d: Dimension) -> MetricType {
 
 /// What Application Auto Scaling holds for DynamoDB: every scalable target, scaling policy and
 /// scheduled action (the SDK's paginators; `DescribeScalingPolicies` pages hold at most 10,
-/// `DescribeScheduledActions` 50), or only those of one target.
+/// `DescribeScheduledActions` 50), or only those of one target (of any namespace: a Lambda
+/// alias's too).
 pub async fn existing(c: &Clients, only: Option<&TargetKey>) -> Result<Existing, AwsError> {
     let op = "application-autoscaling:DescribeScalableTargets";
+    let namespace = only.map_or(ServiceNamespace::Dynamodb, |(_, d)| namespace_of(d));
     let mut targets = c
         .autoscaling
         .describe_scalable_targets()
-        .service_namespace(ServiceNamespace::Dynamodb);
+        .service_namespace(namespace.clone());
     let mut policies = c
         .autoscaling
         .describe_scaling_policies()
-        .service_namespace(ServiceNamespace::Dynamodb);
+        .service_namespace(namespace.clone());
     let mut scheduled = c
         .autoscaling
         .describe_scheduled_actions()
-        .service_namespace(ServiceNamespace::Dynamodb);
+        .service_namespace(namespace);
     if let Some((resource, dimension)) = only {
         scheduled = scheduled
             .resource_id(resource)
@@ -424,6 +427,64 @@ pub fn per_hour(points: &[(i64, f64)], start_epoch_s: i64, hours: usize) -> Vec<
         }
     }
     grid
+}
+
+/// Makes one planned write.
+pub async fn carry_out(clients: &Clients, step: &Step) -> Result<(), AwsError> {
+    match step {
+        Step::RegisterScalableTarget {
+            resource_id,
+            scalable_dimension,
+            min_capacity,
+            max_capacity,
+            ..
+        } => {
+            register_target(
+                clients,
+                resource_id,
+                scalable_dimension,
+                *min_capacity,
+                *max_capacity,
+            )
+            .await
+        }
+        Step::PutScalingPolicy {
+            resource_id,
+            scalable_dimension,
+            dimension,
+            policy_name,
+            target_pct,
+            ..
+        } => {
+            put_policy(
+                clients,
+                resource_id,
+                scalable_dimension,
+                *dimension,
+                policy_name,
+                *target_pct,
+            )
+            .await
+        }
+        Step::PutScheduledAction {
+            resource_id,
+            scalable_dimension,
+            scheduled_action,
+            ..
+        } => put_scheduled_action(clients, resource_id, scalable_dimension, scheduled_action).await,
+        Step::DeleteScheduledAction {
+            resource_id,
+            scalable_dimension,
+            was,
+        } => delete_scheduled_action(clients, resource_id, scalable_dimension, &was.name).await,
+    }
+}
+
+/// Settles a planned write from what Application Auto Scaling holds for its target now.
+pub async fn settle_live(c: &Clients, step: &Step) -> Result<Settlement, AwsError> {
+    let key = step.key();
+    let live = existing(c, Some(&key)).await?;
+    Ok(step.settle(&live))
 }
 
 #[cfg(test)]

@@ -82,6 +82,33 @@ pub fn provision_refusal(f: &ProvisionFacts<'_>, guards: &Guards) -> Option<Stri
     }
 }
 
+/// The alias whose scheduled actions a run may bring to the forecast: one Trimtab provisioned
+/// (its record applied and in force; a pending one is settled first), on a function the run may
+/// change now. `Err` says why not; `Ok(None)`: Trimtab has not provisioned it (a new provision
+/// is judged by [`provision_refusal`] instead).
+pub fn reschedule_target(f: &ProvisionFacts<'_>) -> Result<Option<String>, String> {
+    let ours = f.open_records.iter().find(|r| {
+        r.function_name == f.function_name
+            && r.rollback_of.is_none()
+            && r.provisioned.is_some()
+            && (r.state.in_force() || r.state == RecordState::Pending)
+    });
+    let Some((record, change)) = ours.and_then(|r| r.provisioned.as_ref().map(|p| (r, p))) else {
+        return Ok(None);
+    };
+    if let Some(why) = f.not_allowed {
+        Err(why.to_owned())
+    } else if is_locked(f.tags) {
+        Err(format!("locked: the function has the {LOCK_TAG} tag"))
+    } else if record.state == RecordState::Pending {
+        Err("its provisioned concurrency is still being settled".to_owned())
+    } else if let Some(why) = f.held {
+        Err(why.to_owned())
+    } else {
+        Ok(Some(change.alias.clone()))
+    }
+}
+
 /// What the shell knows about a function that the recommendation does not.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FunctionState {
@@ -340,6 +367,77 @@ mod provision_tests {
             provision_refusal(&facts(&tags), &g)
                 .unwrap_or_default()
                 .contains(ALIAS_TAG)
+        );
+    }
+
+    #[test]
+    fn only_an_alias_trimtab_provisioned_and_settled_is_rescheduled() {
+        use crate::records::{DecisionRecord, FunctionSettings, Health, ProvisionedChange};
+        let settings = FunctionSettings {
+            memory_mb: 512,
+            timeout_s: 10,
+        };
+        let provisioned = DecisionRecord {
+            record_id: "r".into(),
+            function_name: "checkout".into(),
+            run_id: "run".into(),
+            created_at_epoch_s: 0,
+            before: settings,
+            after: settings,
+            evidence: Health::default(),
+            predicted_duration_ms: None,
+            monthly_savings_usd: 1.0,
+            confidence: 1.0,
+            reason: String::new(),
+            state: RecordState::Applied,
+            state_reason: None,
+            applied_at_epoch_s: Some(0),
+            updated_at_epoch_s: 0,
+            rollback_of: None,
+            provisioned: Some(ProvisionedChange {
+                alias: "live".into(),
+                min_capacity: 2,
+                max_capacity: 50,
+                target_utilization_fraction: 0.9,
+                scheduled_actions: 2,
+            }),
+            revision_before: None,
+            revision_after: None,
+            requested_by: None,
+            archived: false,
+            walk_start: None,
+            prediction_error_pct: None,
+            canary: None,
+        };
+        let tags: BTreeMap<String, String> = [(ALIAS_TAG.to_owned(), "live".to_owned())].into();
+        let records = [provisioned.clone()];
+        let facts = |records| ProvisionFacts {
+            function_name: "checkout",
+            tags: &tags,
+            not_allowed: None,
+            held: None,
+            open_records: records,
+            monthly_savings_usd: 5.0,
+        };
+        assert_eq!(reschedule_target(&facts(&records)), Ok(Some("live".into())));
+        assert_eq!(reschedule_target(&facts(&[])), Ok(None));
+        let pending = [DecisionRecord {
+            state: RecordState::Pending,
+            ..provisioned.clone()
+        }];
+        assert!(reschedule_target(&facts(&pending)).is_err());
+        let rolled_back = [DecisionRecord {
+            state: RecordState::RolledBack,
+            ..provisioned
+        }];
+        assert_eq!(reschedule_target(&facts(&rolled_back)), Ok(None));
+        let held = ProvisionFacts {
+            held: Some("awaiting verification"),
+            ..facts(&records)
+        };
+        assert_eq!(
+            reschedule_target(&held),
+            Err("awaiting verification".to_owned())
         );
     }
 }

@@ -502,8 +502,6 @@ pub fn plan(desired: &[Desired], existing: &Existing) -> PlanOutcome {
             (&[], d.unscheduled.unwrap_or(d.settings))
         };
         let all: &[ScheduledAction] = existing.scheduled.get(&key).map_or(&[], Vec::as_slice);
-        let ours: Vec<&ScheduledAction> =
-            all.iter().filter(|a| is_trimtab_policy(&a.name)).collect();
         // While a scheduled action holds the range (one of Trimtab's that stays, or someone
         // else's), the range is left to it: registering the base range would undo it mid-day.
         let holders = all
@@ -547,29 +545,43 @@ pub fn plan(desired: &[Desired], existing: &Existing) -> PlanOutcome {
                 was,
             });
         }
-        for w in wanted {
-            let now = ours.iter().find(|a| a.name == w.name);
-            if now.is_some_and(|a| a.same(w)) {
-                continue;
-            }
-            steps.push(Step::PutScheduledAction {
-                resource_id: d.resource_id.clone(),
-                scalable_dimension: d.scalable_dimension.clone(),
-                scheduled_action: w.clone(),
-                was: now.map(|a| (*a).clone()),
-            });
-        }
-        for a in ours {
-            if !wanted.iter().any(|w| w.name == a.name) {
-                steps.push(Step::DeleteScheduledAction {
-                    resource_id: d.resource_id.clone(),
-                    scalable_dimension: d.scalable_dimension.clone(),
-                    was: a.clone(),
-                });
-            }
-        }
+        steps.extend(scheduled_steps(&key, wanted, all));
     }
     out
+}
+
+/// The writes that bring a target's scheduled actions (`all`, Trimtab's and anyone else's) to
+/// `wanted`: each wanted action put where it is missing or differs, each of Trimtab's own
+/// (`trimtab-`) that is no longer wanted deleted. Anyone else's is never written or deleted.
+pub fn scheduled_steps(
+    (resource_id, scalable_dimension): &TargetKey,
+    wanted: &[ScheduledAction],
+    all: &[ScheduledAction],
+) -> Vec<Step> {
+    let ours: Vec<&ScheduledAction> = all.iter().filter(|a| is_trimtab_policy(&a.name)).collect();
+    let mut steps = Vec::new();
+    for w in wanted {
+        let now = ours.iter().find(|a| a.name == w.name);
+        if now.is_some_and(|a| a.same(w)) {
+            continue;
+        }
+        steps.push(Step::PutScheduledAction {
+            resource_id: resource_id.clone(),
+            scalable_dimension: scalable_dimension.clone(),
+            scheduled_action: w.clone(),
+            was: now.map(|a| (*a).clone()),
+        });
+    }
+    for a in ours {
+        if !wanted.iter().any(|w| w.name == a.name) {
+            steps.push(Step::DeleteScheduledAction {
+                resource_id: resource_id.clone(),
+                scalable_dimension: scalable_dimension.clone(),
+                was: a.clone(),
+            });
+        }
+    }
+    steps
 }
 
 #[cfg(test)]

@@ -79,6 +79,11 @@ async fn every_event_file_runs_and_returns_a_report() {
                 serde_json::from_str(report["body"].as_str().unwrap_or("{}")).expect("JSON body");
             if status == 200 {
                 assert!(body.is_object(), "{name}: {body}");
+            } else if status == 202 {
+                // An analysis that takes longer than the synchronous budget (25 s: a loaded
+                // machine) goes on as a run, as the API documents.
+                assert!(body["run_id"].is_string(), "{name}: {body}");
+                assert!(body["status_url"].is_string(), "{name}: {body}");
             } else {
                 assert!((400..500).contains(&status), "{name}: {status} {body}");
                 assert!(body["error"]["message"].is_string(), "{name}: {body}");
