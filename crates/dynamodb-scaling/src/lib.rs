@@ -429,24 +429,38 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered<'_>, out: &mut Judge
             fixed_target_pct: overrides.target_pct,
             ..Options::default()
         };
-        let advice = if has_data {
+        let mut advice = if has_data {
             recommend_table(&traces, &config.prices, &options)
         } else {
             Vec::new()
         };
-        for (k, &i) in members.iter().enumerate() {
-            let s = &g.slots[i];
-            let mut a = advice.get(k).cloned();
-            let demand = Demand {
+        let demands: Vec<Demand<'_>> = members
+            .iter()
+            .map(|&i| Demand {
                 per_minute: &g.grids[i],
                 start_epoch_min: g.start_epoch_min,
                 hourly: &g.hourly[i],
                 hourly_start_epoch_min: g.hourly_start_epoch_min,
+            })
+            .collect();
+        let settings: Vec<Setting> = members
+            .iter()
+            .map(|&i| {
+                let price = config.prices.provisioned_usd(g.slots[i].dimension, 1.0);
+                Setting::new(options.platform, price)
+            })
+            .collect();
+        // An on-demand recommendation may yet be provisioned behind a forecast schedule.
+        let rescued = predictive::rescue(&mut advice, &demands, &overrides, &settings);
+        for (k, &i) in members.iter().enumerate() {
+            let s = &g.slots[i];
+            let mut a = advice.get(k).cloned();
+            let predictive = match &rescued {
+                Some(r) => r.get(k).cloned(),
+                None => a
+                    .as_mut()
+                    .and_then(|a| predictive::choose(a, demands[k], &overrides, settings[k])),
             };
-            let predictive = a.as_mut().and_then(|a| {
-                let price = config.prices.provisioned_usd(s.dimension, 1.0);
-                predictive::choose(a, demand, &overrides, Setting::new(options.platform, price))
-            });
             let base = match &a {
                 Some(a) if a.recommended_billing_mode == BillingMode::Provisioned => {
                     ScalingSettings {
@@ -615,6 +629,7 @@ fn no_data(table: &TableInfo, s: &Slot) -> DimensionAdvice {
         on_demand_monthly_cost_usd: 0.0,
         reasons: vec!["no consumed-capacity datapoints in the window: environment defaults, no billing advice".to_owned()],
         reactive_policy: None,
+        throttle_budget_requests: 0.0,
     }
 }
 

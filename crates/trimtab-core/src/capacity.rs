@@ -549,6 +549,10 @@ pub struct DimensionAdvice {
     /// too much.
     #[serde(skip)]
     pub reactive_policy: Option<Policy>,
+    /// The throttled request units a month any recommended policy must keep within (the budget
+    /// share of demand, and no more than the seeds' policy throttles).
+    #[serde(skip)]
+    pub throttle_budget_requests: f64,
 }
 
 #[derive(Clone)]
@@ -568,6 +572,8 @@ struct JudgedDim {
     best: Option<Candidate>,
     /// The cheapest candidate without a schedule.
     reactive: Option<Policy>,
+    /// Throttled units over the trace any candidate must keep within.
+    budget: f64,
     /// Factor from the trace's length to a 730-hour month.
     month: f64,
     reasons: Vec<String>,
@@ -699,6 +705,7 @@ pub fn recommend_table(
                 on_demand_monthly_cost_usd: round2(j.on_demand * j.month),
                 reasons,
                 reactive_policy: j.reactive,
+                throttle_budget_requests: j.budget * j.month,
             }
         })
         .collect()
@@ -837,6 +844,7 @@ fn judge(t: &Trace<'_>, prices: &CapacityPrices, o: &Options) -> JudgedDim {
             .unwrap_or_default(),
         best,
         reactive,
+        budget,
         month,
     }
 }

@@ -146,48 +146,118 @@ impl Setting {
     }
 }
 
+/// Replays of one dimension's per-minute demand, priced per 730-hour month.
+struct Replayer<'a> {
+    minutes: &'a [f64],
+    start_epoch_min: i64,
+    setting: Setting,
+    month: f64,
+}
+
+impl<'a> Replayer<'a> {
+    fn new(demand: Demand<'a>, setting: Setting) -> Self {
+        Self {
+            minutes: demand.per_minute,
+            start_epoch_min: demand.start_epoch_min,
+            setting,
+            month: 730.0 * 60.0 / demand.per_minute.len().max(1) as f64,
+        }
+    }
+
+    /// Replays `p` from where target tracking would hold the first minute; with its cost a
+    /// month (capacity, plus spillover where demand beyond it is served).
+    fn replay(&self, p: &Policy, timeline: Option<&mut Vec<f64>>) -> (SimResult, f64) {
+        let first_rate = self.minutes.first().map_or(1.0, |d| d / 60.0);
+        let initial = (first_rate / (p.target_pct / 100.0)).ceil();
+        let s = self.setting;
+        let r = simulate(
+            self.minutes,
+            self.start_epoch_min,
+            initial,
+            p,
+            s.platform,
+            timeline,
+        );
+        let usd = (r.provisioned_unit_hours * s.usd_per_unit_hour
+            + r.throttled_units * s.spillover_usd_per_unit.unwrap_or(0.0))
+            * self.month;
+        (r, usd)
+    }
+
+    /// Cold starts a month under `p`.
+    fn cold(&self, p: &Policy) -> f64 {
+        let mut timeline = Vec::with_capacity(self.minutes.len());
+        self.replay(p, Some(&mut timeline));
+        (cold_starts(self.minutes, &timeline) * self.month).round()
+    }
+
+    /// From the highest target allowed down to `base`'s, in 5-point steps, the first
+    /// schedule-backed policy whose throttled units stay within `bar` (over the replay). A
+    /// higher target holds less capacity, so the first is the cheapest.
+    fn search(
+        &self,
+        need: &[f64; 24],
+        base: &Policy,
+        bar: f64,
+    ) -> Option<(Policy, SimResult, f64)> {
+        let lowest = base.target_pct;
+        let highest = self.setting.highest_target_pct.max(lowest);
+        let steps = ((highest - lowest) / 5.0 + 1e-9).floor() as u32;
+        (0..=steps).rev().find_map(|k| {
+            let target = lowest + 5.0 * f64::from(k);
+            let schedule = schedule_for(need, target, base, self.setting.platform);
+            if schedule.is_empty() {
+                return None;
+            }
+            let p = Policy {
+                target_pct: target,
+                schedule,
+                ..base.clone()
+            };
+            let (r, usd) = self.replay(&p, None);
+            (r.throttled_units <= bar).then_some((p, r, usd))
+        })
+    }
+}
+
+/// The forecast of a dimension's hourly demand, and from it the largest rate each hour of the
+/// weekday needs (units a second: the hour's forecast upper bound, times the hour's typical
+/// ratio of its busiest minute to its mean). `Err`: why no forecast was made.
+fn forecast_need(demand: Demand<'_>) -> (ForecastSummary, Result<([f64; 24], f64), String>) {
+    let (mut hourly, mut first_how, peak_ratio) = hourly(demand.per_minute, demand.start_epoch_min);
+    if !demand.hourly.is_empty() {
+        hourly = demand.hourly.to_vec();
+        first_how = hour_of_week(demand.hourly_start_epoch_min.div_euclid(60));
+    }
+    let (hourly, first_how, outcome) = fit(hourly, first_how);
+    let summary = summary(&outcome, hourly.len());
+    let f = match outcome {
+        Outcome::Made(f) => f,
+        Outcome::None { reason } => return (summary, Err(reason)),
+    };
+    let start_how = (first_how + hourly.len()) % 168;
+    let mut need = [0.0_f64; 24];
+    for (h, v) in f.upper.iter().enumerate() {
+        let how = (start_how + h) % 168;
+        if how / 24 < 5 {
+            let hour = how % 24;
+            need[hour] = need[hour].max(v / 3600.0 * peak_ratio[hour]);
+        }
+    }
+    (summary, Ok((need, f.backtest_wape_pct)))
+}
+
 /// Plans predictive scaling for a dimension whose `demand` runs under `reactive` (target
 /// tracking; any schedule it has is dropped).
 pub fn plan(demand: Demand<'_>, reactive: &Policy, setting: Setting) -> PredictiveAdvice {
-    let Setting {
-        platform,
-        usd_per_unit_hour,
-        spillover_usd_per_unit,
-        highest_target_pct,
-    } = setting;
-    let Demand {
-        per_minute: minutes,
-        start_epoch_min,
-        ..
-    } = demand;
-    let month = 730.0 * 60.0 / minutes.len().max(1) as f64;
+    let rp = Replayer::new(demand, setting);
+    let spills = setting.spillover_usd_per_unit.is_some();
+    let month = rp.month;
     let reactive = Policy {
         schedule: Vec::new(),
         ..reactive.clone()
     };
-    let first_rate = minutes.first().map_or(1.0, |d| d / 60.0);
-    let replay = |p: &Policy| -> (SimResult, f64) {
-        let initial = (first_rate / (p.target_pct / 100.0)).ceil();
-        let r = simulate(minutes, start_epoch_min, initial, p, platform, None);
-        let usd = (r.provisioned_unit_hours * usd_per_unit_hour
-            + r.throttled_units * spillover_usd_per_unit.unwrap_or(0.0))
-            * month;
-        (r, usd)
-    };
-    let cold = |p: &Policy| -> f64 {
-        let initial = (first_rate / (p.target_pct / 100.0)).ceil();
-        let mut timeline = Vec::with_capacity(minutes.len());
-        simulate(
-            minutes,
-            start_epoch_min,
-            initial,
-            p,
-            platform,
-            Some(&mut timeline),
-        );
-        (cold_starts(minutes, &timeline) * month).round()
-    };
-    let (react, react_usd) = replay(&reactive);
+    let (react, react_usd) = rp.replay(&reactive, None);
     let pct = |r: &SimResult| round2(100.0 * r.throttled_fraction());
     let mut advice = PredictiveAdvice {
         chosen: "reactive".to_owned(),
@@ -203,59 +273,21 @@ pub fn plan(demand: Demand<'_>, reactive: &Policy, setting: Setting) -> Predicti
         schedule: Vec::new(),
         reason: String::new(),
         forecast: None,
-        reactive_cold_starts: spillover_usd_per_unit.map(|_| cold(&reactive)),
+        reactive_cold_starts: spills.then(|| rp.cold(&reactive)),
         predictive_cold_starts: None,
         usd_per_cold_start_removed: None,
     };
-    let (mut hourly, mut first_how, peak_ratio) = hourly(minutes, start_epoch_min);
-    if !demand.hourly.is_empty() {
-        hourly = demand.hourly.to_vec();
-        first_how = hour_of_week(demand.hourly_start_epoch_min.div_euclid(60));
-    }
-    let (hourly, first_how, outcome) = fit(hourly, first_how);
-    advice.forecast = Some(summary(&outcome, hourly.len()));
-    let f = match outcome {
-        Outcome::Made(f) => f,
-        Outcome::None { reason } => {
+    let (summary, need) = forecast_need(demand);
+    advice.forecast = Some(summary);
+    let (need, wape) = match need {
+        Ok(n) => n,
+        Err(reason) => {
             advice.reason = format!("no forecast ({reason}): reactive only");
             return advice;
         }
     };
-    advice.backtest_wape_pct = Some(f.backtest_wape_pct);
-    // The forecast's weekday hours, by hour of day: the largest rate each needs.
-    let start_how = (first_how + hourly.len()) % 168;
-    let mut need = [0.0_f64; 24];
-    for (h, v) in f.upper.iter().enumerate() {
-        let how = (start_how + h) % 168;
-        if how / 24 < 5 {
-            let hour = how % 24;
-            need[hour] = need[hour].max(v / 3600.0 * peak_ratio[hour]);
-        }
-    }
-    // Targets from the highest allowed down to the reactive one, in 5-point steps: the first
-    // schedule-backed policy that throttles no more than reactive-only does is the cheapest (a
-    // higher target holds less capacity), so the search stops there.
-    let lowest = reactive.target_pct;
-    let steps = ((highest_target_pct.max(lowest) - lowest) / 5.0 + 1e-9).floor() as u32;
-    let mut best: Option<(Policy, SimResult, f64)> = None;
-    for k in (0..=steps).rev() {
-        let target = lowest + 5.0 * f64::from(k);
-        let schedule = schedule_for(&need, target, &reactive, platform);
-        if schedule.is_empty() {
-            continue;
-        }
-        let p = Policy {
-            target_pct: target,
-            schedule,
-            ..reactive.clone()
-        };
-        let (r, usd) = replay(&p);
-        if r.throttled_units <= react.throttled_units {
-            best = Some((p, r, usd));
-            break;
-        }
-    }
-    let Some((p, r, usd)) = best else {
+    advice.backtest_wape_pct = Some(wape);
+    let Some((p, r, usd)) = rp.search(&need, &reactive, react.throttled_units) else {
         advice.reason =
             "a forecast schedule throttles more than target tracking alone: reactive only".into();
         return advice;
@@ -264,8 +296,8 @@ pub fn plan(demand: Demand<'_>, reactive: &Policy, setting: Setting) -> Predicti
     advice.predictive_throttled_pct = Some(pct(&r));
     advice.predictive_throttled_requests = Some((r.throttled_units * month).round());
     advice.predictive_target_pct = Some(p.target_pct);
-    if let (Some(_), Some(before)) = (spillover_usd_per_unit, advice.reactive_cold_starts) {
-        let after = cold(&p);
+    if let Some(before) = advice.reactive_cold_starts {
+        let after = rp.cold(&p);
         advice.predictive_cold_starts = Some(after);
         advice.usd_per_cold_start_removed =
             (before > after).then(|| round2((usd - react_usd) / (before - after)));
@@ -275,8 +307,7 @@ pub fn plan(demand: Demand<'_>, reactive: &Policy, setting: Setting) -> Predicti
     if cheaper || safer {
         advice.chosen = "predictive".to_owned();
         advice.reason = format!(
-            "scheduled minimums ahead of the forecast ramps (backtest error {:.1}%) at a {:.0}% target: ${:.2}/month against ${:.2}, {:.3}% throttled against {:.3}%",
-            f.backtest_wape_pct,
+            "scheduled minimums ahead of the forecast ramps (backtest error {wape:.1}%) at a {:.0}% target: ${:.2}/month against ${:.2}, {:.3}% throttled against {:.3}%",
             p.target_pct,
             usd,
             react_usd,
@@ -367,6 +398,107 @@ pub fn choose(
     }
     a.reasons.push(format!("predictive: {}", p.reason));
     Some(p)
+}
+
+/// A table recommended on-demand, tried once more with predictive scaling. Target tracking alone
+/// could not keep some dimension within its throttle budget (or not for less than on-demand),
+/// but minimums raised ahead of the forecast ramps may: each dimension gets the cheapest
+/// forecast schedule (targets from the highest down, on target tracking's default 70% policy
+/// with the tags on top) that keeps within its budget. Adopted only where every dimension has
+/// one and together they cost less than on-demand: the advice then recommends provisioned with
+/// those schedules, and each dimension's comparison is returned (`reactive` is target tracking
+/// alone, which throttles past the budget or costs more). `None`: nothing changed.
+pub fn rescue(
+    table: &mut [DimensionAdvice],
+    demands: &[Demand<'_>],
+    overrides: &Overrides,
+    settings: &[Setting],
+) -> Option<Vec<PredictiveAdvice>> {
+    if table.is_empty()
+        || table.len() != demands.len()
+        || table
+            .iter()
+            .any(|a| a.recommended_billing_mode != BillingMode::PayPerRequest)
+    {
+        return None;
+    }
+    let mut found = Vec::with_capacity(table.len());
+    for ((a, &demand), &setting) in table.iter().zip(demands).zip(settings) {
+        let peak = demand.per_minute.iter().copied().fold(0.0, f64::max) / 60.0;
+        let s = overrides.apply(ScalingSettings {
+            target_pct: 70.0,
+            min_capacity: 1.0,
+            max_capacity: (peak / 0.7 * 1.5).ceil().clamp(1.0, 40_000.0),
+        });
+        let base = Policy {
+            target_pct: s.target_pct,
+            min_capacity: s.min_capacity,
+            max_capacity: s.max_capacity,
+            schedule: Vec::new(),
+        };
+        let setting = Setting {
+            highest_target_pct: overrides.target_pct.unwrap_or(setting.highest_target_pct),
+            ..setting
+        };
+        let rp = Replayer::new(demand, setting);
+        let (summary, need) = forecast_need(demand);
+        let (need, wape) = need.ok()?;
+        let bar = a.throttle_budget_requests / rp.month;
+        let (p, r, usd) = rp.search(&need, &base, bar)?;
+        let (react, react_usd) = rp.replay(&base, None);
+        found.push((
+            p,
+            r,
+            usd,
+            (react, react_usd, base.target_pct),
+            wape,
+            summary,
+            rp.month,
+        ));
+    }
+    let predictive_usd: f64 = found.iter().map(|f| f.2).sum();
+    let on_demand_usd: f64 = table.iter().map(|a| a.on_demand_monthly_cost_usd).sum();
+    if predictive_usd >= on_demand_usd {
+        return None;
+    }
+    let pct = |r: &SimResult| round2(100.0 * r.throttled_fraction());
+    let mut out = Vec::with_capacity(found.len());
+    for (a, (p, r, usd, (react, react_usd, react_target), wape, summary, month)) in
+        table.iter_mut().zip(found)
+    {
+        let reason = format!(
+            "target tracking alone throttles {:.3}% at {react_target:.0}% (${react_usd:.2}/month); scheduled minimums ahead of the forecast ramps (backtest error {wape:.1}%) keep within the throttle budget at a {:.0}% target: ${usd:.2}/month, provisioned ${predictive_usd:.2} for the table against on-demand ${on_demand_usd:.2}",
+            100.0 * react.throttled_fraction(),
+            p.target_pct,
+        );
+        a.recommended_billing_mode = BillingMode::Provisioned;
+        a.recommended_target_utilization = Some(p.target_pct);
+        a.recommended_min_capacity = Some(p.min_capacity);
+        a.recommended_max_capacity = Some(p.max_capacity);
+        a.recommended_schedule = p.schedule.clone();
+        a.projected_monthly_cost_usd = round2(usd);
+        a.projected_throttled_requests = (r.throttled_units * month).round();
+        a.reasons.push(format!("predictive: {reason}"));
+        out.push(PredictiveAdvice {
+            chosen: "predictive".to_owned(),
+            reactive_cost_usd: round2(react_usd),
+            predictive_cost_usd: Some(round2(usd)),
+            reactive_throttled_pct: pct(&react),
+            predictive_throttled_pct: Some(pct(&r)),
+            reactive_throttled_requests: (react.throttled_units * month).round(),
+            predictive_throttled_requests: Some((r.throttled_units * month).round()),
+            backtest_wape_pct: Some(wape),
+            reactive_target_pct: react_target,
+            predictive_target_pct: Some(p.target_pct),
+            schedule: p.schedule,
+            reason,
+            forecast: Some(summary),
+            reactive_cold_starts: None,
+            predictive_cold_starts: None,
+            usd_per_cold_start_removed: None,
+        });
+    }
+    Some(out)
 }
 
 /// The forecast of an hourly series whose first hour starts at `start_epoch_min`, as the report
@@ -774,5 +906,138 @@ mod tests {
             ..a
         };
         assert!(choose(&mut on_demand, minutes(&demand, start), &overrides, setting).is_none());
+    }
+}
+
+#[cfg(test)]
+mod rescue_tests {
+    use super::*;
+    use crate::capacity::{CapacityPrices, Dimension, Options, Setup, Trace, recommend_table};
+
+    /// Per-minute writes for `weeks` weeks from a Monday: two sharp one-hour weekday peaks
+    /// (08:00 at `morning` a second, 19:00 at `evening`: a batch import and a report run, say),
+    /// 2% of the morning's otherwise.
+    fn two_peaks(weeks: usize, morning: f64, evening: f64) -> (Vec<f64>, i64) {
+        let start_day = crate::calendar::days_from_civil(2026, 11, 2);
+        let mut state = 0x1234_5678_9ABC_DEF1_u64;
+        let demand = (0..weeks * 7 * 1440)
+            .map(|m| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+                let (day, minute) = (m / 1440, m % 1440);
+                let weekday = day % 7 < 5;
+                let rate = match minute / 60 {
+                    8 if weekday => morning,
+                    19 if weekday => evening,
+                    _ => 0.02 * morning,
+                };
+                60.0 * rate * (1.0 + 0.1 * (2.0 * u - 1.0))
+            })
+            .collect();
+        (demand, start_day * 1440)
+    }
+
+    fn table(demand: &[f64], start: i64) -> Vec<DimensionAdvice> {
+        let trace = Trace {
+            dimension: Dimension::Write,
+            demand,
+            start_epoch_min: start,
+            setup: Setup::OnDemand,
+        };
+        recommend_table(&[trace], &CapacityPrices::us_east_1(), &Options::default())
+    }
+
+    fn demand(per_minute: &[f64], start: i64) -> Demand<'_> {
+        Demand {
+            per_minute,
+            start_epoch_min: start,
+            hourly: &[],
+            hourly_start_epoch_min: 0,
+        }
+    }
+
+    #[test]
+    fn a_table_only_a_forecast_schedule_keeps_in_budget_stays_provisioned() {
+        let (d, start) = two_peaks(3, 400.0, 300.0);
+        let mut t = table(&d, start);
+        assert_eq!(
+            t[0].recommended_billing_mode,
+            BillingMode::PayPerRequest,
+            "{t:#?}"
+        );
+        let setting = [Setting::new(Platform::default(), 0.00065)];
+        let out = rescue(
+            &mut t,
+            &[demand(&d, start)],
+            &Overrides::default(),
+            &setting,
+        )
+        .expect("rescued");
+        let (a, p) = (&t[0], &out[0]);
+        assert_eq!(a.recommended_billing_mode, BillingMode::Provisioned);
+        assert_eq!(p.chosen, "predictive");
+        // Within the budget, for less than on-demand; the schedule raises ahead of both peaks.
+        assert!(
+            a.projected_throttled_requests <= a.throttle_budget_requests,
+            "{a:#?}"
+        );
+        assert!(
+            a.projected_monthly_cost_usd < a.on_demand_monthly_cost_usd,
+            "{a:#?}"
+        );
+        assert!(
+            p.reactive_throttled_requests > a.throttle_budget_requests,
+            "{p:#?}"
+        );
+        let raises: Vec<u32> = a
+            .recommended_schedule
+            .iter()
+            .filter(|s| s.weekdays_only)
+            .map(|s| s.minute_of_day / 60)
+            .collect();
+        assert!(
+            raises.contains(&7) && raises.contains(&18),
+            "{raises:?} {a:#?}"
+        );
+        eprintln!(
+            "provisioned ${} ({} throttled, budget {}) against on-demand ${}",
+            a.projected_monthly_cost_usd,
+            a.projected_throttled_requests,
+            a.throttle_budget_requests,
+            a.on_demand_monthly_cost_usd
+        );
+    }
+
+    #[test]
+    fn without_a_forecast_or_on_a_provisioned_table_nothing_changes() {
+        let (d, start) = two_peaks(1, 400.0, 300.0);
+        let mut t = table(&d, start);
+        let before = t.clone();
+        let setting = [Setting::new(Platform::default(), 0.00065)];
+        assert!(
+            rescue(
+                &mut t,
+                &[demand(&d, start)],
+                &Overrides::default(),
+                &setting
+            )
+            .is_none()
+        );
+        assert_eq!(t, before, "a week is too short to forecast");
+        // A steady table is provisioned already: nothing to rescue.
+        let steady = vec![6_000.0; 3 * 7 * 1440];
+        let mut t = table(&steady, start);
+        assert_eq!(t[0].recommended_billing_mode, BillingMode::Provisioned);
+        assert!(
+            rescue(
+                &mut t,
+                &[demand(&steady, start)],
+                &Overrides::default(),
+                &setting
+            )
+            .is_none()
+        );
     }
 }
