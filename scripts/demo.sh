@@ -63,6 +63,7 @@ echo "Performance: SLOs, error budgets, burn-rate alerts; dashboard and alarms k
 head -6 "$out/performance-direct.txt"
 echo "  ... (all subjects in $out/performance-direct.txt)"
 { grep -E "^Health" "$out/performance-direct.txt"; grep -E "^Bottleneck" "$out/performance-direct.txt" | head -3
+  grep -E "^API capacity" "$out/performance-direct.txt"
   grep -E "^Dashboard" "$out/performance-direct.txt"
   echo "The scheduled run after it: $("$bin/trimtab" summary "$out/performance-scheduled.json" | grep -E "^Dashboard")"; } || true
 echo

@@ -339,24 +339,12 @@ async fn provisioned_concurrency_is_applied_whole_once_allocated() {
 /// 09:00 to 17:00 UTC on weekdays.
 async fn put_office_concurrency(a: &Account, function: &str) {
     let end = a.now.duration_since(UNIX_EPOCH).expect("clock").as_secs() as i64;
-    let end = end - end.rem_euclid(3600);
-    let first = end - 21 * 86_400;
-    let peaks: Vec<(i64, f64)> = (0..21 * 24)
-        .map(|h| {
-            let t = first + 3600 * h;
-            let day = t.div_euclid(86_400);
-            // 1970-01-01 was a Thursday: Monday is 0.
-            let weekday = (day + 3).rem_euclid(7) < 5;
-            let busy = weekday && (9..17).contains(&(t.rem_euclid(86_400) / 3600));
-            (t + 1800, if busy { 40.0 } else { 4.0 })
-        })
-        .collect();
     trimtab_tests::seed::put_series(
         &a.seeder.cloudwatch,
         "AWS/Lambda",
         "ConcurrentExecutions",
         &[("FunctionName", function)],
-        &peaks,
+        &trimtab_tests::seed::office_hourly(end, 21, (4.0, 40.0, 0.0)),
     )
     .await
     .expect("hourly peaks");

@@ -364,88 +364,16 @@ async fn recommend_mode_writes_nothing_and_bad_events_are_named() {
 async fn api_stages_are_forecast_and_dated_against_their_throttle_limits() {
     let moto = Moto::start().expect("moto");
     let sdk = moto.sdk_config().await;
-    let rest = aws_sdk_apigateway::Client::new(&sdk);
-    let api = rest
-        .create_rest_api()
-        .name("orders")
-        .send()
-        .await
-        .expect("api");
-    let id = api.id().unwrap_or_default().to_owned();
-    // A deployment needs a method: GET / answered by a mock integration.
-    let root = rest
-        .get_resources()
-        .rest_api_id(&id)
-        .send()
-        .await
-        .expect("resources")
-        .items()
-        .iter()
-        .find(|r| r.path() == Some("/"))
-        .and_then(|r| r.id().map(ToOwned::to_owned))
-        .expect("root");
-    rest.put_method()
-        .rest_api_id(&id)
-        .resource_id(&root)
-        .http_method("GET")
-        .authorization_type("NONE")
-        .send()
-        .await
-        .expect("method");
-    rest.put_integration()
-        .rest_api_id(&id)
-        .resource_id(&root)
-        .http_method("GET")
-        .r#type(aws_sdk_apigateway::types::IntegrationType::Mock)
-        .send()
-        .await
-        .expect("integration");
-    let deployment = rest
-        .create_deployment()
-        .rest_api_id(&id)
-        .send()
-        .await
-        .expect("deployment");
-    rest.create_stage()
-        .rest_api_id(&id)
-        .stage_name("prod")
-        .deployment_id(deployment.id().unwrap_or_default())
-        .send()
+    trimtab_tests::seed::create_rest_stage(&sdk, ("orders", "prod"), Some(500.0))
         .await
         .expect("stage");
-    // The stage's own limit: 500 requests a second.
-    rest.update_stage()
-        .rest_api_id(&id)
-        .stage_name("prod")
-        .patch_operations(
-            aws_sdk_apigateway::types::PatchOperation::builder()
-                .op(aws_sdk_apigateway::types::Op::Replace)
-                .path("/*/*/throttling/rateLimit")
-                .value("500")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("throttled");
     // Three weeks by the hour: 5 requests a second at night and at weekends, 200 in weekday
     // office hours growing 4 a day.
     let clock = SystemTime::now();
     let now = clock.duration_since(UNIX_EPOCH).expect("clock").as_secs() as i64;
-    let end = now - now.rem_euclid(3600);
-    let first = end - 21 * 86_400;
-    let hours: Vec<(i64, f64)> = (0..21 * 24)
-        .map(|h| {
-            let t = first + 3600 * h;
-            let day = t.div_euclid(86_400);
-            let weekday = (day + 3).rem_euclid(7) < 5;
-            let busy = weekday && (9..17).contains(&(t.rem_euclid(86_400) / 3600));
-            let rps = if busy {
-                200.0 + 4.0 * (h / 24) as f64
-            } else {
-                5.0
-            };
-            (t + 1800, rps * 3600.0)
-        })
+    let hours: Vec<(i64, f64)> = trimtab_tests::seed::office_hourly(now, 21, (5.0, 200.0, 4.0))
+        .into_iter()
+        .map(|(t, rps)| (t, rps * 3600.0))
         .collect();
     let dims = [("ApiName", "orders"), ("Stage", "prod")];
     put_series(

@@ -1,11 +1,13 @@
 //! The demo account: a fleet of functions with 14 days of metrics, three tables with a day of
-//! per-minute traffic and an office API's with three weeks, and the decision table. Used by `seed-demo` and the CLI tests.
+//! per-minute traffic and an office API's with three weeks, an office checkout function and REST
+//! API stage with three weeks of hourly traffic, and the decision table. Used by `seed-demo` and the CLI tests.
 
 use std::time::SystemTime;
 
 use crate::fleet::demo_fleet;
 use crate::seed::{
-    Layout, Seeder, bursty, business_day, create_decision_table, create_table, put_consumed,
+    Layout, Seeder, Workload, bursty, business_day, create_decision_table, create_table,
+    put_consumed, put_series,
 };
 
 /// Seeds everything; returns a one-line summary.
@@ -123,6 +125,19 @@ pub async fn seed(
     // forecast turns into scheduled minimums ahead of the weekday ramps.
     create_table(sdk, "office-api", Some((5, 300)), &[], &prod).await?;
     crate::seed::put_office_writes(cw, "office-api", end, (21, 4), (4.0, 300.0)).await?;
+    // The office's checkout: cold starts past its latency objective call for provisioned
+    // concurrency on its `live` alias, and three weeks of hourly peaks (4 at night, 40 in office
+    // hours) for the forecast schedule.
+    office_checkout(sdk, &seeder, layout, end).await?;
+    // The office's REST API: three weeks of hourly requests growing toward its stage's
+    // throttle limit.
+    crate::seed::create_rest_stage(sdk, ("office", "prod"), Some(500.0)).await?;
+    let requests: Vec<(i64, f64)> = crate::seed::office_hourly(end, 21, (5.0, 200.0, 4.0))
+        .into_iter()
+        .map(|(t, rps)| (t, rps * 3600.0))
+        .collect();
+    let stage = [("ApiName", "office"), ("Stage", "prod")];
+    put_series(cw, "AWS/ApiGateway", "Count", &stage, &requests).await?;
     // Cost Explorer: 90 days of five services, canned for a first and a repeat run.
     let today = now.duration_since(SystemTime::UNIX_EPOCH)?.as_secs() as i64 / 86_400;
     crate::costs::queue(
@@ -130,8 +145,49 @@ pub async fn seed(
         crate::costs::demo_answers(&crate::costs::dataset(today, 90), today),
     )?;
     Ok(format!(
-        "seeded {} functions ({} days of metrics), 3 tables with a day of per-minute traffic, one with three weeks, and 90 days of costs",
-        fleet.len(),
+        "seeded {} functions ({} days of metrics; one with three weeks of hourly peaks), 3 tables with a day of per-minute traffic, one with three weeks, an API stage with three weeks of requests, and 90 days of costs",
+        fleet.len() + 1,
         layout.days
     ))
+}
+
+/// `office-checkout`: a function whose cold starts break its 150 ms objective, with a `live`
+/// alias for provisioned concurrency and three weeks of hourly peak concurrency.
+async fn office_checkout(
+    sdk: &aws_config::SdkConfig,
+    seeder: &Seeder,
+    layout: Layout,
+    end: i64,
+) -> anyhow::Result<()> {
+    let name = "office-checkout";
+    let w = Workload {
+        tags: vec![
+            ("trimtab:alias".into(), "live".into()),
+            ("trimtab:latency-objective-ms".into(), "150".into()),
+        ],
+        peak_memory_mb: 400.0,
+        wait_ms: 100.0,
+        cpu_ms: 10.0,
+        ..Workload::new(name, 512)
+    };
+    seeder.seed(&w, layout).await?;
+    let lambda = aws_sdk_lambda::Client::new(sdk);
+    let version = lambda.publish_version().function_name(name).send().await?;
+    lambda
+        .create_alias()
+        .function_name(name)
+        .name("live")
+        .function_version(version.version().unwrap_or("1"))
+        .send()
+        .await?;
+    let peaks = crate::seed::office_hourly(end, 21, (4.0, 40.0, 0.0));
+    let dims = [("FunctionName", name)];
+    put_series(
+        &seeder.cloudwatch,
+        "AWS/Lambda",
+        "ConcurrentExecutions",
+        &dims,
+        &peaks,
+    )
+    .await
 }

@@ -793,6 +793,89 @@ pub fn bursty(minutes: usize, burst_per_s: f64, seed: &str) -> Vec<f64> {
     out
 }
 
+/// A REST API `name` with one stage (a deployment needs a method: `GET /` on a mock
+/// integration), its `*/*` throttle rate limit set where given. Returns the API id.
+pub async fn create_rest_stage(
+    sdk: &aws_config::SdkConfig,
+    (name, stage): (&str, &str),
+    rate_limit: Option<f64>,
+) -> anyhow::Result<String> {
+    use aws_sdk_apigateway::types::{IntegrationType, Op, PatchOperation};
+    let rest = aws_sdk_apigateway::Client::new(sdk);
+    let api = rest.create_rest_api().name(name).send().await?;
+    let id = api.id().unwrap_or_default().to_owned();
+    let resources = rest.get_resources().rest_api_id(&id).send().await?;
+    let root = resources
+        .items()
+        .iter()
+        .find(|r| r.path() == Some("/"))
+        .and_then(|r| r.id())
+        .context("no root resource")?
+        .to_owned();
+    rest.put_method()
+        .rest_api_id(&id)
+        .resource_id(&root)
+        .http_method("GET")
+        .authorization_type("NONE")
+        .send()
+        .await?;
+    rest.put_integration()
+        .rest_api_id(&id)
+        .resource_id(&root)
+        .http_method("GET")
+        .r#type(IntegrationType::Mock)
+        .send()
+        .await?;
+    let deployment = rest.create_deployment().rest_api_id(&id).send().await?;
+    rest.create_stage()
+        .rest_api_id(&id)
+        .stage_name(stage)
+        .deployment_id(deployment.id().unwrap_or_default())
+        .send()
+        .await?;
+    if let Some(limit) = rate_limit {
+        rest.update_stage()
+            .rest_api_id(&id)
+            .stage_name(stage)
+            .patch_operations(
+                PatchOperation::builder()
+                    .op(Op::Replace)
+                    .path("/*/*/throttling/rateLimit")
+                    .value(limit.to_string())
+                    .build(),
+            )
+            .send()
+            .await?;
+    }
+    Ok(id)
+}
+
+/// Hourly values over the `days` whole days of hours before `end_epoch_s`'s hour, stamped
+/// mid-hour: `quiet` at night and at weekends, `busy` from 09:00 to 17:00 UTC on weekdays,
+/// growing by `growth` a day (an office's traffic: concurrency peaks, request rates).
+pub fn office_hourly(
+    end_epoch_s: i64,
+    days: i64,
+    (quiet, busy, growth): (f64, f64, f64),
+) -> Vec<(i64, f64)> {
+    let end = end_epoch_s - end_epoch_s.rem_euclid(3600);
+    let first = end - days * 86_400;
+    (0..days * 24)
+        .map(|h| {
+            let t = first + 3600 * h;
+            // 1970-01-01 was a Thursday: (day + 3) % 7 is 0 on Mondays.
+            let weekday = (t.div_euclid(86_400) + 3).rem_euclid(7) < 5;
+            let busy_hour = weekday && (9..17).contains(&(t.rem_euclid(86_400) / 3600));
+            let level = if busy_hour {
+                busy + growth * (h / 24) as f64
+            } else {
+                quiet
+            };
+            (t + 1800, level)
+        })
+        .collect()
+}
+
 /// Writes `(epoch s, value)` datapoints of one metric (as sums of one sample each).
 pub async fn put_series(
     cloudwatch: &aws_sdk_cloudwatch::Client,

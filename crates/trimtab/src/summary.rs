@@ -125,9 +125,58 @@ pub fn render(report: &Value) -> anyhow::Result<String> {
         num(totals, "projected_monthly_cost_usd").unwrap_or(0.0),
         num(totals, "monthly_savings_usd").unwrap_or(0.0),
     )?;
+    write_provisioned(&mut out, functions)?;
     write_api_calls(&mut out, report)?;
     write_lines(&mut out, report, "notes", "note")?;
     Ok(out)
+}
+
+/// Provisioned concurrency with its forecast schedule against target tracking alone, for each
+/// function that has the comparison: costs, cold starts, and the scheduled actions.
+fn write_provisioned(out: &mut String, functions: &[Value]) -> std::fmt::Result {
+    let judged: Vec<&Value> = functions
+        .iter()
+        .filter(|r| r["concurrency"].get("predictive").is_some())
+        .collect();
+    if judged.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\nProvisioned concurrency (forecast schedule + target tracking vs target tracking alone):"
+    )?;
+    for r in judged {
+        let c = &r["concurrency"];
+        let (p, f) = (&c["predictive"], &c["forecast"]);
+        let side = |usd: &str, cold: &str| match num(p, usd) {
+            Some(u) => format!(
+                "${u:.2}/month, {:.0} cold starts",
+                num(p, cold).unwrap_or(0.0)
+            ),
+            None => "-".to_owned(),
+        };
+        writeln!(
+            out,
+            "  {}: {} (forecast {} WAPE {:.1}%): predictive {} vs reactive {}",
+            text(r, "function_name"),
+            text(p, "chosen"),
+            text(f, "method"),
+            num(f, "backtest_wape_pct").unwrap_or(0.0),
+            side("predictive_cost_usd", "predictive_cold_starts"),
+            side("reactive_cost_usd", "reactive_cold_starts"),
+        )?;
+        for a in items(c, "recommended_scheduled_actions") {
+            writeln!(
+                out,
+                "    {} {} {}: min {}",
+                text(a, "name"),
+                text(a, "schedule"),
+                text(a, "timezone"),
+                num(a, "min_capacity").unwrap_or(0.0)
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// A performance report: each subject against its objectives, then health, bottlenecks, upkeep.
@@ -197,6 +246,7 @@ fn render_performance(r: &Value) -> anyhow::Result<String> {
             text(b, "job")
         )?;
     }
+    write_api_capacity(&mut out, r)?;
     let count = |k: &str| r.get(k).and_then(Value::as_array).map_or(0, Vec::len);
     writeln!(
         out,
@@ -213,6 +263,48 @@ fn render_performance(r: &Value) -> anyhow::Result<String> {
     )?;
     write_lines(&mut out, r, "notes", "note")?;
     Ok(out)
+}
+
+/// API stage capacity: each stage's peak rate against the limit that binds, with the day its
+/// trend reaches 80% of it, then the account's.
+fn write_api_capacity(out: &mut String, r: &Value) -> std::fmt::Result {
+    let Some(c) = r.get("api_capacity").filter(|c| c.is_object()) else {
+        return Ok(());
+    };
+    let crossing = |risk: &Value| match risk.get("crosses_on").and_then(Value::as_str) {
+        Some(day) => format!("80% reached {day}"),
+        None if risk.is_object() => "not within 90 days".to_owned(),
+        None => "no limit known".to_owned(),
+    };
+    for s in items(c, "stages") {
+        let f = &s["forecast"];
+        let forecast = if text(f, "method") == "none" {
+            format!("no forecast ({})", text(f, "reason"))
+        } else {
+            format!(
+                "forecast {} WAPE {:.1}%",
+                text(f, "method"),
+                num(f, "backtest_wape_pct").unwrap_or(0.0)
+            )
+        };
+        writeln!(
+            out,
+            "API capacity {}/{}: peak {:.0} req/s, limit {} req/s; {forecast}; {}.",
+            text(s, "api"),
+            text(s, "stage"),
+            num(s, "peak_rps").unwrap_or(0.0),
+            num(&s["risk"], "quota").map_or("-".to_owned(), |q| format!("{q:.0}")),
+            crossing(&s["risk"])
+        )?;
+    }
+    if let Some(limit) = num(c, "account_rate_limit_rps") {
+        writeln!(
+            out,
+            "API capacity, account: {limit:.0} req/s shared by every API; {}.",
+            crossing(&c["account"])
+        )?;
+    }
+    Ok(())
 }
 
 /// A cost report: spend by service, forecast, budgets, anomalies, savings.
@@ -502,6 +594,52 @@ mod tests {
         });
         let out = render(&report).expect("renders");
         assert!(out.contains("1536 -> 768 (439)"), "{out}");
+    }
+
+    #[test]
+    fn provisioned_concurrency_shows_both_sides_and_its_schedule() {
+        let report = serde_json::json!({
+            "functions": [{"function_name": "checkout", "current_memory_mb": 512, "recommended_memory_mb": 512,
+                "monthly_savings_usd": 0.0, "status": "unchanged",
+                "concurrency": {
+                    "forecast": {"method": "weekly_profile", "backtest_wape_pct": 3.2},
+                    "predictive": {"chosen": "predictive", "predictive_cost_usd": 30.5,
+                        "predictive_cold_starts": 0.0, "reactive_cost_usd": 36.8, "reactive_cold_starts": 1620.0},
+                    "recommended_scheduled_actions": [{"name": "trimtab-weekdays-0847",
+                        "schedule": "cron(47 8 ? * MON-FRI *)", "timezone": "UTC", "min_capacity": 45.0}]}}],
+            "totals": {"functions": 1}
+        });
+        let out = render(&report).expect("renders");
+        assert!(
+            out.contains("checkout: predictive (forecast weekly_profile WAPE 3.2%): predictive $30.50/month, 0 cold starts vs reactive $36.80/month, 1620 cold starts"),
+            "{out}"
+        );
+        assert!(
+            out.contains("trimtab-weekdays-0847 cron(47 8 ? * MON-FRI *) UTC: min 45"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn api_capacity_dates_the_limit_that_binds() {
+        let report = serde_json::json!({
+            "job": "performance", "health_score": 100.0, "pages": 0, "tickets": 0, "subjects": [],
+            "api_capacity": {"account_rate_limit_rps": 10000.0, "account": {"quota": 10000.0, "crosses_on": null},
+                "stages": [{"api": "orders", "stage": "prod", "peak_rps": 276.0,
+                    "forecast": {"method": "daily_profile", "backtest_wape_pct": 1.67},
+                    "risk": {"quota": 500.0, "crosses_on": "2026-12-04"}}]}
+        });
+        let out = render(&report).expect("renders");
+        assert!(
+            out.contains("API capacity orders/prod: peak 276 req/s, limit 500 req/s; forecast daily_profile WAPE 1.7%; 80% reached 2026-12-04."),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "API capacity, account: 10000 req/s shared by every API; not within 90 days."
+            ),
+            "{out}"
+        );
     }
 
     #[test]
