@@ -378,7 +378,10 @@ async fn predictive_scaling_registers_its_scheduled_actions_once_and_leaves_othe
     // A fixed Wednesday evening, so the replayed days are always weekdays with their ramps.
     let end = trimtab_core::calendar::days_from_civil(2026, 11, 25) * 86_400 + 20 * 3600;
     let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(end as u64);
-    create_table(&sdk, "orders-api", Some((5, 100)), &[], &[])
+    // Its business keeps Berlin time (CET, UTC+1 in November): the ramp at 08:00 UTC is 09:00
+    // there, and the schedule is written in that zone.
+    let berlin = [("trimtab:timezone", "Europe/Berlin")];
+    create_table(&sdk, "orders-api", Some((5, 100)), &[], &berlin)
         .await
         .expect("table");
     trimtab_tests::seed::create_decision_table(&sdk, DECISIONS)
@@ -463,6 +466,17 @@ async fn predictive_scaling_registers_its_scheduled_actions_once_and_leaves_othe
     assert!((pc < rc && pt <= rt) || (pt < rt && pc <= rc), "{row:#}");
     let wanted = row["recommended_scheduled_actions"].clone();
     assert!(wanted.as_array().is_some_and(|a| !a.is_empty()), "{row:#}");
+    let actions = wanted.as_array().cloned().unwrap_or_default();
+    assert!(
+        actions.iter().all(|a| a["timezone"] == "Europe/Berlin"),
+        "{row:#}"
+    );
+    assert!(
+        actions.iter().any(|a| a["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("trimtab-weekdays-08"))),
+        "a raise ahead of 09:00 Berlin time: {row:#}"
+    );
 
     // Exactly what the row recommends is registered, as PutScheduledAction takes it.
     let writes_dim = "dynamodb:table:WriteCapacityUnits";

@@ -401,6 +401,19 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered<'_>, out: &mut Judge
                 continue;
             }
         };
+        // The business's clock: the forecast by its local hours, the schedule in its zone.
+        let window_end_s = 60 * (g.start_epoch_min + g.grids.first().map_or(0, Vec::len) as i64);
+        let span = (
+            60 * g.hourly_start_epoch_min - 86_400,
+            window_end_s + 8 * 86_400,
+        );
+        let zone = match trimtab_lambda::zone::from_tags(&table.tags, span) {
+            Ok(z) => z,
+            Err(e) => {
+                out.errors.push(format!("{}: {e}", table.name));
+                continue;
+            }
+        };
         let locked = trimtab_core::tags::is_locked(&table.tags);
         if locked {
             out.locked.push(table.name.clone());
@@ -441,6 +454,7 @@ fn judge_tables(config: &JobConfig, run: &Run, g: &Gathered<'_>, out: &mut Judge
                 start_epoch_min: g.start_epoch_min,
                 hourly: &g.hourly[i],
                 hourly_start_epoch_min: g.hourly_start_epoch_min,
+                zone: zone.as_ref(),
             })
             .collect();
         let settings: Vec<Setting> = members

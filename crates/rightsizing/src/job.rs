@@ -654,6 +654,20 @@ async fn account_risk(
     ))
 }
 
+/// The time zone a function's traffic keeps (`trimtab:timezone`) over the history and the
+/// week after it; a bad tag is a note, and the forecast then runs in UTC.
+fn zone_of(
+    f: &FunctionConfig,
+    history: Window,
+    notes: &mut Vec<String>,
+) -> Option<trimtab_core::zone::Zone> {
+    let span = (history.start_epoch_s, history.end_epoch_s + 8 * 86_400);
+    trimtab_lambda::zone::from_tags(&f.tags, span)
+        .map_err(|e| notes.push(format!("{}: {e}; forecast in UTC", f.name)))
+        .ok()
+        .flatten()
+}
+
 /// Mean concurrency above which hourly peaks are fetched to price provisioned concurrency.
 const PROVISIONED_CANDIDATE_CONCURRENCY: f64 = 0.5;
 
@@ -762,6 +776,7 @@ async fn attach_concurrency(
             cold_starts: o.metrics.cold_starts,
             init_duration_avg_ms: o.metrics.init_duration_avg_ms,
             latency_objective_ms: objective(f),
+            zone: zone_of(f, history, notes),
         };
         recommendations[i].concurrency = Some(advise(&input, &config.prices));
     }

@@ -58,7 +58,7 @@ pub fn stage_capacity(
     StageCapacity {
         api: api.to_owned(),
         stage: stage.to_owned(),
-        forecast: forecast_summary(hourly_requests, first_hour_epoch_s / 60),
+        forecast: forecast_summary(hourly_requests, first_hour_epoch_s / 60, None),
         peak_rps: round2(peak),
         stage_rate_limit_rps: limits.stage_rps,
         account_rate_limit_rps: limits.account_rps,

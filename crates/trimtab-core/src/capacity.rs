@@ -80,7 +80,8 @@ impl CapacityPrices {
 /// A scheduled change of the scalable target's range, every day (or every weekday) at a minute.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ScheduledRange {
-    /// Minute of the UTC day, 0..1440.
+    /// Minute of the day, 0..1440, in the schedule's time zone (UTC unless the table or
+    /// function names one).
     pub minute_of_day: u32,
     pub weekdays_only: bool,
     pub min_capacity: f64,
@@ -112,6 +113,9 @@ pub struct Platform {
     /// Whether DynamoDB's daily decrease budget applies (4 in the first hour of a UTC day, then
     /// one an hour).
     pub decrease_budget: bool,
+    /// The scheduled ranges' time zone, as its offset from UTC in minutes: a range fires at its
+    /// minute of the local day, on local weekdays.
+    pub utc_offset_min: i32,
 }
 
 impl Default for Platform {
@@ -122,6 +126,7 @@ impl Default for Platform {
             scale_out_datapoints: 2,
             scale_in_below: (1.0, -0.2),
             decrease_budget: true,
+            utc_offset_min: 0,
         }
     }
 }
@@ -137,6 +142,7 @@ impl Platform {
             scale_out_datapoints: 3,
             scale_in_below: (0.9, 0.0),
             decrease_budget: false,
+            utc_offset_min: 0,
         }
     }
 }
@@ -216,9 +222,10 @@ pub fn simulate(
             capacity_changed = true;
         }
         // Scheduled range changes push capacity into the range.
+        let local = epoch_min + i64::from(platform.utc_offset_min);
         for s in &policy.schedule {
-            if epoch_min.rem_euclid(1440) as u32 == s.minute_of_day
-                && (!s.weekdays_only || !is_weekend(epoch_min.div_euclid(1440)))
+            if local.rem_euclid(1440) as u32 == s.minute_of_day
+                && (!s.weekdays_only || !is_weekend(local.div_euclid(1440)))
             {
                 min_cap = s.min_capacity.max(1.0);
                 max_cap = s.max_capacity.max(min_cap);

@@ -21,6 +21,7 @@ use crate::predictive::{self, Demand, ForecastSummary, PredictiveAdvice, Setting
 use crate::pricing::{Architecture, PriceTable, SECONDS_PER_MONTH, gb_seconds};
 use crate::scaling_plan::ScheduledAction;
 use crate::stats::{quantile_sorted, round2};
+use crate::zone::Zone;
 
 /// Default target utilisation of provisioned concurrency autoscaling.
 pub const DEFAULT_TARGET_UTILIZATION: f64 = 0.7;
@@ -46,6 +47,8 @@ pub struct ConcurrencyInput {
     pub init_duration_avg_ms: Option<f64>,
     /// A latency objective for the function (its `trimtab:latency-objective-ms` tag).
     pub latency_objective_ms: Option<f64>,
+    /// The time zone its traffic keeps (its `trimtab:timezone` tag); `None`: UTC.
+    pub zone: Option<Zone>,
 }
 
 /// Provisioned concurrency worth having.
@@ -157,8 +160,9 @@ pub fn advise(input: &ConcurrencyInput, prices: &PriceTable) -> ConcurrencyAdvic
     );
     let forecast = match &predictive {
         Some(p) => p.forecast.clone(),
-        None => held_hours(&input.hourly_peak_concurrency)
-            .map(|h| predictive::forecast_summary(&h.hourly, h.start_epoch_min)),
+        None => held_hours(&input.hourly_peak_concurrency).map(|h| {
+            predictive::forecast_summary(&h.hourly, h.start_epoch_min, input.zone.as_ref())
+        }),
     };
 
     let arm64_monthly_savings_usd = (arch == Architecture::X86_64 && exec_gb_s > 0.0).then(|| {
@@ -302,6 +306,7 @@ fn provisioned_advice(
             start_epoch_min: h.start_epoch_min,
             hourly: &h.hourly,
             hourly_start_epoch_min: h.start_epoch_min,
+            zone: input.zone.as_ref(),
         };
         predictive::plan(demand, &reactive, setting)
     });

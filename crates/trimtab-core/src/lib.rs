@@ -29,3 +29,4 @@ pub mod scaling_plan;
 pub mod slo;
 pub mod stats;
 pub mod tags;
+pub mod zone;

@@ -24,8 +24,9 @@ use crate::capacity::{
     BillingMode, DimensionAdvice, Platform, Policy, ScheduledRange, SimResult, simulate,
 };
 use crate::forecast::{Outcome, forecast};
-use crate::scaling_plan::{Overrides, ScalingSettings, ScheduledAction};
+use crate::scaling_plan::{Overrides, SCHEDULE_TIMEZONE, ScalingSettings, ScheduledAction};
 use crate::stats::{median, round2};
+use crate::zone::Zone;
 
 /// Minutes a raise runs ahead of its hour, beyond the platform's update delay.
 const LEAD_MARGIN_MIN: u32 = 10;
@@ -45,6 +46,23 @@ pub struct Demand<'a> {
     /// hour). Empty: the complete hours of `per_minute`.
     pub hourly: &'a [f64],
     pub hourly_start_epoch_min: i64,
+    /// The time zone the business keeps (its forecast is by local hours, its schedule written
+    /// in it); `None`: UTC.
+    pub zone: Option<&'a Zone>,
+}
+
+impl Demand<'_> {
+    /// The zone's offset at the end of the per-minute window (the schedule is for the days after
+    /// it), minutes.
+    fn offset_min(&self) -> i32 {
+        let end = self.start_epoch_min + self.per_minute.len() as i64;
+        self.zone.map_or(0, |z| z.offset_min(end))
+    }
+
+    fn timezone(&self) -> String {
+        self.zone
+            .map_or_else(|| SCHEDULE_TIMEZONE.to_owned(), |z| z.name.clone())
+    }
 }
 
 /// The forecast behind the advice, as the report shows it: its model and measured accuracy, or
@@ -99,6 +117,9 @@ pub struct PredictiveAdvice {
     /// The forecast it rests on.
     #[serde(skip)]
     pub forecast: Option<ForecastSummary>,
+    /// The schedule's time zone (IANA; `UTC` unless the resource names one).
+    #[serde(skip)]
+    pub timezone: String,
     /// Lambda provisioned concurrency only: cold starts a month each way (new instances started
     /// while demand ran above the provisioned capacity, [`cold_starts`]), and what each one
     /// removed costs (negative: predictive also saves).
@@ -113,9 +134,14 @@ pub struct PredictiveAdvice {
 impl PredictiveAdvice {
     /// The schedule as `PutScheduledAction` takes it (empty when reactive).
     pub fn scheduled_actions(&self) -> Vec<ScheduledAction> {
+        let zone = if self.timezone.is_empty() {
+            SCHEDULE_TIMEZONE
+        } else {
+            self.timezone.as_str()
+        };
         self.schedule
             .iter()
-            .map(ScheduledAction::from_range)
+            .map(|r| ScheduledAction::from_range(r, zone))
             .collect()
     }
 }
@@ -156,6 +182,8 @@ struct Replayer<'a> {
 
 impl<'a> Replayer<'a> {
     fn new(demand: Demand<'a>, setting: Setting) -> Self {
+        let mut setting = setting;
+        setting.platform.utc_offset_min = demand.offset_min();
         Self {
             minutes: demand.per_minute,
             start_epoch_min: demand.start_epoch_min,
@@ -224,12 +252,18 @@ impl<'a> Replayer<'a> {
 /// weekday needs (units a second: the hour's forecast upper bound, times the hour's typical
 /// ratio of its busiest minute to its mean). `Err`: why no forecast was made.
 fn forecast_need(demand: Demand<'_>) -> (ForecastSummary, Result<([f64; 24], f64), String>) {
-    let (mut hourly, mut first_how, peak_ratio) = hourly(demand.per_minute, demand.start_epoch_min);
+    let offset = demand.offset_min();
+    let (mut hourly, mut first_hour, peak_ratio) =
+        hourly(demand.per_minute, demand.start_epoch_min, offset);
     if !demand.hourly.is_empty() {
         hourly = demand.hourly.to_vec();
-        first_how = hour_of_week(demand.hourly_start_epoch_min.div_euclid(60));
+        first_hour = demand.hourly_start_epoch_min.div_euclid(60);
     }
-    let (hourly, first_how, outcome) = fit(hourly, first_how);
+    // By the business's local hours: a change of daylight saving time moves nothing.
+    let (hourly, first_local) = demand.zone.map_or((hourly.clone(), first_hour), |z| {
+        z.local_hours(&hourly, first_hour)
+    });
+    let (hourly, first_how, outcome) = fit(hourly, hour_of_week(first_local));
     let summary = summary(&outcome, hourly.len());
     let f = match outcome {
         Outcome::Made(f) => f,
@@ -273,6 +307,7 @@ pub fn plan(demand: Demand<'_>, reactive: &Policy, setting: Setting) -> Predicti
         schedule: Vec::new(),
         reason: String::new(),
         forecast: None,
+        timezone: demand.timezone(),
         reactive_cold_starts: spills.then(|| rp.cold(&reactive)),
         predictive_cold_starts: None,
         usd_per_cold_start_removed: None,
@@ -423,6 +458,7 @@ pub fn rescue(
         return None;
     }
     let mut found = Vec::with_capacity(table.len());
+    let timezone = demands[0].timezone();
     for ((a, &demand), &setting) in table.iter().zip(demands).zip(settings) {
         let peak = demand.per_minute.iter().copied().fold(0.0, f64::max) / 60.0;
         let s = overrides.apply(ScalingSettings {
@@ -493,6 +529,7 @@ pub fn rescue(
             schedule: p.schedule,
             reason,
             forecast: Some(summary),
+            timezone: timezone.clone(),
             reactive_cold_starts: None,
             predictive_cold_starts: None,
             usd_per_cold_start_removed: None,
@@ -503,11 +540,16 @@ pub fn rescue(
 
 /// The forecast of an hourly series whose first hour starts at `start_epoch_min`, as the report
 /// shows it (for a series no schedule is planned for).
-pub fn forecast_summary(hourly: &[f64], start_epoch_min: i64) -> ForecastSummary {
-    let (hourly, _, outcome) = fit(
-        hourly.to_vec(),
-        hour_of_week(start_epoch_min.div_euclid(60)),
-    );
+pub fn forecast_summary(
+    hourly: &[f64],
+    start_epoch_min: i64,
+    zone: Option<&Zone>,
+) -> ForecastSummary {
+    let first_hour = start_epoch_min.div_euclid(60);
+    let (hourly, first_local) = zone.map_or((hourly.to_vec(), first_hour), |z| {
+        z.local_hours(hourly, first_hour)
+    });
+    let (hourly, _, outcome) = fit(hourly, hour_of_week(first_local));
     summary(&outcome, hourly.len())
 }
 
@@ -572,14 +614,13 @@ fn hour_of_week(epoch_hour: i64) -> usize {
     weekday(epoch_hour.div_euclid(24)) as usize * 24 + epoch_hour.rem_euclid(24) as usize
 }
 
-/// Hourly totals of the complete clock hours in `demand`, the hour of the week (0 = Monday 00:00
-/// UTC) of the first, and for each hour of the day the median ratio of an hour's busiest minute
-/// to its mean (capacity must cover the minute, not the hour).
-fn hourly(demand: &[f64], start_epoch_min: i64) -> (Vec<f64>, usize, [f64; 24]) {
+/// Hourly totals of the complete clock hours in `demand`, the epoch hour of the first, and for
+/// each hour of the local day (`offset_min` from UTC) the median ratio of an hour's busiest
+/// minute to its mean (capacity must cover the minute, not the hour).
+fn hourly(demand: &[f64], start_epoch_min: i64, offset_min: i32) -> (Vec<f64>, i64, [f64; 24]) {
     let skip = (60 - start_epoch_min.rem_euclid(60)) % 60;
     let skip = usize::try_from(skip).unwrap_or(0).min(demand.len());
     let first_hour = (start_epoch_min + skip as i64).div_euclid(60);
-    let first_how = hour_of_week(first_hour);
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); 24];
     let sums: Vec<f64> = demand[skip..]
         .chunks_exact(60)
@@ -588,7 +629,10 @@ fn hourly(demand: &[f64], start_epoch_min: i64) -> (Vec<f64>, usize, [f64; 24]) 
             let sum: f64 = hour.iter().sum();
             let peak = hour.iter().copied().fold(0.0, f64::max);
             if sum > 0.0 {
-                ratios[((first_hour + k as i64).rem_euclid(24)) as usize].push(peak * 60.0 / sum);
+                let local = ((first_hour + k as i64) * 60 + 30 + i64::from(offset_min))
+                    .div_euclid(60)
+                    .rem_euclid(24);
+                ratios[local as usize].push(peak * 60.0 / sum);
             }
             sum
         })
@@ -599,7 +643,7 @@ fn hourly(demand: &[f64], start_epoch_min: i64) -> (Vec<f64>, usize, [f64; 24]) 
             peak_ratio[h] = median(r).max(1.0);
         }
     }
-    (sums, first_how, peak_ratio)
+    (sums, first_hour, peak_ratio)
 }
 
 /// Daily actions that hold the minimum at the capacity `need` (units a second, by hour of day)
@@ -698,6 +742,7 @@ mod tests {
             start_epoch_min,
             hourly: &[],
             hourly_start_epoch_min: 0,
+            zone: None,
         }
     }
 
@@ -797,6 +842,7 @@ mod tests {
             start_epoch_min: start + split as i64,
             hourly: &hourly,
             hourly_start_epoch_min: start,
+            zone: None,
         };
         let a = plan(
             demand,
@@ -955,6 +1001,7 @@ mod rescue_tests {
             start_epoch_min: start,
             hourly: &[],
             hourly_start_epoch_min: 0,
+            zone: None,
         }
     }
 
@@ -1039,5 +1086,90 @@ mod rescue_tests {
             )
             .is_none()
         );
+    }
+}
+
+#[cfg(test)]
+mod zone_tests {
+    use super::*;
+
+    /// Europe/Berlin around the end of summer time 2026 (Sunday 2026-10-25 01:00 UTC).
+    fn berlin() -> Zone {
+        Zone {
+            name: "Europe/Berlin".into(),
+            offsets: vec![(i64::MIN, 120), (1_792_890_000 / 60, 60)],
+        }
+    }
+
+    /// Three weeks by the minute from Monday 2026-10-12 00:00 UTC of a business that ramps to
+    /// 400 writes a second at 08:00 local time on weekdays and back at 18:00.
+    fn berlin_business(z: &Zone) -> (Vec<f64>, i64) {
+        let start = crate::calendar::days_from_civil(2026, 10, 12) * 1440;
+        let mut state = 0x0DDB_1A5E_5BAD_5EED_u64;
+        let demand = (0..21 * 1440)
+            .map(|m| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+                let t = start + m as i64;
+                let local = t + i64::from(z.offset_min(t));
+                let weekday = crate::calendar::weekday(local.div_euclid(1440)) < 5;
+                let busy = weekday && (8 * 60..18 * 60).contains(&local.rem_euclid(1440));
+                60.0 * if busy { 400.0 } else { 20.0 } * (0.9 + 0.2 * u)
+            })
+            .collect();
+        (demand, start)
+    }
+
+    #[test]
+    fn a_business_on_local_time_is_scheduled_in_its_zone_across_a_clock_change() {
+        let z = berlin();
+        let (d, start) = berlin_business(&z);
+        let demand = Demand {
+            per_minute: &d,
+            start_epoch_min: start,
+            hourly: &[],
+            hourly_start_epoch_min: 0,
+            zone: Some(&z),
+        };
+        let reactive = Policy {
+            target_pct: 70.0,
+            min_capacity: 5.0,
+            max_capacity: 40_000.0,
+            schedule: Vec::new(),
+        };
+        let a = plan(
+            demand,
+            &reactive,
+            Setting::new(Platform::default(), 0.00065),
+        );
+        assert_eq!(a.chosen, "predictive", "{a:#?}");
+        // The raise is ahead of 08:00 on the local clock, written in the zone: it stays right
+        // after the clocks change, where a UTC schedule would be an hour off half the year.
+        let raise = a.schedule.iter().find(|s| s.weekdays_only).expect("raise");
+        assert!((7 * 60..8 * 60).contains(&raise.minute_of_day), "{a:#?}");
+        let actions = a.scheduled_actions();
+        assert!(
+            actions.iter().all(|x| x.timezone == "Europe/Berlin"),
+            "{actions:?}"
+        );
+        assert!(actions[0].schedule.starts_with("cron("), "{actions:?}");
+        // In UTC hours the same history's last week ramps at 07:00 while the two before it
+        // ramped at 06:00: the forecast fits it worse.
+        let utc = plan(
+            Demand {
+                zone: None,
+                ..demand
+            },
+            &reactive,
+            Setting::new(Platform::default(), 0.00065),
+        );
+        let (local, in_utc) = (
+            a.backtest_wape_pct.unwrap_or(f64::MAX),
+            utc.backtest_wape_pct.unwrap_or(0.0),
+        );
+        eprintln!("backtest WAPE by local hours {local}%, by UTC hours {in_utc}%");
+        assert!(local < in_utc / 2.0, "local {local}% vs UTC {in_utc}%");
     }
 }

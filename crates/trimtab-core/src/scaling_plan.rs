@@ -122,14 +122,15 @@ pub struct ScheduledAction {
     pub max_capacity: f64,
 }
 
-/// The time zone Trimtab's schedules are written in: the forecast works in UTC hours.
+/// The time zone Trimtab's schedules are written in unless a resource names its own
+/// (`trimtab:timezone`).
 pub const SCHEDULE_TIMEZONE: &str = "UTC";
 
 impl ScheduledAction {
-    /// The action that sets `r`'s range at its minute, every day or Monday to Friday. The name
-    /// (`trimtab-weekdays-0748`, `trimtab-daily-0000`) is unique on the target, and stable while
-    /// the time is: a changed range is written under the same name.
-    pub fn from_range(r: &ScheduledRange) -> Self {
+    /// The action that sets `r`'s range at its minute, every day or Monday to Friday, in
+    /// `timezone` (IANA). The name (`trimtab-weekdays-0748`, `trimtab-daily-0000`) is unique on
+    /// the target, and stable while the time is: a changed range is written under the same name.
+    pub fn from_range(r: &ScheduledRange, timezone: &str) -> Self {
         let (hour, minute) = (r.minute_of_day / 60 % 24, r.minute_of_day % 60);
         let (days, dom, dow) = if r.weekdays_only {
             ("weekdays", "?", "MON-FRI")
@@ -139,7 +140,7 @@ impl ScheduledAction {
         Self {
             name: format!("trimtab-{days}-{hour:02}{minute:02}"),
             schedule: format!("cron({minute} {hour} {dom} * {dow} *)"),
-            timezone: SCHEDULE_TIMEZONE.to_owned(),
+            timezone: timezone.to_owned(),
             min_capacity: r.min_capacity.max(1.0),
             max_capacity: r.max_capacity.max(r.min_capacity.max(1.0)),
         }
@@ -714,12 +715,15 @@ mod tests {
     }
 
     fn weekday_raise() -> ScheduledAction {
-        ScheduledAction::from_range(&ScheduledRange {
-            minute_of_day: 7 * 60 + 48,
-            weekdays_only: true,
-            min_capacity: 400.0,
-            max_capacity: 100.0,
-        })
+        ScheduledAction::from_range(
+            &ScheduledRange {
+                minute_of_day: 7 * 60 + 48,
+                weekdays_only: true,
+                min_capacity: 400.0,
+                max_capacity: 100.0,
+            },
+            SCHEDULE_TIMEZONE,
+        )
     }
 
     #[test]
@@ -730,12 +734,16 @@ mod tests {
         assert_eq!(a.timezone, "UTC");
         // min <= max always.
         assert_eq!((a.min_capacity, a.max_capacity), (400.0, 400.0));
-        let daily = ScheduledAction::from_range(&ScheduledRange {
-            minute_of_day: 0,
-            weekdays_only: false,
-            min_capacity: 5.0,
-            max_capacity: 100.0,
-        });
+        let daily = ScheduledAction::from_range(
+            &ScheduledRange {
+                minute_of_day: 0,
+                weekdays_only: false,
+                min_capacity: 5.0,
+                max_capacity: 100.0,
+            },
+            "Europe/Berlin",
+        );
+        assert_eq!(daily.timezone, "Europe/Berlin");
         assert_eq!(
             (daily.name.as_str(), daily.schedule.as_str()),
             ("trimtab-daily-0000", "cron(0 0 * * ? *)")

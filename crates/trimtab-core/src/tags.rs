@@ -47,6 +47,9 @@ pub const MANAGED_TAG: &str = "trimtab:managed";
 pub const TARGET_TAG: &str = "trimtab:target";
 pub const MIN_CAPACITY_TAG: &str = "trimtab:min";
 pub const MAX_CAPACITY_TAG: &str = "trimtab:max";
+/// The IANA time zone a resource's traffic keeps (`Europe/Berlin`): its forecast runs on local
+/// hours and its scheduled actions are written in that zone (default UTC).
+pub const TIMEZONE_TAG: &str = "trimtab:timezone";
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,8 @@
 //! Architecture Invariant: only the Lambda crates (this one and the function crates) know event
 //! JSON. Nothing here calls AWS: `serve_job` only builds the adapter's clients for the job.
 
+pub mod zone;
+
 use std::future::Future;
 use std::time::Duration;
 
