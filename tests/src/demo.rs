@@ -1,5 +1,5 @@
 //! The demo account: a fleet of functions with 14 days of metrics, three tables with a day of
-//! per-minute traffic and an office API's with three weeks, an office checkout function and REST
+//! per-minute traffic and an office API's with three weeks, a shop checkout function and an office REST
 //! API stage with three weeks of hourly traffic, and the decision table. Used by `seed-demo` and the CLI tests.
 
 use std::time::SystemTime;
@@ -125,10 +125,10 @@ pub async fn seed(
     // forecast turns into scheduled minimums ahead of the weekday ramps.
     create_table(sdk, "office-api", Some((5, 300)), &[], &prod).await?;
     crate::seed::put_office_writes(cw, "office-api", end, (21, 4), (4.0, 300.0)).await?;
-    // The office's checkout: cold starts past its latency objective call for provisioned
-    // concurrency on its `live` alias, and three weeks of hourly peaks (4 at night, 40 in office
-    // hours) for the forecast schedule.
-    office_checkout(sdk, &seeder, layout, end).await?;
+    // The shop's checkout: cold starts past its latency objective call for provisioned
+    // concurrency on its `live` alias (the apply sample provisions it), and three weeks of
+    // hourly peaks (4 at night, 40 in office hours) for the forecast schedule.
+    shop_checkout(sdk, &seeder, layout, end).await?;
     // The office's REST API: three weeks of hourly requests growing toward its stage's
     // throttle limit.
     crate::seed::create_rest_stage(sdk, ("office", "prod"), Some(500.0)).await?;
@@ -151,15 +151,15 @@ pub async fn seed(
     ))
 }
 
-/// `office-checkout`: a function whose cold starts break its 150 ms objective, with a `live`
+/// `shop-checkout`: a function whose cold starts break its 150 ms objective, with a `live`
 /// alias for provisioned concurrency and three weeks of hourly peak concurrency.
-async fn office_checkout(
+async fn shop_checkout(
     sdk: &aws_config::SdkConfig,
     seeder: &Seeder,
     layout: Layout,
     end: i64,
 ) -> anyhow::Result<()> {
-    let name = "office-checkout";
+    let name = "shop-checkout";
     let w = Workload {
         tags: vec![
             ("trimtab:alias".into(), "live".into()),
