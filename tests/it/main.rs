@@ -52,7 +52,14 @@ pub fn f64_of(v: &Value, key: &str) -> f64 {
 
 /// Fails if the role of `logical_id` in template.yaml does not allow a call the layer has seen
 /// since it was last cleared: moto enforces no IAM, so this is where a missing permission shows.
+/// The decision-table keys it touched are held against the role's `dynamodb:LeadingKeys` too.
 pub fn assert_role_allows(moto: &Moto, logical_id: &str) {
+    assert_role_allows_but(moto, logical_id, &[]);
+}
+
+/// As [`assert_role_allows`], leaving out decision-table keys starting with one of `unchecked`
+/// (where the test runs a function without an environment variable its deployment sets).
+pub fn assert_role_allows_but(moto: &Moto, logical_id: &str, unchecked: &[&str]) {
     let template = trimtab_tests::template::load().expect("template");
     let ops = moto.fidelity.operations();
     assert!(!ops.is_empty(), "no calls seen");
@@ -60,5 +67,13 @@ pub fn assert_role_allows(moto: &Moto, logical_id: &str) {
     assert!(
         missing.is_empty(),
         "{logical_id}'s role in template.yaml does not allow {missing:?} (calls seen: {ops:?})"
+    );
+    // And the decision-table items and index keys it touched, against its LeadingKeys.
+    let mut keys = moto.fidelity.leading_keys();
+    keys.retain(|(_, _, key)| !unchecked.iter().any(|p| key.starts_with(p)));
+    let beyond = trimtab_tests::template::keys_not_allowed(&template, logical_id, &keys);
+    assert!(
+        beyond.is_empty(),
+        "{logical_id}'s role in template.yaml does not allow {beyond:?}"
     );
 }

@@ -125,6 +125,9 @@ pub struct Seen {
     /// The `RevisionId` the request carried.
     pub revision_id: Option<String>,
     pub status: u16,
+    /// DynamoDB item and query requests: the index queried (if any) and the partition key
+    /// value the request names, what an IAM `dynamodb:LeadingKeys` condition is held against.
+    pub leading_key: Option<(Option<String>, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -324,6 +327,22 @@ impl Fidelity {
     }
 
     /// The distinct operations seen so far (`service:Operation`), sorted.
+    /// The DynamoDB requests seen that named a partition key: (operation, index, key).
+    pub fn leading_keys(&self) -> Vec<(String, Option<String>, String)> {
+        let mut keys: Vec<_> = self
+            .state()
+            .seen
+            .iter()
+            .filter_map(|s| {
+                let (index, key) = s.leading_key.clone()?;
+                Some((s.operation.clone(), index, key))
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     pub fn operations(&self) -> Vec<String> {
         let mut ops: Vec<String> = self
             .state()
@@ -454,13 +473,39 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Answ
     };
     let status = answer.as_ref().map_or(0, |a| a.status().as_u16());
     let revision_id = revision_sent(&call);
+    let leading_key = leading_key(&call);
     lock(&state).seen.push(Seen {
         operation: call.operation.clone(),
         function: call.function.clone(),
         revision_id,
         status,
+        leading_key,
     });
     answer
+}
+
+/// The partition key a DynamoDB request names (`Key`/`Item` `pk`, or the value a `Query`'s key
+/// condition sets its partition key to), with the index it queries.
+fn leading_key(call: &Call) -> Option<(Option<String>, String)> {
+    if !call.operation.starts_with("dynamodb:") {
+        return None;
+    }
+    let body: Value = serde_json::from_slice(&call.body).ok()?;
+    let index = body["IndexName"].as_str().map(ToOwned::to_owned);
+    let from_item = ["Key", "Item"]
+        .iter()
+        .find_map(|k| body[k]["pk"]["S"].as_str().map(ToOwned::to_owned));
+    let from_query = || {
+        let condition = body["KeyConditionExpression"].as_str()?;
+        let placeholder = condition
+            .split_whitespace()
+            .skip_while(|w| *w != "=")
+            .nth(1)?;
+        body["ExpressionAttributeValues"][placeholder]["S"]
+            .as_str()
+            .map(ToOwned::to_owned)
+    };
+    Some((index, from_item.or_else(from_query)?))
 }
 
 fn revision_sent(call: &Call) -> Option<String> {

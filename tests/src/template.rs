@@ -64,6 +64,47 @@ pub fn action_matches(pattern: &str, action: &str) -> bool {
     go(pattern.as_bytes(), action.as_bytes())
 }
 
+/// The DynamoDB requests (operation, index, partition key) that no statement of a function's
+/// role allows with its `dynamodb:LeadingKeys` condition: a statement counts where its action
+/// matches and its resource is the table (or, for an index query, the index), and its condition
+/// (if any) lists a pattern the key matches.
+pub fn keys_not_allowed(
+    template: &Value,
+    logical_id: &str,
+    requests: &[(String, Option<String>, String)],
+) -> Vec<String> {
+    let allows = |op: &str, index: Option<&str>, key: &str| {
+        statements(template, logical_id).into_iter().any(|s| {
+            let on_index = s["Resource"].to_string().contains("/index/");
+            let resource_fits = match index {
+                Some(i) => on_index && s["Resource"].to_string().contains(i),
+                None => !on_index,
+            };
+            let keys: Vec<String> = ["ForAllValues:StringLike", "ForAllValues:StringEquals"]
+                .iter()
+                .flat_map(|c| strings(&s["Condition"][c]["dynamodb:LeadingKeys"]))
+                .collect();
+            s["Effect"] == "Allow"
+                && strings(&s["Action"]).iter().any(|a| action_matches(a, op))
+                && resource_fits
+                && (keys.is_empty() || keys.iter().any(|k| action_matches(k, key)))
+        })
+    };
+    let mut missing: Vec<String> = requests
+        .iter()
+        .filter(|(op, index, key)| !allows(op, index.as_deref(), key))
+        .map(|(op, index, key)| {
+            format!(
+                "{op} on {} with key {key}",
+                index.as_deref().unwrap_or("the table")
+            )
+        })
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
+}
+
 /// The actions a function's role allows (any resource, any condition).
 pub fn allowed_actions(template: &Value, logical_id: &str) -> Vec<String> {
     statements(template, logical_id)

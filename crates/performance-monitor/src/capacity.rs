@@ -18,7 +18,8 @@ use crate::JobError;
 pub struct ApiCapacity {
     /// The account's per-Region API Gateway limit, requests a second (null when unread).
     pub account_rate_limit_rps: Option<f64>,
-    /// Every stage's traffic together against that limit, which they share.
+    /// Every stage's traffic together against that limit, which they share (null in a run
+    /// scoped by API name, which does not see every stage).
     pub account: Option<CapacityRisk>,
     pub stages: Vec<StageCapacity>,
 }
@@ -33,10 +34,12 @@ pub fn wanted(asked: Option<bool>, now_s: i64) -> bool {
 
 /// Forecasts and dates every stage. One stage's missing data is zeros, not a failed run; an
 /// unreadable account limit is a note (the stages' own limits are still judged).
+/// The account's risk needs every stage of the Region (`whole_region`: the run is not scoped by
+/// API name); a scoped run reports the stages only.
 pub async fn judge(
     clients: &Clients,
     stages: &[ApiStage],
-    end_epoch_s: i64,
+    (end_epoch_s, whole_region): (i64, bool),
     (metric_queries, notes): (&mut usize, &mut Vec<String>),
 ) -> Result<ApiCapacity, JobError> {
     let history = Window {
@@ -90,7 +93,9 @@ pub async fn judge(
         .collect();
     Ok(ApiCapacity {
         account_rate_limit_rps: account_rps,
-        account: account_rps.map(|a| account_capacity(&grids, history.start_epoch_s, a)),
+        account: account_rps
+            .filter(|_| whole_region)
+            .map(|a| account_capacity(&grids, history.start_epoch_s, a)),
         stages: judged,
     })
 }

@@ -356,9 +356,17 @@ pub async fn run(
         measure_tables(clients, batch, windows.slo, &mut m).await?;
     }
     let mut notes = discovery_notes;
+    // Capacity is advice: its fetch failing is a note, never the run's alarms and dashboard.
     let api_capacity = if capacity::wanted(r.capacity, now_s) {
+        let whole_region = r.api_name_prefix.is_none();
         let counters = (&mut m.metric_queries, &mut notes);
-        Some(capacity::judge(clients, &stages, now_s, counters).await?)
+        match capacity::judge(clients, &stages, (now_s, whole_region), counters).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                notes.push(format!("API capacity not judged this run: {e}"));
+                None
+            }
+        }
     } else {
         None
     };

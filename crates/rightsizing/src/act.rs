@@ -520,7 +520,7 @@ async fn change_one(
         evidence,
         predicted_duration_ms: rec.predicted_duration_ms,
         monthly_savings_usd: rec.monthly_savings_usd,
-        confidence: rec.confidence,
+        confidence: change.confidence,
         reason: change.reason.clone(),
         state: RecordState::Pending,
         state_reason: None,

@@ -15,7 +15,7 @@ use trimtab_core::actuation::{
 use trimtab_core::apply::{ProvisionFacts, provision_refusal, reschedule_target};
 use trimtab_core::concurrency::ProvisionedAdvice;
 use trimtab_core::records::{DecisionRecord, ProvisionedChange, RecordState};
-use trimtab_core::scaling_plan::{TargetKey, scheduled_steps};
+use trimtab_core::scaling_plan::{self, TargetKey};
 use trimtab_core::tags::ALIAS_TAG;
 
 use crate::JobError;
@@ -107,7 +107,7 @@ pub(crate) async fn provision_if_advised(
         monthly_savings_usd: advice.on_demand_monthly_usd - advice.provisioned_monthly_usd,
     };
     match reschedule_target(&facts) {
-        Ok(Some(alias)) => return reschedule(ctx, row, &alias, &advice).await,
+        Ok(Some(change)) => return reschedule(ctx, row, &change, &advice).await,
         Ok(None) => {}
         Err(why) => {
             row.recommendation
@@ -177,16 +177,18 @@ pub(crate) fn schedule_writer<'a>(ctx: &'a Ctx<'a>) -> Writer<'a> {
 
 /// Brings the scheduled actions on an alias Trimtab provisioned to the forecast's: each of
 /// Trimtab's own (`trimtab-`) put where missing or different and deleted where no longer wanted,
-/// one change record each; nothing when they already match, and nothing at all while someone
+/// and the provision's range put back where no action that stays holds the one a removed raise
+/// left; one change record each. Nothing when all is in step, and nothing at all while someone
 /// else's autoscaling is on the alias.
 async fn reschedule(
     ctx: &Ctx<'_>,
     row: &mut Judged,
-    alias: &str,
+    change: &ProvisionedChange,
     advice: &ProvisionedAdvice,
 ) -> Result<(), JobError> {
     let f = &row.function;
     let reasons = &mut row.recommendation.reasons;
+    let alias = &change.alias;
     let key: TargetKey = (
         changes::alias_resource_id(&f.name, alias),
         "lambda:function:ProvisionedConcurrency".to_owned(),
@@ -198,23 +200,20 @@ async fn reschedule(
             return Ok(());
         }
     };
-    let all = live.scheduled.get(&key).map_or(&[][..], Vec::as_slice);
-    let foreign: Vec<&str> = all
-        .iter()
-        .map(|a| a.name.as_str())
-        .filter(|n| !n.starts_with("trimtab-"))
-        .collect();
-    if !foreign.is_empty() {
-        reasons.push(format!(
-            "scheduled actions left as they are: someone else's on {alias} ({})",
-            foreign.join(", ")
-        ));
-        return Ok(());
-    }
-    let steps = scheduled_steps(&key, &advice.schedule, all);
-    if steps.is_empty() {
-        return Ok(());
-    }
+    let base = (
+        f64::from(change.min_capacity),
+        f64::from(change.max_capacity),
+    );
+    let steps = match scaling_plan::reschedule(&key, &advice.schedule, &live, base) {
+        Ok(s) if s.is_empty() => return Ok(()),
+        Ok(s) => s,
+        Err(why) => {
+            reasons.push(format!(
+                "scheduled actions on {alias} left as they are: {why}"
+            ));
+            return Ok(());
+        }
+    };
     if let Err(why) = ctx.may_start().await {
         reasons.push(format!(
             "scheduled actions not brought to the forecast: {why}"

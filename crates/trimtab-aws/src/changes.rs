@@ -279,6 +279,15 @@ pub async fn provisioned_live(
             .iter()
             .filter(|a| ours(a.scheduled_action_name()))
             .count(),
+        scheduled_ranges: scheduled
+            .iter()
+            .filter(|a| ours(a.scheduled_action_name()))
+            .filter_map(|a| {
+                let r = a.scalable_target_action()?;
+                let count = |n: Option<i32>| u32::try_from(n?).ok();
+                Some((count(r.min_capacity())?, count(r.max_capacity())?))
+            })
+            .collect(),
         foreign,
     }))
 }

@@ -260,11 +260,12 @@ pub async fn register_target(
     min: f64,
     max: f64,
 ) -> Result<(), AwsError> {
+    let namespace = namespace_of(dimension);
     let dimension = ScalableDimension::from(dimension);
     let op = "application-autoscaling:RegisterScalableTarget";
     c.autoscaling
         .register_scalable_target()
-        .service_namespace(ServiceNamespace::Dynamodb)
+        .service_namespace(namespace)
         .resource_id(resource)
         .scalable_dimension(dimension)
         .min_capacity(min as i32)

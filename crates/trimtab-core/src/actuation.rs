@@ -149,6 +149,10 @@ pub struct ProvisionedLive {
     pub policy_target_fraction: Option<f64>,
     /// Trimtab's scheduled actions on it (`trimtab-` names).
     pub scheduled: usize,
+    /// The (min, max) each of Trimtab's scheduled actions sets: a range one of them set is
+    /// Trimtab's own too.
+    #[serde(default)]
+    pub scheduled_ranges: Vec<(u32, u32)>,
     /// Scaling policies and scheduled actions someone else made on it, by name.
     pub foreign: Vec<String>,
 }
@@ -231,7 +235,11 @@ pub fn may_unprovision(change: &ProvisionedChange, live: &ProvisionedLive) -> Re
             live.foreign.join(", ")
         ));
     }
-    if live.target.is_none() || live.target == Some((change.min_capacity, change.max_capacity)) {
+    let ours = |range: (u32, u32)| {
+        range == (change.min_capacity, change.max_capacity)
+            || live.scheduled_ranges.contains(&range)
+    };
+    if live.target.is_none_or(ours) {
         RestoreVerdict::Restore { moot: vec![] }
     } else {
         RestoreVerdict::Superseded(format!(
@@ -415,6 +423,16 @@ mod tests {
         ));
         assert_eq!(
             may_unprovision(&pc(), &whole(Ready)),
+            RestoreVerdict::Restore { moot: vec![] }
+        );
+        // Moved there by one of Trimtab's own scheduled actions: still Trimtab's to undo.
+        let raised = ProvisionedLive {
+            scheduled: 1,
+            scheduled_ranges: vec![(5, 50)],
+            ..moved.clone()
+        };
+        assert_eq!(
+            may_unprovision(&pc(), &raised),
             RestoreVerdict::Restore { moot: vec![] }
         );
         // Someone else's policy on the alias: never provisioned over, never removed.

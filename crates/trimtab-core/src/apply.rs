@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actuation::{LiveFunction, UpdateStatus};
 use crate::model::{MAX_MEMORY_MB, MIN_MEMORY_MB};
-use crate::records::{DecisionRecord, FunctionSettings, Health, RecordState};
+use crate::records::{DecisionRecord, FunctionSettings, Health, ProvisionedChange, RecordState};
 use crate::rightsizing::{Recommendation, Status};
 use crate::tags::{ALIAS_TAG, LATENCY_OBJECTIVE_TAG, LOCK_TAG, is_locked};
 
@@ -82,11 +82,11 @@ pub fn provision_refusal(f: &ProvisionFacts<'_>, guards: &Guards) -> Option<Stri
     }
 }
 
-/// The alias whose scheduled actions a run may bring to the forecast: one Trimtab provisioned
-/// (its record applied and in force; a pending one is settled first), on a function the run may
-/// change now. `Err` says why not; `Ok(None)`: Trimtab has not provisioned it (a new provision
-/// is judged by [`provision_refusal`] instead).
-pub fn reschedule_target(f: &ProvisionFacts<'_>) -> Result<Option<String>, String> {
+/// The provision whose alias's scheduled actions a run may bring to the forecast: one Trimtab
+/// made (its record applied and in force; a pending one is settled first), on a function the run
+/// may change now. `Err` says why not; `Ok(None)`: Trimtab has not provisioned it (a new
+/// provision is judged by [`provision_refusal`] instead).
+pub fn reschedule_target(f: &ProvisionFacts<'_>) -> Result<Option<ProvisionedChange>, String> {
     let ours = f.open_records.iter().find(|r| {
         r.function_name == f.function_name
             && r.rollback_of.is_none()
@@ -105,7 +105,7 @@ pub fn reschedule_target(f: &ProvisionFacts<'_>) -> Result<Option<String>, Strin
     } else if let Some(why) = f.held {
         Err(why.to_owned())
     } else {
-        Ok(Some(change.alias.clone()))
+        Ok(Some(change.clone()))
     }
 }
 
@@ -128,6 +128,8 @@ pub struct Change {
     pub after: FunctionSettings,
     /// The recommendation's memory, when the step bound stopped short of it.
     pub target_memory_mb: Option<u32>,
+    /// The confidence the guard judged (the step's own, for a bounded step).
+    pub confidence: f64,
     pub reason: String,
 }
 
@@ -236,6 +238,7 @@ pub fn decide(rec: &Recommendation, state: &FunctionState, guards: &Guards) -> V
             timeout_s,
         },
         target_memory_mb: bounded.then_some(rec.recommended_memory_mb),
+        confidence,
         reason,
     })
 }
@@ -372,7 +375,7 @@ mod provision_tests {
 
     #[test]
     fn only_an_alias_trimtab_provisioned_and_settled_is_rescheduled() {
-        use crate::records::{DecisionRecord, FunctionSettings, Health, ProvisionedChange};
+        use crate::records::{DecisionRecord, FunctionSettings, Health};
         let settings = FunctionSettings {
             memory_mb: 512,
             timeout_s: 10,
@@ -419,7 +422,13 @@ mod provision_tests {
             open_records: records,
             monthly_savings_usd: 5.0,
         };
-        assert_eq!(reschedule_target(&facts(&records)), Ok(Some("live".into())));
+        assert_eq!(
+            reschedule_target(&facts(&records))
+                .ok()
+                .flatten()
+                .map(|c| c.alias),
+            Some("live".into())
+        );
         assert_eq!(reschedule_target(&facts(&[])), Ok(None));
         let pending = [DecisionRecord {
             state: RecordState::Pending,
@@ -573,7 +582,7 @@ mod tests {
             confidence: Some(0.55),
         });
         assert!(
-            matches!(decide(&far, &ok_state(), &g), Verdict::Apply(c) if c.after.memory_mb == 1024)
+            matches!(decide(&far, &ok_state(), &g), Verdict::Apply(c) if c.after.memory_mb == 1024 && c.confidence == 0.55)
         );
         // A step to another size than the bound gives (another step factor) keeps the
         // recommendation's confidence.

@@ -1,5 +1,6 @@
-//! One detector of a weekday business-hours shape, for every job that schedules capacity ahead of
-//! it (DynamoDB minimums, provisioned concurrency). The mean weekday by hour (UTC) is built from
+//! One detector of a weekday business-hours shape, for the simulator's business-hours minimum on
+//! DynamoDB (advice only: what is written comes from a forecast, `predictive`). The mean weekday
+//! by hour (UTC) is built from
 //! the samples; its busy hours are those at half the busiest hour's level or more. A shape counts
 //! when all of these hold:
 //! - at least seven days of samples (every weekday seen);

@@ -439,7 +439,8 @@ pub fn choose(
 /// could not keep some dimension within its throttle budget (or not for less than on-demand),
 /// but minimums raised ahead of the forecast ramps may: each dimension gets the cheapest
 /// forecast schedule (targets from the highest down, on target tracking's default 70% policy
-/// with the tags on top) that keeps within its budget. Adopted only where every dimension has
+/// with the tags on top) that keeps within its budget, on half the burst capacity too. Adopted
+/// only where every dimension has
 /// one and together they cost less than on-demand: the advice then recommends provisioned with
 /// those schedules, and each dimension's comparison is returned (`reactive` is target tracking
 /// alone, which throttles past the budget or costs more). `None`: nothing changed.
@@ -481,6 +482,14 @@ pub fn rescue(
         let (need, wape) = need.ok()?;
         let bar = a.throttle_budget_requests / rp.month;
         let (p, r, usd) = rp.search(&need, &base, bar)?;
+        // Burst capacity is best effort: the schedule must keep within the budget on half of it
+        // too, as every recommended policy must.
+        let mut stressed = setting;
+        stressed.platform.burst_window_s /= 2.0;
+        let (sr, _) = Replayer::new(demand, stressed).replay(&p, None);
+        if sr.throttled_units > bar {
+            return None;
+        }
         let (react, react_usd) = rp.replay(&base, None);
         found.push((
             p,

@@ -551,6 +551,60 @@ pub fn plan(desired: &[Desired], existing: &Existing) -> PlanOutcome {
     out
 }
 
+/// The writes that bring the scheduled actions on a target Trimtab registered itself (a
+/// provisioned alias) to `wanted`, and its range back to `base` where no action that stays holds
+/// the range it has now (a raise that fired and is no longer wanted would otherwise leave the
+/// minimum up for good: deleting an action undoes nothing it did). `Err` says why the target is
+/// left alone: someone else's scheduled action or scaling policy on it, or the target gone.
+pub fn reschedule(
+    key: &TargetKey,
+    wanted: &[ScheduledAction],
+    existing: &Existing,
+    (base_min, base_max): (f64, f64),
+) -> Result<Vec<Step>, String> {
+    let all: &[ScheduledAction] = existing.scheduled.get(key).map_or(&[], Vec::as_slice);
+    let foreign: Vec<&str> = all
+        .iter()
+        .map(|a| a.name.as_str())
+        .chain(
+            existing
+                .policies
+                .get(key)
+                .into_iter()
+                .flatten()
+                .map(|(n, _)| n.as_str()),
+        )
+        .filter(|n| !is_trimtab_policy(n))
+        .collect();
+    if !foreign.is_empty() {
+        return Err(format!(
+            "someone else's autoscaling is on it ({})",
+            foreign.join(", ")
+        ));
+    }
+    let Some((lo, hi)) = existing.targets.get(key).copied() else {
+        return Err("its scalable target is gone".to_owned());
+    };
+    let is = |min: f64, max: f64| (lo - min).abs() < EPSILON && (hi - max).abs() < EPSILON;
+    let held = is(base_min, base_max)
+        || all
+            .iter()
+            .filter(|a| wanted.iter().any(|w| w.name == a.name))
+            .any(|a| is(a.min_capacity, a.max_capacity));
+    let mut steps = Vec::new();
+    if !held {
+        steps.push(Step::RegisterScalableTarget {
+            resource_id: key.0.clone(),
+            scalable_dimension: key.1.clone(),
+            min_capacity: base_min,
+            max_capacity: base_max,
+            was: Some((lo, hi)),
+        });
+    }
+    steps.extend(scheduled_steps(key, wanted, all));
+    Ok(steps)
+}
+
 /// The writes that bring a target's scheduled actions (`all`, Trimtab's and anyone else's) to
 /// `wanted`: each wanted action put where it is missing or differs, each of Trimtab's own
 /// (`trimtab-`) that is no longer wanted deleted. Anyone else's is never written or deleted.
@@ -724,6 +778,44 @@ mod tests {
             },
             SCHEDULE_TIMEZONE,
         )
+    }
+
+    #[test]
+    fn a_provisioned_aliases_schedule_is_brought_back_and_a_stale_raise_undone() {
+        let key = (
+            "function:checkout:live".to_owned(),
+            "lambda:function:ProvisionedConcurrency".to_owned(),
+        );
+        let raise = ScheduledAction {
+            name: "trimtab-weekdays-0847".into(),
+            schedule: "cron(47 8 ? * MON-FRI *)".into(),
+            timezone: "UTC".into(),
+            min_capacity: 45.0,
+            max_capacity: 60.0,
+        };
+        let mut e = Existing::default();
+        e.targets.insert(key.clone(), (45.0, 60.0));
+        e.scheduled.insert(key.clone(), vec![raise.clone()]);
+        // In step, mid-morning: the raise that stays holds the range; nothing to write.
+        let same = reschedule(&key, std::slice::from_ref(&raise), &e, (6.0, 60.0));
+        assert_eq!(same, Ok(vec![]));
+        // The forecast no longer wants it: deleted, and the raised minimum put back.
+        let steps = reschedule(&key, &[], &e, (6.0, 60.0)).expect("ours");
+        assert!(
+            matches!(&steps[0], Step::RegisterScalableTarget { min_capacity, .. } if *min_capacity == 6.0),
+            "{steps:?}"
+        );
+        assert!(
+            matches!(&steps[1], Step::DeleteScheduledAction { .. }),
+            "{steps:?}"
+        );
+        // Someone else's policy on the alias, or the target gone: left alone.
+        let mut theirs = e.clone();
+        theirs
+            .policies
+            .insert(key.clone(), vec![("team-scaling".into(), Some(50.0))]);
+        assert!(reschedule(&key, &[], &theirs, (6.0, 60.0)).is_err());
+        assert!(reschedule(&key, &[], &Existing::default(), (6.0, 60.0)).is_err());
     }
 
     #[test]

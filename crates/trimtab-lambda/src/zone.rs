@@ -24,8 +24,10 @@ pub fn load(name: &str, from_s: i64, to_s: i64) -> Result<Zone, String> {
         }
         offsets.push((s.div_euclid(60), minutes(t.offset().seconds())));
     }
+    // The database's own spelling: `PutScheduledAction` takes canonical names only, and the
+    // lookup forgives case.
     Ok(Zone {
-        name: name.to_owned(),
+        name: tz.iana_name().unwrap_or(name).to_owned(),
         offsets,
     })
 }
@@ -57,6 +59,10 @@ mod tests {
         assert_eq!(
             load("UTC", 0, 86_400).expect("utc").offsets,
             [(i64::MIN, 0)]
+        );
+        assert_eq!(
+            load("europe/berlin", 0, 1).expect("zone").name,
+            "Europe/Berlin"
         );
         let bad = load("Mars/Olympus", 0, 1).expect_err("unknown");
         assert!(bad.contains("trimtab:timezone"), "{bad}");
