@@ -852,7 +852,8 @@ pub async fn create_rest_stage(
 
 /// Hourly values over the `days` whole days of hours before `end_epoch_s`'s hour, stamped
 /// mid-hour: `quiet` at night and at weekends, `busy` from 09:00 to 17:00 UTC on weekdays,
-/// growing by `growth` a day (an office's traffic: concurrency peaks, request rates).
+/// growing by `growth` a day, each within 5% either way (an office's traffic: concurrency
+/// peaks, request rates).
 pub fn office_hourly(
     end_epoch_s: i64,
     days: i64,
@@ -860,6 +861,7 @@ pub fn office_hourly(
 ) -> Vec<(i64, f64)> {
     let end = end_epoch_s - end_epoch_s.rem_euclid(3600);
     let first = end - days * 86_400;
+    let mut noise = Noise::new("office-hourly");
     (0..days * 24)
         .map(|h| {
             let t = first + 3600 * h;
@@ -871,7 +873,7 @@ pub fn office_hourly(
             } else {
                 quiet
             };
-            (t + 1800, level)
+            (t + 1800, level * noise.between(0.95, 1.05))
         })
         .collect()
 }
