@@ -260,31 +260,9 @@ async fn a_lost_response_then_409_on_the_retry_ends_applied_and_the_next_run_lea
 /// A function whose cold starts break its latency objective, with the alias provisioned
 /// concurrency goes on.
 async fn cold_start_account(name: &str) -> (Account, Workload) {
-    let w = Workload {
-        tags: vec![
-            ("trimtab:alias".into(), "live".into()),
-            ("trimtab:latency-objective-ms".into(), "150".into()),
-        ],
-        memory_mb: 512,
-        peak_memory_mb: 400.0,
-        wait_ms: 100.0,
-        cpu_ms: 10.0,
-        ..Workload::new(name, 512)
-    };
+    let w = fleet::cold_starts_past_objective(name);
     let a = account(std::slice::from_ref(&w)).await;
-    let lambda = aws_sdk_lambda::Client::new(&a.sdk);
-    let version = lambda
-        .publish_version()
-        .function_name(name)
-        .send()
-        .await
-        .expect("version");
-    lambda
-        .create_alias()
-        .function_name(name)
-        .name("live")
-        .function_version(version.version().unwrap_or("1"))
-        .send()
+    trimtab_tests::seed::publish_alias(&a.sdk, name, "live")
         .await
         .expect("alias");
     (a, w)

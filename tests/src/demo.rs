@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use crate::fleet::demo_fleet;
 use crate::seed::{
-    Layout, Seeder, Workload, bursty, business_day, create_decision_table, create_table,
-    put_consumed, put_series,
+    Layout, Seeder, bursty, business_day, create_decision_table, create_table, put_consumed,
+    put_series,
 };
 
 /// Seeds everything; returns a one-line summary.
@@ -160,26 +160,10 @@ async fn shop_checkout(
     end: i64,
 ) -> anyhow::Result<()> {
     let name = "shop-checkout";
-    let w = Workload {
-        tags: vec![
-            ("trimtab:alias".into(), "live".into()),
-            ("trimtab:latency-objective-ms".into(), "150".into()),
-        ],
-        peak_memory_mb: 400.0,
-        wait_ms: 100.0,
-        cpu_ms: 10.0,
-        ..Workload::new(name, 512)
-    };
-    seeder.seed(&w, layout).await?;
-    let lambda = aws_sdk_lambda::Client::new(sdk);
-    let version = lambda.publish_version().function_name(name).send().await?;
-    lambda
-        .create_alias()
-        .function_name(name)
-        .name("live")
-        .function_version(version.version().unwrap_or("1"))
-        .send()
+    seeder
+        .seed(&crate::fleet::cold_starts_past_objective(name), layout)
         .await?;
+    crate::seed::publish_alias(sdk, name, "live").await?;
     let peaks = crate::seed::office_hourly(end, 21, (4.0, 40.0, 0.0));
     let dims = [("FunctionName", name)];
     put_series(

@@ -76,6 +76,21 @@ pub fn multithreaded(name: &str) -> Workload {
     }
 }
 
+/// A function whose cold starts (250 ms on a ~110 ms run) break its 150 ms latency objective,
+/// with a `live` alias named for provisioned concurrency.
+pub fn cold_starts_past_objective(name: &str) -> Workload {
+    Workload {
+        tags: vec![
+            ("trimtab:alias".into(), "live".into()),
+            ("trimtab:latency-objective-ms".into(), "150".into()),
+        ],
+        peak_memory_mb: 400.0,
+        wait_ms: 100.0,
+        cpu_ms: 10.0,
+        ..Workload::new(name, 512)
+    }
+}
+
 /// A demo account: `n` functions over a few teams, drawn from the archetypes above with
 /// varied sizes and traffic, the way a real estate drifts.
 pub fn demo_fleet(n: usize) -> Vec<Workload> {

@@ -793,6 +793,28 @@ pub fn bursty(minutes: usize, burst_per_s: f64, seed: &str) -> Vec<f64> {
     out
 }
 
+/// Publishes `function`'s `$LATEST` as a version and points a new `alias` at it.
+pub async fn publish_alias(
+    sdk: &aws_config::SdkConfig,
+    function: &str,
+    alias: &str,
+) -> anyhow::Result<()> {
+    let lambda = aws_sdk_lambda::Client::new(sdk);
+    let version = lambda
+        .publish_version()
+        .function_name(function)
+        .send()
+        .await?;
+    lambda
+        .create_alias()
+        .function_name(function)
+        .name(alias)
+        .function_version(version.version().unwrap_or("1"))
+        .send()
+        .await?;
+    Ok(())
+}
+
 /// A REST API `name` with one stage (a deployment needs a method: `GET /` on a mock
 /// integration), its `*/*` throttle rate limit set where given. Returns the API id.
 pub async fn create_rest_stage(

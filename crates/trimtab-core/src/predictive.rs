@@ -723,6 +723,14 @@ fn schedule_for(
 mod tests {
     use super::*;
 
+    /// The next of a deterministic run of uniform numbers in 0..1 (xorshift), for test traffic.
+    pub(super) fn uniform(state: &mut u64) -> f64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// Per-minute write demand of a business API for `weeks` weeks starting on a Monday: a quiet
     /// floor, a ramp to the busy level in a few minutes at 08:00 UTC on weekdays, back at 18:00.
     fn business(weeks: usize, busy_per_s: f64, noise: f64) -> (Vec<f64>, i64) {
@@ -731,10 +739,7 @@ mod tests {
         let mut state = 0x2545_F491_4F6C_DD1D_u64;
         let demand = (0..weeks * 7 * 1440)
             .map(|m| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+                let u = uniform(&mut state);
                 let (day, minute) = (m / 1440, m % 1440);
                 let weekday = day % 7 < 5;
                 let busy = weekday && (8 * 60..18 * 60).contains(&minute);
@@ -966,6 +971,7 @@ mod tests {
 
 #[cfg(test)]
 mod rescue_tests {
+    use super::tests::uniform;
     use super::*;
     use crate::capacity::{CapacityPrices, Dimension, Options, Setup, Trace, recommend_table};
 
@@ -977,10 +983,7 @@ mod rescue_tests {
         let mut state = 0x1234_5678_9ABC_DEF1_u64;
         let demand = (0..weeks * 7 * 1440)
             .map(|m| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+                let u = uniform(&mut state);
                 let (day, minute) = (m / 1440, m % 1440);
                 let weekday = day % 7 < 5;
                 let rate = match minute / 60 {
@@ -1100,6 +1103,7 @@ mod rescue_tests {
 
 #[cfg(test)]
 mod zone_tests {
+    use super::tests::uniform;
     use super::*;
 
     /// Europe/Berlin around the end of summer time 2026 (Sunday 2026-10-25 01:00 UTC).
@@ -1117,10 +1121,7 @@ mod zone_tests {
         let mut state = 0x0DDB_1A5E_5BAD_5EED_u64;
         let demand = (0..21 * 1440)
             .map(|m| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+                let u = uniform(&mut state);
                 let t = start + m as i64;
                 let local = t + i64::from(z.offset_min(t));
                 let weekday = crate::calendar::weekday(local.div_euclid(1440)) < 5;

@@ -131,6 +131,21 @@ pub fn render(report: &Value) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// A row's `recommended_scheduled_actions`, one line each: name, schedule, zone, minimum.
+fn write_scheduled_actions(out: &mut String, row: &Value) -> std::fmt::Result {
+    for a in items(row, "recommended_scheduled_actions") {
+        writeln!(
+            out,
+            "    {} {} {}: min {}",
+            text(a, "name"),
+            text(a, "schedule"),
+            text(a, "timezone"),
+            num(a, "min_capacity").unwrap_or(0.0)
+        )?;
+    }
+    Ok(())
+}
+
 /// Provisioned concurrency with its forecast schedule against target tracking alone, for each
 /// function that has the comparison: costs, cold starts, and the scheduled actions.
 fn write_provisioned(out: &mut String, functions: &[Value]) -> std::fmt::Result {
@@ -165,16 +180,7 @@ fn write_provisioned(out: &mut String, functions: &[Value]) -> std::fmt::Result 
             side("predictive_cost_usd", "predictive_cold_starts"),
             side("reactive_cost_usd", "reactive_cold_starts"),
         )?;
-        for a in items(c, "recommended_scheduled_actions") {
-            writeln!(
-                out,
-                "    {} {} {}: min {}",
-                text(a, "name"),
-                text(a, "schedule"),
-                text(a, "timezone"),
-                num(a, "min_capacity").unwrap_or(0.0)
-            )?;
-        }
+        write_scheduled_actions(out, c)?;
     }
     Ok(())
 }
@@ -435,16 +441,7 @@ fn write_predictive(
             side("predictive_cost_usd", "predictive_throttled_pct"),
             side("reactive_cost_usd", "reactive_throttled_pct"),
         )?;
-        for a in items(r, "recommended_scheduled_actions") {
-            writeln!(
-                out,
-                "    {} {} {}: min {}",
-                text(a, "name"),
-                text(a, "schedule"),
-                text(a, "timezone"),
-                num(a, "min_capacity").unwrap_or(0.0)
-            )?;
-        }
+        write_scheduled_actions(out, r)?;
     }
     Ok(())
 }
