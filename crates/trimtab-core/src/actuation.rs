@@ -252,7 +252,7 @@ pub fn may_unprovision(change: &ProvisionedChange, live: &ProvisionedLive) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{Health, RecordState};
+    use crate::records::RecordState;
 
     const BEFORE: FunctionSettings = FunctionSettings {
         memory_mb: 1024,
@@ -310,30 +310,9 @@ mod tests {
 
     fn record(id: &str, before: FunctionSettings, after: FunctionSettings) -> DecisionRecord {
         DecisionRecord {
-            record_id: id.into(),
-            function_name: "f".into(),
-            run_id: "run".into(),
-            created_at_epoch_s: 0,
             before,
             after,
-            evidence: Health::default(),
-            predicted_duration_ms: None,
-            monthly_savings_usd: 1.0,
-            confidence: 1.0,
-            reason: String::new(),
-            state: RecordState::Applied,
-            state_reason: None,
-            applied_at_epoch_s: Some(0),
-            updated_at_epoch_s: 0,
-            rollback_of: None,
-            provisioned: None,
-            revision_before: None,
-            revision_after: None,
-            requested_by: None,
-            archived: false,
-            walk_start: None,
-            prediction_error_pct: None,
-            canary: None,
+            ..DecisionRecord::for_test(id, "f", RecordState::Applied)
         }
     }
 

@@ -375,28 +375,7 @@ mod provision_tests {
 
     #[test]
     fn only_an_alias_trimtab_provisioned_and_settled_is_rescheduled() {
-        use crate::records::{DecisionRecord, FunctionSettings, Health};
-        let settings = FunctionSettings {
-            memory_mb: 512,
-            timeout_s: 10,
-        };
         let provisioned = DecisionRecord {
-            record_id: "r".into(),
-            function_name: "checkout".into(),
-            run_id: "run".into(),
-            created_at_epoch_s: 0,
-            before: settings,
-            after: settings,
-            evidence: Health::default(),
-            predicted_duration_ms: None,
-            monthly_savings_usd: 1.0,
-            confidence: 1.0,
-            reason: String::new(),
-            state: RecordState::Applied,
-            state_reason: None,
-            applied_at_epoch_s: Some(0),
-            updated_at_epoch_s: 0,
-            rollback_of: None,
             provisioned: Some(ProvisionedChange {
                 alias: "live".into(),
                 min_capacity: 2,
@@ -404,13 +383,7 @@ mod provision_tests {
                 target_utilization_fraction: 0.9,
                 scheduled_actions: 2,
             }),
-            revision_before: None,
-            revision_after: None,
-            requested_by: None,
-            archived: false,
-            walk_start: None,
-            prediction_error_pct: None,
-            canary: None,
+            ..DecisionRecord::for_test("r", "checkout", RecordState::Applied)
         };
         let tags: BTreeMap<String, String> = [(ALIAS_TAG.to_owned(), "live".to_owned())].into();
         let records = [provisioned.clone()];

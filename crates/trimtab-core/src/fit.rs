@@ -419,10 +419,6 @@ mod tests {
     fn changes_in_force_give_the_size_before_them() {
         use crate::records::{FunctionSettings, Health};
         let record = |state: RecordState, before: u32, rollback: bool| DecisionRecord {
-            record_id: "1-r".into(),
-            function_name: "f".into(),
-            run_id: "r".into(),
-            created_at_epoch_s: 0,
             before: FunctionSettings {
                 memory_mb: before,
                 timeout_s: 3,
@@ -436,23 +432,9 @@ mod tests {
                 duration_avg_ms: Some(120.0),
                 ..Health::default()
             },
-            predicted_duration_ms: None,
             monthly_savings_usd: 0.0,
-            confidence: 1.0,
-            reason: String::new(),
-            state,
-            state_reason: None,
-            applied_at_epoch_s: Some(0),
-            updated_at_epoch_s: 0,
             rollback_of: rollback.then(|| "0-r".to_owned()),
-            provisioned: None,
-            revision_before: None,
-            revision_after: None,
-            requested_by: None,
-            archived: false,
-            walk_start: None,
-            prediction_error_pct: None,
-            canary: None,
+            ..DecisionRecord::for_test("1-r", "f", state)
         };
         let records = [
             record(RecordState::Verified, 1024, false),

@@ -358,6 +358,22 @@ pub fn plan(demand: Demand<'_>, reactive: &Policy, setting: Setting) -> Predicti
     advice
 }
 
+/// Target tracking alone at `s` (the tags already applied), and the setting a schedule is
+/// searched under: a target fixed by `trimtab:target` stays fixed.
+fn unscheduled(s: ScalingSettings, overrides: &Overrides, setting: Setting) -> (Policy, Setting) {
+    let policy = Policy {
+        target_pct: s.target_pct,
+        min_capacity: s.min_capacity,
+        max_capacity: s.max_capacity,
+        schedule: Vec::new(),
+    };
+    let setting = Setting {
+        highest_target_pct: overrides.target_pct.unwrap_or(setting.highest_target_pct),
+        ..setting
+    };
+    (policy, setting)
+}
+
 /// Predictive scaling against target tracking alone, for a dimension recommended provisioned:
 /// the row takes the winner's target, schedule, cost and throttling. Where the recommendation
 /// leaned on an unforecast business-hours minimum and target tracking alone also keeps within
@@ -384,16 +400,7 @@ pub fn choose(
             max_capacity: a.recommended_max_capacity.unwrap_or(40_000.0),
         },
     });
-    let reactive = Policy {
-        target_pct: s.target_pct,
-        min_capacity: s.min_capacity,
-        max_capacity: s.max_capacity,
-        schedule: Vec::new(),
-    };
-    let setting = Setting {
-        highest_target_pct: overrides.target_pct.unwrap_or(setting.highest_target_pct),
-        ..setting
-    };
+    let (reactive, setting) = unscheduled(s, overrides, setting);
     let p = plan(demand, &reactive, setting);
     let adopt = |a: &mut DimensionAdvice, target, schedule, usd, throttled| {
         a.recommended_target_utilization = Some(target);
@@ -467,16 +474,7 @@ pub fn rescue(
             min_capacity: 1.0,
             max_capacity: (peak / 0.7 * 1.5).ceil().clamp(1.0, 40_000.0),
         });
-        let base = Policy {
-            target_pct: s.target_pct,
-            min_capacity: s.min_capacity,
-            max_capacity: s.max_capacity,
-            schedule: Vec::new(),
-        };
-        let setting = Setting {
-            highest_target_pct: overrides.target_pct.unwrap_or(setting.highest_target_pct),
-            ..setting
-        };
+        let (base, setting) = unscheduled(s, overrides, setting);
         let rp = Replayer::new(demand, setting);
         let (summary, need) = forecast_need(demand);
         let (need, wape) = need.ok()?;

@@ -307,6 +307,44 @@ impl ChangeRecord {
 }
 
 #[cfg(test)]
+impl DecisionRecord {
+    /// A record for tests: `function`'s change from 1024 MB / 30 s to the same, in `state`,
+    /// made and settled at epoch 0; tests set what they judge.
+    pub(crate) fn for_test(id: &str, function: &str, state: RecordState) -> Self {
+        let settings = FunctionSettings {
+            memory_mb: 1024,
+            timeout_s: 30,
+        };
+        Self {
+            record_id: id.into(),
+            function_name: function.into(),
+            run_id: "run".into(),
+            created_at_epoch_s: 0,
+            before: settings,
+            after: settings,
+            evidence: Health::default(),
+            predicted_duration_ms: None,
+            monthly_savings_usd: 1.0,
+            confidence: 1.0,
+            reason: String::new(),
+            state,
+            state_reason: None,
+            applied_at_epoch_s: Some(0),
+            updated_at_epoch_s: 0,
+            rollback_of: None,
+            provisioned: None,
+            revision_before: None,
+            revision_after: None,
+            requested_by: None,
+            archived: false,
+            walk_start: None,
+            prediction_error_pct: None,
+            canary: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod archive_tests {
     use super::*;
 
@@ -349,22 +387,12 @@ mod archive_tests {
             timeout_s: 3,
         };
         DecisionRecord {
-            record_id: id.into(),
-            function_name: function.into(),
-            run_id: "run".into(),
             created_at_epoch_s: at,
             before: s,
             after: s,
-            evidence: Health::default(),
-            predicted_duration_ms: None,
             monthly_savings_usd: 0.0,
-            confidence: 1.0,
-            reason: String::new(),
-            state,
-            state_reason: None,
             applied_at_epoch_s: Some(at),
             updated_at_epoch_s: at,
-            rollback_of: None,
             provisioned: pc.then(|| ProvisionedChange {
                 alias: "live".into(),
                 min_capacity: 1,
@@ -372,13 +400,7 @@ mod archive_tests {
                 target_utilization_fraction: 0.7,
                 scheduled_actions: 0,
             }),
-            revision_before: None,
-            revision_after: None,
-            requested_by: None,
-            archived: false,
-            walk_start: None,
-            prediction_error_pct: None,
-            canary: None,
+            ..DecisionRecord::for_test(id, function, state)
         }
     }
 
